@@ -1,0 +1,7 @@
+"""``python -m wanflow``."""
+
+import sys
+
+from wanflow.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,53 @@
+"""Synchronous entry points for scripts and the CLI."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import anyio
+
+from wanflow.pipelines.model import Pipeline
+from wanflow.pipelines.resolve import choose_provider
+from wanflow.providers import ProviderFactory, create_providers
+from wanflow.providers.base import Provider
+from wanflow.runner.plan import PlannedStep, plan_pipeline
+from wanflow.runner.results import RunResult
+from wanflow.runner.scheduler import Reporter, RunOptions, Runner
+from wanflow.runner.workspace import Workspace
+
+
+def providers_for(
+    pipeline: Pipeline, options: RunOptions, factories: Mapping[str, ProviderFactory] | None = None
+) -> dict[str, Provider]:
+    """The providers the pipeline's steps will use (raises UsageError before anything runs)."""
+    names = {choose_provider(pipeline, step, options.provider_override) for step in pipeline.steps.values()}
+    return create_providers(names, factories)
+
+
+def run(
+    pipeline: Pipeline,
+    options: RunOptions | None = None,
+    *,
+    workspace: Workspace | None = None,
+    reporter: Reporter | None = None,
+    providers: Mapping[str, ProviderFactory] | None = None,
+) -> RunResult:
+    """Run ``pipeline`` to completion and return per-step results (blocking)."""
+    options = options or RunOptions()
+    workspace = workspace or Workspace.discover()
+    instances = providers_for(pipeline, options, providers)
+    runner = Runner(pipeline, workspace, instances, options, reporter)
+    return anyio.run(runner.run)
+
+
+def plan(
+    pipeline: Pipeline,
+    options: RunOptions | None = None,
+    *,
+    workspace: Workspace | None = None,
+    providers: Mapping[str, ProviderFactory] | None = None,
+) -> list[PlannedStep]:
+    """What a run would do, step by step, without generating anything."""
+    options = options or RunOptions()
+    workspace = workspace or Workspace.discover()
+    return plan_pipeline(pipeline, workspace, providers_for(pipeline, options, providers), options)

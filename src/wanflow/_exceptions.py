@@ -1,0 +1,71 @@
+"""Every exception wanflow raises, in one place.
+
+The hierarchy::
+
+    WanflowError                 base class; never raised directly
+    ├── PipelineError            the pipeline (or its vars) is invalid; carries Diagnostics. CLI exit 2
+    ├── UsageError               a command-line or configuration mistake. CLI exit 2
+    ├── TemplateReferenceError   a template names a step, var or output field that does not exist
+    ├── StepFailed               one step could not produce its outputs. CLI exit 1 (the run goes on)
+    │   └── ProviderError        the provider refused or failed the generation
+    └── StoreError               the artifact store or step cache cannot be read or written
+
+Only ``PipelineError`` and ``UsageError`` mean "nothing was run"; the others surface per step in
+the run summary and the run record.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wanflow._diagnostics import Diagnostic
+
+
+class WanflowError(Exception):
+    """Base class of every error wanflow raises on purpose."""
+
+
+class PipelineError(WanflowError):
+    """The pipeline file, its vars or its references are invalid.
+
+    ``diagnostics`` lists every problem found, each with file, line, column and field path.
+    """
+
+    def __init__(self, diagnostics: list["Diagnostic"]) -> None:
+        self.diagnostics = diagnostics
+        first = diagnostics[0].format() if diagnostics else "invalid pipeline"
+        more = f" (and {len(diagnostics) - 1} more)" if len(diagnostics) > 1 else ""
+        super().__init__(first + more)
+
+
+class UsageError(WanflowError):
+    """A command-line argument, environment variable or config value is wrong."""
+
+
+class TemplateReferenceError(WanflowError):
+    """A template names something that does not exist (a step, a var or an output field).
+
+    Raised while rendering and turned into a located Diagnostic by the renderer's caller.
+    """
+
+
+class StepFailed(WanflowError):
+    """A step could not produce its outputs; its dependents are skipped."""
+
+
+class ProviderError(StepFailed):
+    """A provider refused or failed a generation.
+
+    ``code`` is the service's own error code when it gave one; ``retryable`` says whether the
+    same request may succeed later.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False) -> None:
+        self.code = code
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class StoreError(WanflowError):
+    """The artifact store or the step cache could not be read or written."""

@@ -1,0 +1,1 @@
+"""The wanflow command line."""

@@ -1,0 +1,214 @@
+"""``wanflow`` command line: run, plan, validate and graph pipelines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from wanflow import __version__
+from wanflow._exceptions import PipelineError, UsageError, WanflowError
+from wanflow.pipelines.variables import parse_var_assignment
+
+EXIT_OK, EXIT_STEP_FAILED, EXIT_INVALID, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+_ALL = "\x00all"
+
+DESCRIPTION = """\
+Declarative, cached, concurrent pipelines for Alibaba's Wan 2.6 image and video models.
+
+Steps run as soon as their inputs are ready; every step is cached by the content hash of its
+resolved request, so a rerun only pays for what changed. Without a paid provider chosen
+explicitly, everything runs on the free offline `local` preview provider.
+"""
+
+EPILOG = """\
+exit codes: 0 ok · 1 a step failed · 2 invalid pipeline or usage · 3 internal error · 130 interrupted
+
+examples:
+  wanflow run examples/product-ad/product-ad.yaml
+  wanflow run examples/product-ad/product-ad.yaml --var product="blue hiking boot"
+  wanflow plan examples/product-ad/product-ad.yaml --json
+  wanflow run examples/product-ad/product-ad.yaml --fresh beach
+  wanflow graph examples/product-ad/product-ad.yaml > graph.mmd
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"wanflow: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID)
+
+
+def _pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipeline", nargs="?", type=Path, help="the pipeline YAML file")
+    parser.add_argument("--var", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a declared var (repeatable); the value takes the type of the var's default")
+    parser.add_argument("--vars-file", type=Path, metavar="FILE", help="YAML mapping of var overrides (applied before --var)")
+    parser.add_argument("--provider", choices=["local", "dashscope", "vtrix"],
+                        help="use this provider for every step (beats the pipeline's own choice)")
+    parser.add_argument("--state-dir", type=Path, metavar="DIR",
+                        help="cache and store folder (default: .wanflow/ in the project; env WANFLOW_STATE_DIR)")
+    parser.add_argument("--out-dir", type=Path, metavar="DIR",
+                        help="outputs folder (default: out/ in the project; env WANFLOW_OUT_DIR)")
+
+
+def _fresh_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fresh", action="append", nargs="?", const=_ALL, metavar="STEP",
+                        help="ignore the cache: for every step, or (repeatable) only for STEP")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render --help in the docs)."""
+    parser = _Parser(prog="wanflow", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"wanflow {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a pipeline (cached steps are reused)",
+                              description="Run a pipeline. Steps run concurrently as soon as their inputs exist; "
+                                          "cached steps make no provider call.")
+    _pipeline_arguments(run)
+    _fresh_argument(run)
+    run.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help="steps generating at once (default 4)")
+    run.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+
+    plan = commands.add_parser("plan", help="show which steps would run and which are cached",
+                               description="Resolve the pipeline against the cache without generating anything.")
+    _pipeline_arguments(plan)
+    _fresh_argument(plan)
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    validate = commands.add_parser("validate", help="check a pipeline without running it",
+                                   description="Check schema, models, params, vars, references, templates and input files.")
+    _pipeline_arguments(validate)
+
+    graph = commands.add_parser("graph", help="print the step graph as a Mermaid flowchart")
+    _pipeline_arguments(graph)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wanflow`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_INVALID
+    _fix_fresh_swallowing_pipeline(args, parser)
+    try:
+        return _dispatch(args)
+    except PipelineError as error:
+        for diagnostic in error.diagnostics:
+            print(f"error: {diagnostic.format()}" if diagnostic.severity == "error" else diagnostic.format(), file=sys.stderr)
+        count = len(error.diagnostics)
+        print(f"wanflow: {count} problem{'s' if count != 1 else ''} found; nothing was run", file=sys.stderr)
+        return EXIT_INVALID
+    except UsageError as error:
+        print(f"wanflow: error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("wanflow: interrupted; finished results are kept and the next run resumes from the cache", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except WanflowError as error:
+        print(f"wanflow: error: {error}", file=sys.stderr)
+        return EXIT_STEP_FAILED
+    except Exception as error:  # never a bare traceback for the user; WANFLOW_DEBUG=1 shows it
+        if os.environ.get("WANFLOW_DEBUG"):
+            raise
+        print(f"wanflow: internal error: {type(error).__name__}: {error}\n"
+              "  this is a bug in wanflow; rerun with WANFLOW_DEBUG=1 for details", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _fix_fresh_swallowing_pipeline(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``wanflow run --fresh p.yaml``: argparse hands p.yaml to --fresh; give it back."""
+    fresh = getattr(args, "fresh", None)
+    if args.pipeline is None and fresh and fresh[-1] not in (None, _ALL) and fresh[-1].endswith((".yaml", ".yml")):
+        args.pipeline = Path(fresh.pop())
+        fresh.append(_ALL)
+    if args.pipeline is None:
+        parser.error(f"{args.command}: the pipeline file is required")
+
+
+def _load(args: argparse.Namespace):
+    from wanflow.pipelines import load_pipeline
+
+    overrides: dict[str, str] = {}
+    for assignment in args.var:
+        try:
+            key, value = parse_var_assignment(assignment)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        overrides[key] = value
+    return load_pipeline(args.pipeline, overrides=overrides, vars_file=args.vars_file, provider_override=args.provider)
+
+
+def _options(args: argparse.Namespace, pipeline, config_jobs: int | None = None):
+    from wanflow.runner import RunOptions
+
+    fresh = [name for name in (getattr(args, "fresh", None) or [])]
+    fresh_all = _ALL in fresh
+    steps = frozenset(name for name in fresh if name != _ALL)
+    unknown = sorted(steps - set(pipeline.steps))
+    if unknown:
+        raise UsageError(f"--fresh: unknown step {', '.join(unknown)} (steps: {', '.join(pipeline.steps)})")
+    jobs = getattr(args, "jobs", None) or config_jobs or 4
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    return RunOptions(jobs=jobs, fresh_all=fresh_all, fresh_steps=steps, provider_override=args.provider)
+
+
+def _workspace(args: argparse.Namespace):
+    from wanflow.runner import Workspace
+
+    return Workspace.discover(state_dir=args.state_dir, out_dir=args.out_dir)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from wanflow.cli import reporting
+
+    pipeline = _load(args)
+    if args.command == "validate":
+        print(f"{args.pipeline}: ok ({len(pipeline.steps)} steps: {', '.join(pipeline.order())})")
+        return EXIT_OK
+    if args.command == "graph":
+        from wanflow.pipelines import to_mermaid
+
+        sys.stdout.write(to_mermaid(pipeline))
+        return EXIT_OK
+
+    from wanflow._api import providers_for
+    from wanflow.runner import plan_pipeline
+    from wanflow.runner.scheduler import Runner
+    from wanflow.runner.workspace import read_config
+
+    workspace = _workspace(args)
+    options = _options(args, pipeline, read_config(workspace.root).get("run", {}).get("jobs"))
+    providers = providers_for(pipeline, options)
+    if args.command == "plan":
+        planned = plan_pipeline(pipeline, workspace, providers, options)
+        if args.json:
+            print(json.dumps(reporting.plan_json(pipeline, planned), indent=2))
+        else:
+            reporting.print_plan(pipeline, planned)
+        return EXIT_OK
+
+    import anyio
+
+    display = reporting.make_progress(pipeline, sys.stderr)
+    runner = Runner(pipeline, workspace, providers, options, display)
+    with display:
+        result = anyio.run(runner.run)
+    if args.json:
+        print(json.dumps(reporting.run_json(result), indent=2))
+    else:
+        reporting.print_summary(result)
+    return EXIT_OK if result.ok else EXIT_STEP_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

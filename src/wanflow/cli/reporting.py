@@ -1,0 +1,191 @@
+"""What the CLI shows: live progress, summaries, and their JSON forms."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from wanflow.pipelines.model import Pipeline
+from wanflow.preview.notice import PREVIEW_NOTICE
+from wanflow.runner.plan import PlannedStep
+from wanflow.runner.results import RunResult, StepResult
+
+_MARKS = {"ran": "✓ ran", "cached": "✓ cached", "failed": "✗ failed", "skipped": "- skipped", "running": "… running", "pending": "· waiting"}
+
+
+def _short_key(key: str | None) -> str:
+    return key[:12] if key else "-"
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+class PlainProgress:
+    """One line per event, for logs and pipes."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.start = time.monotonic()
+
+    def __enter__(self) -> "PlainProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def _line(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.start:6.1f}s] {text}", file=self.stream, flush=True)
+
+    def step_started(self, step: StepResult) -> None:
+        self._line(f"{step.step_id:<16} running   {step.model} via {step.provider} ({step.reason})")
+
+    def step_finished(self, step: StepResult) -> None:
+        detail = step.error if step.status == "failed" else step.reason
+        self._line(f"{step.step_id:<16} {step.status:<9} {detail}")
+
+
+class LiveProgress:
+    """A rich live table on a terminal: one row per step, updated as steps move."""
+
+    def __init__(self, pipeline: Pipeline, stream: TextIO) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.pipeline = pipeline
+        self.states: dict[str, StepResult] = {}
+        self.console = Console(file=stream)
+        self.start = time.monotonic()
+        self.live = Live(self._table(), console=self.console, refresh_per_second=8, transient=False)
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(box=None, show_header=True, header_style="bold")
+        table.add_column("step")
+        table.add_column("model")
+        table.add_column("status")
+        table.add_column("detail", overflow="fold")
+        for step_id, step in self.pipeline.steps.items():
+            state = self.states.get(step_id)
+            status = state.status if state else "pending"
+            detail = (state.error if status == "failed" else state.reason) if state else ""
+            style = {"ran": "green", "cached": "cyan", "failed": "red", "skipped": "yellow", "running": "magenta"}.get(status, "dim")
+            table.add_row(step_id, step.model.name, f"[{style}]{_MARKS.get(status, status)}[/]", detail or "")
+        table.caption = f"{time.monotonic() - self.start:.1f}s"
+        return table
+
+    def __enter__(self) -> "LiveProgress":
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.update(self._table())
+        self.live.stop()
+
+    def step_started(self, step: StepResult) -> None:
+        self.states[step.step_id] = step
+        self.live.update(self._table())
+
+    def step_finished(self, step: StepResult) -> None:
+        self.states[step.step_id] = step
+        self.live.update(self._table())
+
+
+def make_progress(pipeline: Pipeline, stream: TextIO) -> PlainProgress | LiveProgress:
+    """A live display on a terminal, plain lines otherwise."""
+    if stream.isatty():
+        return LiveProgress(pipeline, stream)
+    return PlainProgress(stream)
+
+
+def print_summary(result: RunResult, stream: TextIO = sys.stdout) -> None:
+    """The human summary printed after a run."""
+    counts = result.counts()
+    order = ("ran", "cached", "failed", "skipped")
+    print(f"\n{result.pipeline_name}: " + ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s)), file=stream)
+    for step in result.steps.values():
+        timing = f"{step.seconds:5.1f}s" if step.seconds is not None and step.status == "ran" else "      "
+        print(f"  {_MARKS.get(step.status, step.status):<10} {step.step_id:<16} {timing}  seed {step.seed}  key {_short_key(step.cache_key)}", file=stream)
+        if step.status == "failed":
+            print(f"             error: {step.error}", file=stream)
+        elif step.status == "skipped":
+            print(f"             {step.reason}", file=stream)
+    if result.outputs:
+        print("outputs:", file=stream)
+        for name, files in result.outputs.items():
+            for file in files:
+                print(f"  {name:<16} {_display_path(file.path)}", file=stream)
+    for name, problem in result.output_errors.items():
+        print(f"  {name:<16} not written: {problem}", file=stream)
+    if result.preview:
+        print(f"note: {PREVIEW_NOTICE}. Choose a paid provider with --provider to generate for real.", file=stream)
+    if result.record_path:
+        print(f"record: {_display_path(result.record_path)}", file=stream)
+
+
+def run_json(result: RunResult) -> dict[str, Any]:
+    """The ``--json`` summary of a run."""
+    return {
+        "pipeline": result.pipeline_name,
+        "run_id": result.run_id,
+        "ok": result.ok,
+        "preview": result.preview,
+        "record": str(result.record_path) if result.record_path else None,
+        "out_dir": str(result.out_dir) if result.out_dir else None,
+        "counts": result.counts(),
+        "steps": {
+            step.step_id: {
+                "status": step.status,
+                "reason": step.reason,
+                "error": step.error,
+                "model": step.model,
+                "provider": step.provider,
+                "cache_key": step.cache_key,
+                "seed": step.seed,
+                "outputs": [
+                    {"field": file.label, "path": str(file.path), "sha256": file.artifact.sha256, "media_type": file.artifact.media_type}
+                    for file in step.files
+                ],
+            }
+            for step in result.steps.values()
+        },
+        "outputs": {
+            name: [{"path": str(file.path), "sha256": file.artifact.sha256} for file in files]
+            for name, files in result.outputs.items()
+        },
+        "output_errors": result.output_errors,
+    }
+
+
+def print_plan(pipeline: Pipeline, planned: list[PlannedStep], stream: TextIO = sys.stdout) -> None:
+    """The human form of ``wanflow plan``."""
+    labels = {"cached": "cached", "run": "run", "maybe": "run?"}
+    print(f"{pipeline.name}: plan", file=stream)
+    for step in planned:
+        print(f"  {labels[step.status]:<7} {step.step_id:<16} {step.model:<20} {step.provider:<9} seed {step.seed:<10}  {step.reason}", file=stream)
+    runs = sum(1 for step in planned if step.status != "cached")
+    print(f"{runs} of {len(planned)} steps would run (run? = runs unless its inputs come out byte-identical)", file=stream)
+
+
+def plan_json(pipeline: Pipeline, planned: list[PlannedStep]) -> dict[str, Any]:
+    """The ``--json`` form of ``wanflow plan``."""
+    return {
+        "pipeline": pipeline.name,
+        "steps": {
+            step.step_id: {
+                "status": step.status,
+                "reason": step.reason,
+                "model": step.model,
+                "provider": step.provider,
+                "seed": step.seed,
+                "cache_key": step.cache_key,
+            }
+            for step in planned
+        },
+    }

@@ -1,0 +1,102 @@
+"""Identify and measure media files by their content, never by their file name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+_IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp"}
+_AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
+
+
+class MediaError(ValueError):
+    """A file is not readable media of a supported kind; the message says why."""
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a media file is: its type and measurements."""
+
+    media_type: str
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    has_alpha: bool = False
+
+    def as_meta(self) -> dict[str, object]:
+        """Keyword arguments for an Artifact."""
+        meta: dict[str, object] = {}
+        if self.width is not None:
+            meta["width"], meta["height"] = self.width, self.height
+        if self.duration is not None:
+            meta["duration"] = round(self.duration, 3)
+        return meta
+
+
+def _sniff(path: Path) -> str:
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff") or head[:4] == b"RIFF" and head[8:12] == b"WEBP" or head.startswith(b"BM"):
+        return "image"
+    if head[4:8] == b"ftyp":
+        return "video"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE" or head.startswith(b"ID3") or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        return "audio"
+    return "unknown"
+
+
+def probe(path: Path) -> MediaInfo:
+    """Decode enough of ``path`` to know its type and size; raises MediaError if it is not valid media."""
+    try:
+        kind = _sniff(path)
+    except OSError as error:
+        raise MediaError(f"cannot read {path.name}: {error.strerror}") from None
+    if kind == "image":
+        return _probe_image(path)
+    if kind == "video":
+        return _probe_av(path, "video")
+    if kind == "audio":
+        return _probe_av(path, "audio")
+    raise MediaError(f"{path.name} is not a supported image (PNG, JPEG, WEBP, BMP), MP4 video or wav/mp3 audio")
+
+
+def _probe_image(path: Path) -> MediaInfo:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()  # a truncated file fails here, not later in a provider
+            media_type = _IMAGE_TYPES.get(image.format or "")
+            if media_type is None:
+                raise MediaError(f"{path.name} is {image.format}, not PNG, JPEG, WEBP or BMP")
+            alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+            return MediaInfo(media_type, image.width, image.height, has_alpha=alpha)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        if isinstance(error, MediaError):
+            raise
+        raise MediaError(f"{path.name} is not a readable image ({error})") from None
+    except Image.DecompressionBombError as error:
+        raise MediaError(f"{path.name} is too large to decode safely ({error})") from None
+
+
+def _probe_av(path: Path, kind: str) -> MediaInfo:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            duration = container.duration / 1_000_000 if container.duration else None
+            if kind == "video":
+                if not container.streams.video:
+                    raise MediaError(f"{path.name} has no video stream")
+                stream = container.streams.video[0]
+                # Decode one frame: a header alone does not prove the file is playable.
+                next(container.decode(video=0))
+                return MediaInfo("video/mp4", stream.width, stream.height, duration)
+            if not container.streams.audio:
+                raise MediaError(f"{path.name} has no audio stream")
+            media_type = _AUDIO_TYPES.get(container.format.name.split(",")[0], "audio/mpeg")
+            return MediaInfo(media_type, duration=duration)
+    except MediaError:
+        raise
+    except (av.error.FFmpegError, StopIteration, OSError, ValueError) as error:
+        raise MediaError(f"{path.name} is not readable {kind} ({error})") from None

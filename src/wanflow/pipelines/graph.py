@@ -1,0 +1,137 @@
+"""The step graph: dependencies from template references and ``needs``, cycles, Mermaid output."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterator
+
+from wanflow._diagnostics import Diagnostic, format_path
+from wanflow.pipelines.model import TEMPLATED_STEP_FIELDS, Pipeline, StepSpec
+from wanflow.pipelines.templating import TemplateProblem, referenced_steps
+from wanflow.pipelines.yaml_source import DataPath
+
+
+def template_strings(value: Any, path: DataPath) -> Iterator[tuple[DataPath, str]]:
+    """Every string inside ``value`` (a field of a step or the outputs), with its data path."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from template_strings(item, path + (index,))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from template_strings(item, path + (key,))
+
+
+def step_templates(step: StepSpec) -> Iterator[tuple[DataPath, str]]:
+    """Every template string of ``step``."""
+    for name in TEMPLATED_STEP_FIELDS:
+        yield from template_strings(getattr(step, name), step.path(name))
+
+
+def link_steps(pipeline: Pipeline) -> list[Diagnostic]:
+    """Fill in each step's ``depends_on``; report unknown steps and cycles."""
+    diagnostics: list[Diagnostic] = []
+    known = list(pipeline.steps)
+    for step in pipeline.steps.values():
+        depends: list[str] = []
+        for path, text in step_templates(step):
+            try:
+                refs = referenced_steps(text)
+            except TemplateProblem as problem:
+                diagnostics.append(Diagnostic(problem.message, pipeline.locate(path), path=format_path(path)))
+                continue
+            for ref in refs.steps:
+                if ref == step.id:
+                    diagnostics.append(
+                        Diagnostic(f"step '{step.id}' refers to its own outputs", pipeline.locate(path), path=format_path(path))
+                    )
+                elif ref not in pipeline.steps:
+                    diagnostics.append(_unknown_step(ref, known, pipeline, path))
+                elif ref not in depends:
+                    depends.append(ref)
+        for index, need in enumerate(step.needs):
+            path = step.path("needs", index)
+            if need not in pipeline.steps:
+                diagnostics.append(_unknown_step(need, known, pipeline, path))
+            elif need == step.id:
+                diagnostics.append(Diagnostic(f"step '{step.id}' needs itself", pipeline.locate(path), path=format_path(path)))
+            elif need not in depends:
+                depends.append(need)
+        step.depends_on = tuple(depends)
+    for path, text in template_strings(pipeline.outputs, ("outputs",)):
+        try:
+            refs = referenced_steps(text)
+        except TemplateProblem as problem:
+            diagnostics.append(Diagnostic(problem.message, pipeline.locate(path), path=format_path(path)))
+            continue
+        for ref in refs.steps:
+            if ref not in pipeline.steps:
+                diagnostics.append(_unknown_step(ref, known, pipeline, path))
+    if not diagnostics:
+        cycle = find_cycle(pipeline)
+        if cycle:
+            first = pipeline.steps[cycle[0]]
+            diagnostics.append(
+                Diagnostic(
+                    "dependency cycle: " + " -> ".join(cycle + [cycle[0]]),
+                    pipeline.source.locate_key(first.path()),
+                    path=format_path(first.path()),
+                )
+            )
+    return diagnostics
+
+
+def _unknown_step(name: str, known: list[str], pipeline: Pipeline, path: DataPath) -> Diagnostic:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return Diagnostic(
+        f"unknown step '{name}'{hint}", pipeline.locate(path), path=format_path(path), allowed=", ".join(known)
+    )
+
+
+def find_cycle(pipeline: Pipeline) -> list[str] | None:
+    """One dependency cycle as a list of step ids, or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+    stack: list[str] = []
+
+    def visit(step_id: str) -> list[str] | None:
+        state[step_id] = 1
+        stack.append(step_id)
+        for dep in pipeline.steps[step_id].depends_on:
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[step_id] = 2
+        return None
+
+    for step_id in pipeline.steps:
+        if step_id not in state:
+            found = visit(step_id)
+            if found:
+                return found
+    return None
+
+
+def to_mermaid(pipeline: Pipeline) -> str:
+    """A Mermaid flowchart of the steps, their models and the named outputs."""
+    lines = ["flowchart LR"]
+    for step in pipeline.steps.values():
+        lines.append(f'  {step.id}["{step.id}<br/><small>{step.model.name}</small>"]')
+    for step in pipeline.steps.values():
+        for dep in step.depends_on:
+            lines.append(f"  {dep} --> {step.id}")
+    for name, text in pipeline.outputs.items():
+        node = f"out_{_mermaid_id(name)}"
+        lines.append(f'  {node}(["{name}"])')
+        for ref in referenced_steps(text).steps:
+            lines.append(f"  {ref} -.-> {node}")
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_id(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)

@@ -1,0 +1,238 @@
+"""Load a pipeline file and check everything that can be checked before any step runs."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Mapping
+
+from wanflow._diagnostics import Diagnostic, format_path
+from wanflow._exceptions import PipelineError
+from wanflow.artifacts import Artifact, MediaInput, RemoteInput
+from wanflow.catalog import OUTPUT_FIELDS, load_catalog
+from wanflow.media import MediaError, probe
+from wanflow.pipelines.graph import link_steps, template_strings
+from wanflow.pipelines.model import Pipeline, StepSpec
+from wanflow.pipelines.resolve import StepRequest, base_context, choose_provider, resolve_step
+from wanflow.pipelines.schema_check import check_schema
+from wanflow.pipelines.templating import OutputList, StepOutputs, TemplateProblem, render
+from wanflow.pipelines.variables import resolve_vars
+from wanflow.pipelines.yaml_source import DataPath, load_yaml_file
+
+_PLACEHOLDER_TYPES = {"images": "image/png", "video": "video/mp4", "text": "text/plain"}
+_LOCAL_ONLY_PROVIDERS = {"local"}
+
+
+def load_pipeline(
+    path: Path | str,
+    *,
+    overrides: Mapping[str, str] | None = None,
+    vars_file: Path | None = None,
+    provider_override: str | None = None,
+) -> Pipeline:
+    """Load, validate and statically check the pipeline at ``path``.
+
+    Raises PipelineError listing every problem found; nothing has been generated at that point.
+    """
+    path = Path(path)
+    document = load_yaml_file(path)
+    diagnostics = check_schema(document)
+    if diagnostics:
+        raise PipelineError(diagnostics)
+    data: dict[str, Any] = document.data
+    values, var_problems = resolve_vars(data.get("vars") or {}, vars_file=vars_file, overrides=overrides)
+    if var_problems:
+        raise PipelineError(var_problems)
+
+    defaults = data.get("defaults") or {}
+    steps, step_problems = _build_steps(data["steps"], document)
+    pipeline = Pipeline(
+        path=path,
+        name=data["name"],
+        description=data.get("description", ""),
+        vars=values,
+        default_provider=defaults.get("provider"),
+        default_seed=defaults.get("seed"),
+        default_params=dict(defaults.get("params") or {}),
+        steps=steps,
+        outputs=dict(data.get("outputs") or {}),
+        source=document,
+    )
+    problems = step_problems + _check_default_params(pipeline)
+    if problems:
+        raise PipelineError(problems)
+    problems = link_steps(pipeline)
+    if problems:
+        raise PipelineError(problems)
+    problems = check_templates(pipeline, provider_override)
+    if problems:
+        raise PipelineError(problems)
+    return pipeline
+
+
+def _build_steps(raw: Mapping[str, Any], document: Any) -> tuple[dict[str, StepSpec], list[Diagnostic]]:
+    catalog = load_catalog()
+    steps: dict[str, StepSpec] = {}
+    problems: list[Diagnostic] = []
+    for step_id, body in raw.items():
+        model = catalog.get(body["model"])
+        if model is None:
+            path: DataPath = ("steps", step_id, "model")
+            names = catalog.names()
+            close = difflib.get_close_matches(body["model"], names + [a for m in names for a in catalog.models[m].aliases], n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            problems.append(
+                Diagnostic(
+                    f"unknown model '{body['model']}'{hint}", document.locate(path), path=format_path(path), allowed=", ".join(names)
+                )
+            )
+            continue
+        steps[step_id] = StepSpec(
+            id=step_id,
+            model=model,
+            provider=body.get("provider"),
+            prompt=body.get("prompt"),
+            negative_prompt=body.get("negative_prompt"),
+            images=body.get("images"),
+            image=body.get("image"),
+            audio=body.get("audio"),
+            params=dict(body.get("params") or {}),
+            seed=body.get("seed"),
+            needs=tuple(body.get("needs") or ()),
+            cache=bool(body.get("cache", True)),
+            description=body.get("description", ""),
+        )
+    return steps, problems
+
+
+def _check_default_params(pipeline: Pipeline) -> list[Diagnostic]:
+    """A shared default must be a parameter of at least one model, or it is a typo."""
+    known = sorted(load_catalog().all_param_names())
+    problems = []
+    for name in pipeline.default_params:
+        if name == "seed":
+            path = ("defaults", "params", "seed")
+            problems.append(
+                Diagnostic("set the seed with defaults.seed, not in params", pipeline.source.locate_key(path), path=format_path(path))
+            )
+        elif name not in known:
+            path = ("defaults", "params", name)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            problems.append(
+                Diagnostic(f"no model has a parameter '{name}'{hint}", pipeline.source.locate_key(path), path=format_path(path), allowed=", ".join(known))
+            )
+    for step in pipeline.steps.values():
+        if "seed" in step.params:
+            path = step.path("params", "seed")
+            problems.append(Diagnostic("set the seed with the step's seed: field, not in params", pipeline.source.locate_key(path), path=format_path(path)))
+    return problems
+
+
+class StaticMedia:
+    """Media resolver for checks before running: files must exist; nothing is read or stored."""
+
+    def __init__(self, pipeline: Pipeline, provider_override: str | None) -> None:
+        self._pipeline = pipeline
+        self._provider_override = provider_override
+
+    def __call__(self, text: str, step: StepSpec, path: DataPath) -> MediaInput:
+        if text.startswith(("http://", "https://")):
+            provider = choose_provider(self._pipeline, step, self._provider_override)
+            if provider in _LOCAL_ONLY_PROVIDERS:
+                raise TemplateProblem(
+                    f"the {provider} provider works offline and cannot fetch {text}; download it and give the file path"
+                )
+            return RemoteInput(text)
+        file = local_input_path(self._pipeline, text)
+        try:
+            info = probe(file)
+        except MediaError as error:
+            raise TemplateProblem(str(error)) from None
+        return Artifact(
+            sha256="",
+            media_type=info.media_type,
+            size=file.stat().st_size,
+            path=file,
+            pending=True,
+            origin=f"file {text}",
+            **info.as_meta(),  # type: ignore[arg-type]
+        )
+
+
+def local_input_path(pipeline: Pipeline, text: str) -> Path:
+    """Resolve a local input path written in the pipeline (relative to the pipeline's folder)."""
+    candidate = Path(text).expanduser()
+    file = candidate if candidate.is_absolute() else pipeline.base_dir / candidate
+    if not file.is_file():
+        shown = text if candidate.is_absolute() else f"{text} (looked in {pipeline.base_dir})"
+        raise TemplateProblem(f"input file not found: {shown}")
+    return file
+
+
+def placeholder_outputs(step: StepSpec, params: Mapping[str, Any]) -> StepOutputs:
+    """Stand-in outputs with the shape ``step`` will produce, for checking downstream templates."""
+    available: dict[str, Any] = {}
+    for name in step.model.outputs_for(params):
+        origin = f"steps.{step.id}.{name}"
+        if name == "images":
+            count = step.model.image_count(params)
+            available[name] = OutputList(
+                [Artifact("", _PLACEHOLDER_TYPES[name], 0, pending=True, origin=f"{origin}[{i}]") for i in range(count)],
+                owner=f"steps.{step.id}",
+            )
+        else:
+            available[name] = Artifact("", _PLACEHOLDER_TYPES[name], 0, pending=True, origin=origin)
+    return StepOutputs(step.id, step.model.name, available)
+
+
+def check_templates(pipeline: Pipeline, provider_override: str | None = None) -> list[Diagnostic]:
+    """Resolve every step and output against stand-in upstream outputs; return all problems."""
+    media = StaticMedia(pipeline, provider_override)
+    outputs: dict[str, StepOutputs] = {}
+    problems: list[Diagnostic] = []
+    for step_id in pipeline.order():
+        step = pipeline.steps[step_id]
+        request, found = resolve_step(pipeline, step, outputs, media, provider_override)
+        problems.extend(found)
+        params = request.params if request else step.model.with_defaults({})
+        outputs[step_id] = placeholder_outputs(step, params)
+    problems.extend(check_output_templates(pipeline, outputs))
+    return problems
+
+
+def static_requests(pipeline: Pipeline, provider_override: str | None = None) -> dict[str, StepRequest]:
+    """Requests resolved against stand-ins (seeds, params and providers are final; inputs are not)."""
+    media = StaticMedia(pipeline, provider_override)
+    outputs: dict[str, StepOutputs] = {}
+    requests: dict[str, StepRequest] = {}
+    for step_id in pipeline.order():
+        step = pipeline.steps[step_id]
+        request, _ = resolve_step(pipeline, step, outputs, media, provider_override)
+        if request is not None:
+            requests[step_id] = request
+            outputs[step_id] = placeholder_outputs(step, request.params)
+    return requests
+
+
+def check_output_templates(pipeline: Pipeline, outputs: Mapping[str, StepOutputs]) -> list[Diagnostic]:
+    """Each named output must render to one or more artifacts."""
+    context = base_context(pipeline, outputs)
+    problems = []
+    for path, text in template_strings(pipeline.outputs, ("outputs",)):
+        try:
+            value = render(text, context)
+        except TemplateProblem as problem:
+            problems.append(Diagnostic(problem.message, pipeline.locate(path), path=format_path(path)))
+            continue
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(item, Artifact) for item in items):
+            problems.append(
+                Diagnostic(
+                    "an output must be a step output such as \"{{ steps.hero.images[0] }}\"",
+                    pipeline.locate(path),
+                    path=format_path(path),
+                    allowed=", ".join(f"steps.<id>.{name}" for name in OUTPUT_FIELDS),
+                )
+            )
+    return problems

@@ -1,0 +1,92 @@
+"""The in-memory form of a validated pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wanflow._diagnostics import Location
+from wanflow.catalog import ModelSpec
+from wanflow.pipelines.yaml_source import DataPath, SourceDocument
+
+# Step fields whose strings are templates, in the order they are resolved.
+TEMPLATED_STEP_FIELDS = ("prompt", "negative_prompt", "images", "image", "audio", "params", "seed")
+MEDIA_FIELDS = ("images", "image", "audio")
+
+
+@dataclass
+class StepSpec:
+    """One step as written (templates unrendered), with its model looked up in the catalog."""
+
+    id: str
+    model: ModelSpec
+    provider: str | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    images: list[str] | str | None = None
+    image: str | None = None
+    audio: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int | str | None = None
+    needs: tuple[str, ...] = ()
+    cache: bool = True
+    description: str = ""
+    depends_on: tuple[str, ...] = ()
+
+    def path(self, *parts: str | int) -> DataPath:
+        """The data path of a field of this step, for locating messages."""
+        return ("steps", self.id, *parts)
+
+
+@dataclass
+class Pipeline:
+    """A loaded, validated pipeline with its vars resolved."""
+
+    path: Path
+    name: str
+    description: str
+    vars: dict[str, Any]
+    default_provider: str | None
+    default_seed: int | str | None
+    default_params: dict[str, Any]
+    steps: dict[str, StepSpec]
+    outputs: dict[str, str]
+    source: SourceDocument
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative input paths are resolved against."""
+        return self.path.parent
+
+    def locate(self, path: DataPath) -> Location:
+        """Where ``path`` is written in the pipeline file."""
+        return self.source.locate(path)
+
+    def order(self) -> list[str]:
+        """Step ids in a dependency-respecting order (file order where free)."""
+        done: list[str] = []
+        placed: set[str] = set()
+        pending = list(self.steps)
+        while pending:
+            for step_id in pending:
+                if all(dep in placed for dep in self.steps[step_id].depends_on):
+                    done.append(step_id)
+                    placed.add(step_id)
+                    pending.remove(step_id)
+                    break
+            else:  # pragma: no cover - cycles are rejected at load time
+                raise RuntimeError("dependency cycle")
+        return done
+
+    def dependents(self, step_id: str) -> set[str]:
+        """Every step that directly or indirectly depends on ``step_id``."""
+        found: set[str] = set()
+        frontier = [step_id]
+        while frontier:
+            current = frontier.pop()
+            for other in self.steps.values():
+                if current in other.depends_on and other.id not in found:
+                    found.add(other.id)
+                    frontier.append(other.id)
+        return found

@@ -1,0 +1,147 @@
+"""Validate a loaded pipeline against pipeline.schema.json and explain every violation in place."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from importlib import resources
+from typing import Any, Iterable
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from wanflow._diagnostics import Diagnostic, format_path
+from wanflow.pipelines.yaml_source import DataPath, SourceDocument
+
+_JSON_TYPE_NAMES = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "empty (null)",
+}
+
+
+@functools.cache
+def pipeline_schema() -> dict[str, Any]:
+    """The pipeline JSON Schema shipped with wanflow."""
+    text = resources.files("wanflow.schemas").joinpath("pipeline.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(pipeline_schema())
+
+
+def check_schema(document: SourceDocument) -> list[Diagnostic]:
+    """Every schema violation in ``document``, sorted by position."""
+    if not isinstance(document.data, dict):
+        return [Diagnostic("a pipeline must be a YAML mapping with at least 'name' and 'steps'", document.locate(()))]
+    diagnostics: list[Diagnostic] = []
+    for error in _validator().iter_errors(document.data):
+        diagnostics.extend(_explain(error, document))
+    unique = {(d.location.line if d.location else 0, d.location.column if d.location else 0, d.message): d for d in diagnostics}
+    return [unique[key] for key in sorted(unique)]
+
+
+def _type_name(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _allowed_hint(schema: dict[str, Any]) -> str | None:
+    return schema.get("x-allowed")
+
+
+def _explain(error: ValidationError, document: SourceDocument) -> Iterable[Diagnostic]:
+    path: DataPath = tuple(error.absolute_path)
+    shown = format_path(path) or None
+    validator = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+
+    if validator == "additionalProperties":
+        known = sorted(schema.get("properties", {}))
+        for key in _extra_keys(error):
+            child = path + (key,)
+            suggestion = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean '{suggestion[0]}'?" if suggestion else ""
+            yield Diagnostic(
+                f"unknown field '{key}'{hint}",
+                document.locate_key(child),
+                path=format_path(child),
+                allowed=", ".join(known) if known else None,
+            )
+        return
+    if validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        yield Diagnostic(f"missing required field '{missing}'", document.locate(path), path=shown)
+        return
+    if validator == "propertyNames":
+        bad = error.instance
+        child = path + (bad,)
+        allowed = _allowed_hint(schema.get("propertyNames", {})) or _allowed_hint(
+            _resolve_ref(schema.get("propertyNames", {}))
+        )
+        yield Diagnostic(f"invalid name '{bad}'", document.locate_key(child), path=format_path(child), allowed=allowed)
+        return
+    if validator in ("oneOf", "anyOf"):
+        yield Diagnostic(
+            f"invalid value {_show(error.instance)}",
+            document.locate(path),
+            path=shown,
+            allowed=_allowed_hint(schema) or error.message,
+        )
+        return
+
+    location = document.locate(path)
+    if validator == "type":
+        expected = schema.get("type")
+        expected_text = " or ".join(expected) if isinstance(expected, list) else str(expected)
+        message = f"expected {expected_text}, got {_type_name(error.instance)}"
+    elif validator == "enum":
+        message = f"{_show(error.instance)} is not allowed"
+        yield Diagnostic(message, location, path=shown, allowed=", ".join(map(str, schema["enum"])))
+        return
+    elif validator == "const":
+        message = f"{_show(error.instance)} is not supported"
+        yield Diagnostic(message, location, path=shown, allowed=str(schema["const"]))
+        return
+    elif validator == "pattern":
+        message = f"invalid value {_show(error.instance)}"
+    elif validator in ("minimum", "maximum"):
+        message = f"{error.instance} is out of range"
+        bounds = f"{schema.get('minimum', '...')} to {schema.get('maximum', '...')}"
+        yield Diagnostic(message, location, path=shown, allowed=bounds)
+        return
+    elif validator == "minProperties":
+        message = "must not be empty"
+    elif validator == "minLength":
+        message = "must not be empty"
+    elif validator == "uniqueItems":
+        message = "lists the same item twice"
+    else:
+        message = error.message
+    yield Diagnostic(message, location, path=shown, allowed=_allowed_hint(schema))
+
+
+def _extra_keys(error: ValidationError) -> list[str]:
+    allowed = set(error.schema.get("properties", {}))
+    patterns = error.schema.get("patternProperties", {})
+    if patterns:
+        return []
+    return [key for key in error.instance if key not in allowed]
+
+
+def _resolve_ref(schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/$defs/"):
+        return pipeline_schema()["$defs"].get(ref.removeprefix("#/$defs/"), {})
+    return schema
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,163 @@
+"""Safe YAML loading that remembers where every key and value came from.
+
+PyYAML's plain loaders forget positions and silently keep the last of two duplicate keys. This
+loader composes the node graph with ``SafeLoader`` and builds plain Python data itself, so every
+value and every mapping key keeps its line and column, duplicates are errors, and alias expansion
+is bounded (a "billion laughs" file cannot exhaust memory).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wanflow._diagnostics import Diagnostic, Location, format_path
+from wanflow._exceptions import PipelineError
+
+MAX_DOCUMENT_BYTES = 1_000_000
+MAX_NODES = 100_000
+
+DataPath = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans (only true/false) and timestamps left as strings.
+
+    YAML 1.1 turns ``no``, ``on`` and ``2026-11-22`` into booleans and dates; in a prompt recipe
+    those are almost always meant as text.
+    """
+
+
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+@dataclass
+class SourceDocument:
+    """Plain data loaded from a YAML file plus the position of every value and key in it."""
+
+    file: str
+    data: Any
+    value_marks: dict[DataPath, Location] = field(default_factory=dict)
+    key_marks: dict[DataPath, Location] = field(default_factory=dict)
+
+    def locate(self, path: DataPath) -> Location:
+        """Position of the value at ``path``, or of its nearest located ancestor."""
+        for length in range(len(path), -1, -1):
+            location = self.value_marks.get(path[:length])
+            if location is not None:
+                return location
+        return Location(self.file, 1, 1)
+
+    def locate_key(self, path: DataPath) -> Location:
+        """Position of the mapping key that introduces ``path`` (falls back to the value)."""
+        return self.key_marks.get(path) or self.locate(path)
+
+
+def load_yaml_file(path: Path, display_name: str | None = None) -> SourceDocument:
+    """Load one YAML document from ``path``; every problem becomes a located PipelineError."""
+    name = display_name or str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise PipelineError([Diagnostic(f"file not found: {name}")]) from None
+    except OSError as error:
+        raise PipelineError([Diagnostic(f"cannot read {name}: {error.strerror}")]) from None
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise PipelineError(
+            [Diagnostic(f"file is {len(raw):,} bytes", Location(name, 1, 1), allowed=f"at most {MAX_DOCUMENT_BYTES:,} bytes")]
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PipelineError([Diagnostic(f"not UTF-8 text (byte {error.start})", Location(name, 1, 1))]) from None
+    return load_yaml_text(text, name)
+
+
+def load_yaml_text(text: str, file: str) -> SourceDocument:
+    """Parse ``text`` (named ``file`` in messages) into a located SourceDocument."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        location = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
+        problem = error.problem or error.context or "invalid YAML"
+        raise PipelineError([Diagnostic(f"YAML syntax error: {problem}", location)]) from None
+    except yaml.YAMLError as error:
+        raise PipelineError([Diagnostic(f"YAML error: {error}", Location(file, 1, 1))]) from None
+    finally:
+        loader.dispose()
+    document = SourceDocument(file=file, data=None)
+    if node is None:
+        document.data = None
+        return document
+    builder = _Builder(loader, document)
+    document.data = builder.build(node, ())
+    return document
+
+
+class _Builder:
+    """Turns a composed YAML node graph into plain data, recording positions."""
+
+    def __init__(self, loader: _Loader, document: SourceDocument) -> None:
+        self._loader = loader
+        self._document = document
+        self._visited = 0
+
+    def _location(self, node: yaml.Node) -> Location:
+        return Location(self._document.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def _fail(self, node: yaml.Node, message: str, path: DataPath) -> PipelineError:
+        return PipelineError([Diagnostic(message, self._location(node), path=format_path(path) or None)])
+
+    def build(self, node: yaml.Node, path: DataPath) -> Any:
+        self._visited += 1
+        if self._visited > MAX_NODES:
+            # Aliases re-visit shared nodes, so this also bounds alias expansion.
+            raise self._fail(node, f"document expands to more than {MAX_NODES:,} values (alias bomb?)", path)
+        self._document.value_marks[path] = self._location(node)
+        if isinstance(node, yaml.MappingNode):
+            return self._build_mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as error:
+            raise self._fail(node, f"unsupported YAML value: {error.problem}", path) from None
+
+    def _build_mapping(self, node: yaml.MappingNode, path: DataPath) -> dict[str, Any]:
+        own_count = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+        try:
+            self._loader.flatten_mapping(node)  # resolves "<<" merge keys; merged pairs come first
+        except yaml.constructor.ConstructorError as error:
+            raise self._fail(node, f"bad merge key: {error.problem}", path) from None
+        merged_count = len(node.value) - own_count
+        result: dict[str, Any] = {}
+        merged_keys: set[str] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self._fail(key_node, "mapping keys must be plain text", path)
+            key = self._loader.construct_object(key_node)
+            if not isinstance(key, str):
+                key = str(key)
+            child = path + (key,)
+            if index < merged_count:
+                merged_keys.add(key)
+            elif key in merged_keys:
+                merged_keys.discard(key)  # an explicit key overrides a merged one, as YAML intends
+            elif key in result:
+                first = self._document.key_marks[child]
+                raise self._fail(key_node, f"duplicate key '{key}' (first defined at line {first.line})", child)
+            self._document.key_marks[child] = self._location(key_node)
+            result[key] = self.build(value_node, child)
+        return result

@@ -1,0 +1,19 @@
+"""The runner: scheduling, the artifact store, the step cache, outputs and run records."""
+
+from wanflow.runner.plan import PlannedStep, plan_pipeline
+from wanflow.runner.results import MaterializedFile, RunResult, StepResult
+from wanflow.runner.scheduler import Reporter, RunOptions, Runner, run_pipeline_async
+from wanflow.runner.workspace import Workspace
+
+__all__ = [
+    "MaterializedFile",
+    "PlannedStep",
+    "Reporter",
+    "RunOptions",
+    "RunResult",
+    "Runner",
+    "StepResult",
+    "Workspace",
+    "plan_pipeline",
+    "run_pipeline_async",
+]

@@ -1,0 +1,105 @@
+"""The step cache: cache key -> the artifacts a step produced, kept as small JSON entries."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wanflow.artifacts import Artifact
+from wanflow.runner.fsutil import atomic_write_json
+from wanflow.runner.store import ArtifactStore
+
+
+@dataclass
+class StepOutputsData:
+    """A step's produced artifacts by output field."""
+
+    images: list[Artifact] = field(default_factory=list)
+    video: Artifact | None = None
+    text: Artifact | None = None
+
+    def all(self) -> list[tuple[str, Artifact]]:
+        """(field label, artifact) pairs: ``images[0]``, ``video``, ``text``."""
+        pairs = [(f"images[{index}]", artifact) for index, artifact in enumerate(self.images)]
+        if self.video is not None:
+            pairs.append(("video", self.video))
+        if self.text is not None:
+            pairs.append(("text", self.text))
+        return pairs
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        if self.images:
+            record["images"] = [artifact.to_record() for artifact in self.images]
+        if self.video is not None:
+            record["video"] = self.video.to_record()
+        if self.text is not None:
+            record["text"] = self.text.to_record()
+        return record
+
+
+@dataclass
+class CacheEntry:
+    """One cached step result."""
+
+    key: str
+    request: dict[str, Any]
+    outputs: StepOutputsData
+    provider_info: dict[str, Any]
+    created_at: float
+
+
+class StepCache:
+    """Entries live at ``<root>/<first two hex digits>/<key>.json``."""
+
+    def __init__(self, root: Path, store: ArtifactStore) -> None:
+        self.root = root
+        self.store = store
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def lookup(self, key: str, origin: str = "") -> CacheEntry | None:
+        """The entry for ``key`` if every object it names is intact; else None (and it re-runs)."""
+        try:
+            raw = json.loads(self._path(key).read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        try:
+            outputs = self._outputs_from(raw["outputs"], origin)
+        except (KeyError, TypeError, ValueError):
+            return None
+        for _, artifact in outputs.all():
+            if not self.store.is_intact(artifact.sha256, artifact.size):
+                return None
+        return CacheEntry(key, raw.get("request", {}), outputs, raw.get("provider", {}), raw.get("created_at", 0.0))
+
+    def contains(self, key: str) -> bool:
+        """Cheap existence check (no object verification), for planning."""
+        return self._path(key).is_file()
+
+    def save(self, key: str, request: dict[str, Any], outputs: StepOutputsData, provider_info: dict[str, Any]) -> None:
+        """Record that ``key`` produced ``outputs``."""
+        atomic_write_json(
+            self._path(key),
+            {
+                "key": key,
+                "request": request,
+                "outputs": outputs.to_record(),
+                "provider": provider_info,
+                "created_at": time.time(),
+            },
+        )
+
+    def _outputs_from(self, raw: dict[str, Any], origin: str) -> StepOutputsData:
+        def rebuild(record: dict[str, Any], label: str) -> Artifact:
+            return Artifact.from_record(record, self.store.path_for(record["sha256"]), origin=f"{origin}.{label}")
+
+        return StepOutputsData(
+            images=[rebuild(item, f"images[{i}]") for i, item in enumerate(raw.get("images", []))],
+            video=rebuild(raw["video"], "video") if raw.get("video") else None,
+            text=rebuild(raw["text"], "text") if raw.get("text") else None,
+        )

@@ -1,0 +1,45 @@
+"""The last resolved request of each step, so a re-run can say which field changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from wanflow.runner.fsutil import atomic_write_json
+from wanflow.runner.keys import diff_requests
+
+
+class RequestHistory:
+    """``.wanflow/index/<pipeline>.json``: step id -> {key, request} from the latest run."""
+
+    def __init__(self, index_dir: Path, pipeline_name: str) -> None:
+        self.path = index_dir / f"{pipeline_name}.json"
+        try:
+            self._entries: dict[str, dict[str, Any]] = json.loads(self.path.read_text("utf-8")).get("steps", {})
+        except (OSError, ValueError, AttributeError):
+            self._entries = {}
+        self._updates: dict[str, dict[str, Any]] = {}
+
+    def explain_miss(self, step_id: str, key: str, request: dict[str, Any]) -> str:
+        """Why ``step_id`` must run: what changed since last time, or that it is new."""
+        previous = self._entries.get(step_id)
+        if previous is None:
+            return "new: no earlier result for this request"
+        if previous.get("key") == key:
+            return "its cached result is missing or damaged"
+        changes = diff_requests(previous.get("request", {}), request)
+        if not changes:
+            return "request changed"
+        return "changed: " + "; ".join(changes[:4]) + (f" (+{len(changes) - 4} more)" if len(changes) > 4 else "")
+
+    def remember(self, step_id: str, key: str, request: dict[str, Any]) -> None:
+        """Note the request a step resolved to in this run."""
+        self._updates[step_id] = {"key": key, "request": request}
+
+    def save(self) -> None:
+        """Persist (merging with what earlier runs recorded)."""
+        if not self._updates:
+            return
+        entries = {**self._entries, **self._updates}
+        atomic_write_json(self.path, {"steps": entries})

@@ -1,0 +1,89 @@
+"""Copy artifacts from the store to out/<pipeline>/ under readable names, atomically."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from wanflow.artifacts import Artifact
+from wanflow.runner.fsutil import atomic_copy, atomic_write_json
+from wanflow.runner.results import MaterializedFile
+
+MANIFEST = ".wanflow-manifest.json"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of ``name`` that cannot climb out of its folder."""
+    cleaned = _UNSAFE.sub("_", name).strip("._") or "output"
+    return cleaned[:80]
+
+
+class OutputFolder:
+    """``out/<pipeline>/``: per-step files under steps/<id>/, named outputs at the top.
+
+    A manifest records which files wanflow wrote and for which step or output. When a step or
+    output is written again, its files that are no longer produced are removed; files of steps
+    that failed this time, and anything the user put there, are left alone.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._previous = self._read_manifest()
+        self._written: dict[str, dict[str, str]] = {}
+
+    def _read_manifest(self) -> dict[str, dict[str, str]]:
+        try:
+            data = json.loads((self.root / MANIFEST).read_text("utf-8"))
+            return {str(key): dict(value) for key, value in data.get("files", {}).items()}
+        except (OSError, ValueError, AttributeError, TypeError):
+            return {}
+
+    def _place(self, relative: str, artifact: Artifact, label: str, owner: str) -> MaterializedFile:
+        target = self.root / relative
+        assert artifact.path is not None
+        atomic_copy(artifact.path, target)
+        self._written[relative] = {"sha256": artifact.sha256, "owner": owner}
+        return MaterializedFile(label, target, artifact)
+
+    def write_step(self, step_id: str, artifacts: list[tuple[str, Artifact]]) -> list[MaterializedFile]:
+        """Materialize one step's outputs as steps/<id>/<id>-<n>.<ext> (or <id>.<ext> when single)."""
+        stem = safe_name(step_id)
+        owner = f"step:{step_id}"
+        files = []
+        image_number = 0
+        for label, artifact in artifacts:
+            if label.startswith("images"):
+                image_number += 1
+                name = f"{stem}-{image_number}{artifact.extension}"
+            else:
+                name = f"{stem}{artifact.extension}"
+            files.append(self._place(f"steps/{stem}/{name}", artifact, label, owner))
+        self._remove_stale({owner})
+        return files
+
+    def write_output(self, name: str, artifacts: list[Artifact]) -> list[MaterializedFile]:
+        """Materialize a named output as <name>.<ext>, or <name>-<n>.<ext> for a list."""
+        base = safe_name(name)
+        owner = f"output:{name}"
+        files = []
+        for index, artifact in enumerate(artifacts, start=1):
+            suffix = "" if len(artifacts) == 1 else f"-{index}"
+            files.append(self._place(f"{base}{suffix}{artifact.extension}", artifact, name, owner))
+        self._remove_stale({owner})
+        return files
+
+    def _remove_stale(self, owners: set[str]) -> None:
+        for relative, entry in list(self._previous.items()):
+            if entry.get("owner") in owners and relative not in self._written:
+                (self.root / relative).unlink(missing_ok=True)
+                del self._previous[relative]
+
+    def finish(self, step_ids: set[str], output_names: set[str]) -> None:
+        """Remove files of steps and outputs the pipeline no longer has; save the manifest."""
+        current = {f"step:{step}" for step in step_ids} | {f"output:{name}" for name in output_names}
+        gone = {entry.get("owner", "") for entry in self._previous.values()} - current
+        self._remove_stale(gone)
+        merged = {**self._previous, **self._written}
+        atomic_write_json(self.root / MANIFEST, {"files": dict(sorted(merged.items()))})

@@ -1,0 +1,98 @@
+"""Run records: one JSON file per run with everything needed to audit or reproduce it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from pathlib import Path
+from typing import Any
+
+from wanflow import __version__
+from wanflow.pipelines.model import Pipeline
+from wanflow.preview.notice import PREVIEW_NOTICE
+from wanflow.runner.fsutil import atomic_write_json
+from wanflow.runner.results import RunResult, StepResult
+
+
+def new_run_id(pipeline_name: str) -> str:
+    """Sortable, unique run id: ``20261122T101500Z-product-ad-3f9a``."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{pipeline_name}-{secrets.token_hex(2)}"
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def step_record(step: StepResult, out_dir: Path) -> dict[str, Any]:
+    """The record of one step."""
+    record: dict[str, Any] = {
+        "status": step.status,
+        "reason": step.reason,
+        "model": step.model,
+        "provider": step.provider,
+        "cache_key": step.cache_key,
+        "seed": step.seed,
+        "seed_source": step.seed_source,
+        "request": step.request,
+        "outputs": [file.to_record(out_dir) for file in step.files],
+        "provider_info": step.provider_info,
+        "started_at": _iso(step.started_at),
+        "finished_at": _iso(step.finished_at),
+        "seconds": round(step.seconds, 3) if step.seconds is not None else None,
+    }
+    if step.error:
+        record["error"] = step.error
+    return record
+
+
+class RunRecorder:
+    """Writes the run record at the start, after every step, and at the end (atomically each time)."""
+
+    def __init__(self, pipeline: Pipeline, result: RunResult, runs_dir: Path, out_dir: Path, extra: dict[str, Any]) -> None:
+        self.pipeline = pipeline
+        self.result = result
+        self.path = runs_dir / f"{result.run_id}.json"
+        self.latest = out_dir / "run.json"
+        self.out_dir = out_dir
+        self.extra = extra
+        self.started_at = dt.datetime.now(dt.timezone.utc).timestamp()
+        self.finished_at: float | None = None
+        self.pipeline_sha256 = hashlib.sha256(pipeline.path.read_bytes()).hexdigest()
+
+    def document(self, status: str) -> dict[str, Any]:
+        """The record as JSON data."""
+        steps = self.result.steps.values()
+        cost = sum(float(step.provider_info.get("cost_usd") or 0) for step in steps if step.status == "ran")
+        document: dict[str, Any] = {
+            "wanflow_version": __version__,
+            "run_id": self.result.run_id,
+            "status": status,
+            "pipeline": {"name": self.pipeline.name, "file": str(self.pipeline.path), "sha256": self.pipeline_sha256},
+            "vars": self.pipeline.vars,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "steps": {step.step_id: step_record(step, self.out_dir) for step in steps},
+            "outputs": {
+                name: [file.to_record(self.out_dir) for file in files] for name, files in self.result.outputs.items()
+            },
+            "output_errors": self.result.output_errors,
+            "totals": {**self.result.counts(), "cost_usd": round(cost, 6)},
+        }
+        document.update(self.extra)
+        if self.result.preview:
+            document["preview"] = True
+            document["notice"] = PREVIEW_NOTICE
+        return document
+
+    def write(self, status: str = "running") -> None:
+        """Save the record (under .wanflow/runs/ and as out/<pipeline>/run.json)."""
+        if status != "running":
+            self.finished_at = dt.datetime.now(dt.timezone.utc).timestamp()
+        document = self.document(status)
+        atomic_write_json(self.path, document)
+        atomic_write_json(self.latest, document)
+        self.result.record_path = self.path

@@ -1,0 +1,264 @@
+"""Run a pipeline: every step starts as soon as its inputs exist, bounded by ``jobs``.
+
+Structured concurrency with anyio: one task group holds one task per step; a step waits on its
+dependencies' completion events, so independent branches overlap. A failing step marks only its
+dependents as skipped. Nothing outlives the task group.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol
+
+import anyio
+
+from wanflow._exceptions import StepFailed, WanflowError
+from wanflow.artifacts import Artifact
+from wanflow.media import MediaError, probe
+from wanflow.pipelines.model import Pipeline, StepSpec
+from wanflow.pipelines.resolve import StepRequest, base_context, pipeline_seed, resolve_step
+from wanflow.pipelines.templating import OutputList, StepOutputs, TemplateProblem, render
+from wanflow.providers.base import GenerationResult, Provider
+from wanflow.runner.cache import StepOutputsData
+from wanflow.runner.history import RequestHistory
+from wanflow.runner.keys import cache_key
+from wanflow.runner.media_inputs import RuntimeMedia
+from wanflow.runner.outputs import OutputFolder
+from wanflow.runner.records import RunRecorder, new_run_id
+from wanflow.runner.results import RunResult, StepResult
+from wanflow.runner.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: concurrency, what to regenerate, which provider to force."""
+
+    jobs: int = 4
+    fresh_all: bool = False
+    fresh_steps: frozenset[str] = field(default_factory=frozenset)
+    provider_override: str | None = None
+
+
+class Reporter(Protocol):
+    """Receives progress as it happens (the CLI's live display implements this)."""
+
+    def step_started(self, step: StepResult) -> None: ...
+
+    def step_finished(self, step: StepResult) -> None: ...
+
+
+class _SilentReporter:
+    def step_started(self, step: StepResult) -> None:
+        pass
+
+    def step_finished(self, step: StepResult) -> None:
+        pass
+
+
+class Runner:
+    """Executes one pipeline once."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        workspace: Workspace,
+        providers: Mapping[str, Provider],
+        options: RunOptions | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.workspace = workspace
+        self.providers = providers
+        self.options = options or RunOptions()
+        self.reporter = reporter or _SilentReporter()
+        self.store = workspace.store
+        self.cache = workspace.cache
+        self.media = RuntimeMedia(pipeline, self.options.provider_override, self.store)
+        self.history = RequestHistory(workspace.index_dir, pipeline.name)
+        out_root = workspace.out_dir / pipeline.name
+        self.outputs_folder = OutputFolder(out_root)
+        run_id = new_run_id(pipeline.name)
+        self.result = RunResult(
+            run_id=run_id,
+            pipeline_name=pipeline.name,
+            steps={step.id: StepResult(step.id, step.model.name) for step in pipeline.steps.values()},
+            out_dir=out_root,
+            preview=any(not provider.paid and provider.name == "local" for provider in providers.values()),
+        )
+        seed, seed_source = pipeline_seed(pipeline)
+        self.recorder = RunRecorder(
+            pipeline,
+            self.result,
+            workspace.runs_dir,
+            out_root,
+            extra={"pipeline_seed": seed, "pipeline_seed_source": seed_source, "jobs": self.options.jobs},
+        )
+        self._done = {step_id: anyio.Event() for step_id in pipeline.steps}
+        self._outputs: dict[str, StepOutputs] = {}
+        self._limiter = anyio.CapacityLimiter(max(1, self.options.jobs))
+        self._workdir = workspace.tmp_dir / run_id
+
+    async def run(self) -> RunResult:
+        """Run every step, write outputs and the record, and return the result."""
+        self.recorder.write("running")
+        try:
+            async with anyio.create_task_group() as group:
+                for step_id in self.pipeline.order():
+                    group.start_soon(self._run_step, self.pipeline.steps[step_id])
+            self._write_named_outputs()
+        except BaseException:
+            self.result.interrupted = True
+            with anyio.CancelScope(shield=True):
+                self._finish("interrupted")
+            raise
+        self._finish("succeeded" if self.result.ok else "failed")
+        return self.result
+
+    def _finish(self, status: str) -> None:
+        for step in self.result.steps.values():
+            if step.status in ("pending", "running"):
+                step.status, step.reason = "skipped", "run was interrupted"
+        self.history.save()
+        self.outputs_folder.finish(set(self.pipeline.steps), set(self.pipeline.outputs))
+        self.recorder.write(status)
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    async def _run_step(self, step: StepSpec) -> None:
+        result = self.result.steps[step.id]
+        for dep in step.depends_on:
+            await self._done[dep].wait()
+        try:
+            blocked = [dep for dep in step.depends_on if not self.result.steps[dep].ok]
+            if blocked:
+                result.status = "skipped"
+                result.reason = "upstream " + ", ".join(f"'{dep}' {self.result.steps[dep].status}" for dep in blocked)
+                return
+            result.started_at = time.time()
+            await self._produce(step, result)
+            result.files = self.outputs_folder.write_step(step.id, result.outputs.all() if result.outputs else [])
+            self._outputs[step.id] = template_outputs(step, result.outputs)
+        except WanflowError as error:
+            result.status, result.error = "failed", str(error)
+        except Exception as error:  # a bug must fail one step, not take down its siblings
+            result.status = "failed"
+            result.error = f"internal error: {type(error).__name__}: {error}"
+            result.provider_info["traceback"] = traceback.format_exc(limit=8)
+        finally:
+            result.finished_at = time.time()
+            self._done[step.id].set()
+            self.recorder.write("running")
+            self.reporter.step_finished(result)
+
+    async def _produce(self, step: StepSpec, result: StepResult) -> None:
+        request = self._resolve(step)
+        provider = self.providers[request.provider]
+        key = cache_key(request, provider.cache_salt)
+        canonical = request.canonical()
+        result.provider, result.cache_key, result.request = request.provider, key, canonical
+        result.seed, result.seed_source = request.seed, request.seed_source
+        self.history.remember(step.id, key, canonical)
+
+        forced = forced_reason(step, self.options)
+        entry = None if forced else self.cache.lookup(key, origin=f"steps.{step.id}")
+        if entry is not None:
+            result.status, result.reason = "cached", "same request as a stored result"
+            result.outputs, result.provider_info = entry.outputs, dict(entry.provider_info)
+            return
+        result.reason = forced or self.history.explain_miss(step.id, key, canonical)
+        result.status = "running"
+        self.reporter.step_started(result)
+        async with self._limiter:
+            workdir = self._workdir / step.id
+            workdir.mkdir(parents=True, exist_ok=True)
+            generated = await provider.generate(request, workdir)
+        result.outputs = self._ingest(step, request, generated)
+        result.provider_info = dict(generated.info)
+        self.cache.save(key, canonical, result.outputs, result.provider_info)
+        result.status = "ran"
+
+    def _resolve(self, step: StepSpec) -> StepRequest:
+        request, problems = resolve_step(self.pipeline, step, self._outputs, self.media, self.options.provider_override)
+        if request is None:
+            raise StepFailed("; ".join(problem.format() for problem in problems))
+        return request
+
+    def _ingest(self, step: StepSpec, request: StepRequest, generated: GenerationResult) -> StepOutputsData:
+        """Verify each produced file is real media, store it, and check the step got what it needs."""
+        outputs = StepOutputsData()
+        for produced in generated.files:
+            try:
+                info = probe(produced.path) if produced.field != "text" else None
+            except MediaError as error:
+                raise StepFailed(f"provider returned an unusable file: {error}") from None
+            media_type = info.media_type if info else "text/plain"
+            artifact = self.store.put_file(produced.path, media_type, **(info.as_meta() if info else {}))
+            if produced.field == "images":
+                outputs.images.append(artifact)
+            elif produced.field == "video":
+                outputs.video = artifact
+            else:
+                outputs.text = artifact
+        expected = request.model.outputs_for(request.params)
+        if "video" in expected and outputs.video is None:
+            raise StepFailed(f"{request.model.name} returned no video")
+        if "images" in expected and not outputs.images:
+            raise StepFailed(f"{request.model.name} returned no images")
+        return outputs
+
+    def _write_named_outputs(self) -> None:
+        context = base_context(self.pipeline, self._outputs)
+        for name, text in self.pipeline.outputs.items():
+            try:
+                value = render(text, context)
+            except TemplateProblem as problem:
+                self.result.output_errors[name] = _output_problem(problem.message)
+                continue
+            artifacts = [item for item in (value if isinstance(value, list) else [value]) if isinstance(item, Artifact)]
+            if artifacts:
+                self.result.outputs[name] = self.outputs_folder.write_output(name, artifacts)
+
+
+def _output_problem(message: str) -> str:
+    if message.startswith("unknown step"):
+        return "its step did not finish"
+    return message
+
+
+def forced_reason(step: StepSpec, options: RunOptions) -> str | None:
+    """Why ``step`` must run even if its result is cached, or None."""
+    if not step.cache:
+        return "cache: false on this step"
+    if options.fresh_all:
+        return "--fresh"
+    if step.id in options.fresh_steps:
+        return f"--fresh {step.id}"
+    return None
+
+
+def template_outputs(step: StepSpec, outputs: StepOutputsData | None) -> StepOutputs:
+    """A step's stored outputs as templates of later steps see them."""
+    assert outputs is not None
+    available: dict[str, object] = {}
+    produced = step.model.outputs_for({})  # the model's fields; presence below reflects the run
+    if outputs.images or "images" in produced:
+        available["images"] = OutputList(outputs.images, owner=f"steps.{step.id}")
+    if outputs.video is not None:
+        available["video"] = outputs.video
+    if outputs.text is not None:
+        available["text"] = outputs.text
+    return StepOutputs(step.id, step.model.name, available)
+
+
+async def run_pipeline_async(
+    pipeline: Pipeline,
+    workspace: Workspace,
+    providers: Mapping[str, Provider],
+    options: RunOptions | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Run ``pipeline`` inside the caller's event loop."""
+    return await Runner(pipeline, workspace, providers, options, reporter).run()
+

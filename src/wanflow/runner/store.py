@@ -1,0 +1,67 @@
+"""The content-addressed artifact store: every object is named by the sha256 of its bytes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from wanflow._exceptions import StoreError
+from wanflow.artifacts import Artifact
+from wanflow.runner.fsutil import copy_hashing, sha256_file
+
+
+class ArtifactStore:
+    """Objects live at ``<root>/<first two hex digits>/<sha256>``; writes are verified and atomic."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, sha256: str) -> Path:
+        """Where the object ``sha256`` is (or would be) stored."""
+        return self.root / sha256[:2] / sha256
+
+    def put_file(self, source: Path, media_type: str, **meta: object) -> Artifact:
+        """Copy ``source`` into the store and return its artifact.
+
+        The hash is computed from the bytes actually written, so a stored object always matches
+        its name; an object that already exists is not written again.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        temp = self.root / f".incoming-{secrets.token_hex(6)}"
+        try:
+            with open(source, "rb") as reader, open(temp, "wb") as writer:
+                digest, size = copy_hashing(reader, writer)
+                writer.flush()
+                os.fsync(writer.fileno())
+            final = self.path_for(digest)
+            if final.exists() and final.stat().st_size == size:
+                temp.unlink()
+            else:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(temp, final)
+        except OSError as error:
+            raise StoreError(f"cannot store {source.name}: {error.strerror or error}") from None
+        finally:
+            temp.unlink(missing_ok=True)
+        return Artifact(sha256=digest, media_type=media_type, size=size, path=final, **meta)  # type: ignore[arg-type]
+
+    def put_bytes(self, data: bytes, media_type: str) -> Artifact:
+        """Store ``data`` (used for text outputs)."""
+        temp = self.root / f".bytes-{secrets.token_hex(6)}"
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            temp.write_bytes(data)
+            return self.put_file(temp, media_type)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def is_intact(self, sha256: str, size: int) -> bool:
+        """Whether the object exists with the right size and the right hash."""
+        path = self.path_for(sha256)
+        try:
+            if path.stat().st_size != size:
+                return False
+        except OSError:
+            return False
+        return sha256_file(path) == sha256

@@ -1,0 +1,78 @@
+"""Where wanflow keeps its state (.wanflow/) and writes outputs (out/)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wanflow._exceptions import UsageError
+from wanflow.runner.cache import StepCache
+from wanflow.runner.store import ArtifactStore
+
+CONFIG_NAME = "wanflow.toml"
+STATE_NAME = ".wanflow"
+
+
+def find_project_root(start: Path) -> Path:
+    """The nearest folder at or above ``start`` holding wanflow.toml or .wanflow/; else ``start``."""
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_NAME).is_file() or (folder / STATE_NAME).is_dir():
+            return folder
+    return start
+
+
+def read_config(root: Path) -> dict[str, Any]:
+    """The project's wanflow.toml as a dict ({} when absent)."""
+    path = root / CONFIG_NAME
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path}: invalid TOML ({error})") from None
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The project root, the state folder and the output folder of one invocation."""
+
+    root: Path
+    state_dir: Path
+    out_dir: Path
+
+    @classmethod
+    def discover(cls, cwd: Path | None = None, state_dir: Path | None = None, out_dir: Path | None = None) -> "Workspace":
+        """Find the project from ``cwd``; flags beat WANFLOW_STATE_DIR / WANFLOW_OUT_DIR, which beat wanflow.toml."""
+        root = find_project_root((cwd or Path.cwd()).resolve())
+        paths = read_config(root).get("paths", {})
+        state = state_dir or _env_path("WANFLOW_STATE_DIR") or Path(paths.get("state_dir", STATE_NAME))
+        out = out_dir or _env_path("WANFLOW_OUT_DIR") or Path(paths.get("out_dir", "out"))
+        return cls(root=root, state_dir=(root / state).resolve(), out_dir=(root / out).resolve())
+
+    @property
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.state_dir / "objects")
+
+    @property
+    def cache(self) -> StepCache:
+        return StepCache(self.state_dir / "cache", self.store)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.state_dir / "runs"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.state_dir / "index"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.state_dir / "tmp"
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value else None

@@ -94,11 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wanflow`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        return EXIT_INVALID
-    _fix_fresh_swallowing_pipeline(args, parser)
+    try:
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help()
+            return EXIT_INVALID
+        _fix_fresh_swallowing_pipeline(args, parser)
+    except SystemExit as exit_request:  # --help, --version and usage errors
+        return int(exit_request.code or 0)
     try:
         return _dispatch(args)
     except PipelineError as error:

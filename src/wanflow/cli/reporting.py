@@ -53,13 +53,13 @@ class PlainProgress:
 class LiveProgress:
     """A rich live table on a terminal: one row per step, updated as steps move."""
 
-    def __init__(self, pipeline: Pipeline, stream: TextIO) -> None:
+    def __init__(self, pipeline: Pipeline, stream: TextIO, *, force_terminal: bool | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self.pipeline = pipeline
         self.states: dict[str, StepResult] = {}
-        self.console = Console(file=stream)
+        self.console = Console(file=stream, force_terminal=force_terminal)
         self.start = time.monotonic()
         self.live = Live(self._table(), console=self.console, refresh_per_second=8, transient=False)
 
@@ -104,8 +104,9 @@ def make_progress(pipeline: Pipeline, stream: TextIO) -> PlainProgress | LivePro
     return PlainProgress(stream)
 
 
-def print_summary(result: RunResult, stream: TextIO = sys.stdout) -> None:
+def print_summary(result: RunResult, stream: TextIO | None = None) -> None:
     """The human summary printed after a run."""
+    stream = stream or sys.stdout
     counts = result.counts()
     order = ("ran", "cached", "failed", "skipped")
     print(f"\n{result.pipeline_name}: " + ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s)), file=stream)
@@ -163,8 +164,9 @@ def run_json(result: RunResult) -> dict[str, Any]:
     }
 
 
-def print_plan(pipeline: Pipeline, planned: list[PlannedStep], stream: TextIO = sys.stdout) -> None:
+def print_plan(pipeline: Pipeline, planned: list[PlannedStep], stream: TextIO | None = None) -> None:
     """The human form of ``wanflow plan``."""
+    stream = stream or sys.stdout
     labels = {"cached": "cached", "run": "run", "maybe": "run?"}
     print(f"{pipeline.name}: plan", file=stream)
     for step in planned:

@@ -148,7 +148,7 @@ def resolve_step(
 
     prompt = _render_text(collector, step, "prompt", context)
     negative = _render_text(collector, step, "negative_prompt", context)
-    if prompt is None and step.model.prompt_required:
+    if step.prompt is None and step.model.prompt_required:
         collector.add(step.path(), f"{step.model.name} needs a prompt")
 
     params, explicit = _resolve_params(collector, pipeline, step, context)

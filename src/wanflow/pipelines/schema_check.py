@@ -79,13 +79,12 @@ def _explain(error: ValidationError, document: SourceDocument) -> Iterable[Diagn
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         yield Diagnostic(f"missing required field '{missing}'", document.locate(path), path=shown)
         return
-    if validator == "propertyNames":
-        bad = error.instance
-        child = path + (bad,)
-        allowed = _allowed_hint(schema.get("propertyNames", {})) or _allowed_hint(
-            _resolve_ref(schema.get("propertyNames", {}))
+    if "propertyNames" in error.schema_path:
+        # jsonschema reports a bad key at its parent's path, with the key as the instance.
+        child = path + (error.instance,)
+        yield Diagnostic(
+            f"invalid name '{error.instance}'", document.locate_key(child), path=format_path(child), allowed=_allowed_hint(schema)
         )
-        yield Diagnostic(f"invalid name '{bad}'", document.locate_key(child), path=format_path(child), allowed=allowed)
         return
     if validator in ("oneOf", "anyOf"):
         yield Diagnostic(
@@ -133,13 +132,6 @@ def _extra_keys(error: ValidationError) -> list[str]:
     if patterns:
         return []
     return [key for key in error.instance if key not in allowed]
-
-
-def _resolve_ref(schema: dict[str, Any]) -> dict[str, Any]:
-    ref = schema.get("$ref", "")
-    if ref.startswith("#/$defs/"):
-        return pipeline_schema()["$defs"].get(ref.removeprefix("#/$defs/"), {})
-    return schema
 
 
 def _show(value: Any) -> str:

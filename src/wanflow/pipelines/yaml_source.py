@@ -49,11 +49,18 @@ class SourceDocument:
     data: Any
     value_marks: dict[DataPath, Location] = field(default_factory=dict)
     key_marks: dict[DataPath, Location] = field(default_factory=dict)
+    containers: set[DataPath] = field(default_factory=set)
 
     def locate(self, path: DataPath) -> Location:
-        """Position of the value at ``path``, or of its nearest located ancestor."""
+        """Position of the value at ``path`` (of its key, for a mapping or list), or of the nearest ancestor.
+
+        A message about a whole step points at ``hero:``, not at the first field under it.
+        """
         for length in range(len(path), -1, -1):
-            location = self.value_marks.get(path[:length])
+            prefix = path[:length]
+            if prefix in self.containers and prefix in self.key_marks:
+                return self.key_marks[prefix]
+            location = self.value_marks.get(prefix)
             if location is not None:
                 return location
         return Location(self.file, 1, 1)
@@ -126,6 +133,8 @@ class _Builder:
             # Aliases re-visit shared nodes, so this also bounds alias expansion.
             raise self._fail(node, f"document expands to more than {MAX_NODES:,} values (alias bomb?)", path)
         self._document.value_marks[path] = self._location(node)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            self._document.containers.add(path)
         if isinstance(node, yaml.MappingNode):
             return self._build_mapping(node, path)
         if isinstance(node, yaml.SequenceNode):

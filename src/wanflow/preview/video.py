@@ -27,7 +27,7 @@ _CONTAINER_OPTIONS = {"fflags": "+bitexact"}
 
 def video_dimensions(resolution: str, aspect: float) -> tuple[int, int]:
     """Frame size for a resolution tier at the input image's aspect ratio."""
-    return fit_dimensions(aspect, TIER_AREAS.get(resolution, TIER_AREAS["720P"]))
+    return fit_dimensions(aspect, TIER_AREAS.get(resolution, TIER_AREAS["720P"]), multiple=8)
 
 
 def _motion(seed: int) -> tuple[float, float, float]:

@@ -34,7 +34,7 @@ def cache_key(request: StepRequest, provider_salt: str) -> str:
 def diff_requests(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Readable names of the fields that differ between two canonical requests.
 
-    ``params.n: 2 -> 3``, ``prompt changed``, ``inputs.images changed``.
+    ``params.n: 2 -> 3`` for short values; just the name (``prompt``, ``inputs.images``) otherwise.
     """
     before, after = _flatten(old), _flatten(new)
     changes = []
@@ -43,7 +43,7 @@ def diff_requests(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         if was == now:
             continue
         if isinstance(was, list) or isinstance(now, list) or len(_short(was)) + len(_short(now)) > 50:
-            changes.append(f"{name} changed")
+            changes.append(name)
         else:
             changes.append(f"{name}: {_short(was)} -> {_short(now)}")
     return changes

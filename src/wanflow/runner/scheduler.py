@@ -99,6 +99,7 @@ class Runner:
         self._done = {step_id: anyio.Event() for step_id in pipeline.steps}
         self._outputs: dict[str, StepOutputs] = {}
         self._limiter = anyio.CapacityLimiter(max(1, self.options.jobs))
+        self._key_locks: dict[str, anyio.Lock] = {}
         self._workdir = workspace.tmp_dir / run_id
 
     async def run(self) -> RunResult:
@@ -162,11 +163,20 @@ class Runner:
         self.history.remember(step.id, key, canonical)
 
         forced = forced_reason(step, self.options)
-        entry = None if forced else self.cache.lookup(key, origin=f"steps.{step.id}")
-        if entry is not None:
-            result.status, result.reason = "cached", "same request as a stored result"
-            result.outputs, result.provider_info = entry.outputs, dict(entry.provider_info)
-            return
+        # One generation per key at a time: a second step with the identical request waits and
+        # then finds the first one's result instead of paying for it again.
+        async with self._key_locks.setdefault(key, anyio.Lock()):
+            entry = None if forced else self.cache.lookup(key, origin=f"steps.{step.id}")
+            if entry is not None:
+                result.status, result.reason = "cached", "same request as a stored result"
+                result.outputs, result.provider_info = entry.outputs, dict(entry.provider_info)
+                return
+            await self._generate(step, request, provider, key, canonical, result, forced)
+
+    async def _generate(
+        self, step: StepSpec, request: StepRequest, provider: Provider, key: str, canonical: dict,
+        result: StepResult, forced: str | None,
+    ) -> None:
         result.reason = forced or self.history.explain_miss(step.id, key, canonical)
         result.status = "running"
         self.reporter.step_started(result)

@@ -1,0 +1,153 @@
+"""Shared fixtures: isolated project folders, pipeline writers and an instrumented provider."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import anyio
+import pytest
+
+import wanflow
+from wanflow.pipelines.resolve import StepRequest
+from wanflow.providers.base import GenerationResult
+from wanflow.providers.local import LocalPreviewProvider
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project folder used as the working directory."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("WANFLOW_STATE_DIR", "WANFLOW_OUT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def workspace(project: Path) -> wanflow.Workspace:
+    return wanflow.Workspace.discover(project)
+
+
+@pytest.fixture
+def write_pipeline(project: Path) -> Callable[..., Path]:
+    """Write YAML text (dedented) to a pipeline file in the project and return its path."""
+
+    def write(text: str, name: str = "pipe.yaml") -> Path:
+        path = project / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), "utf-8")
+        return path
+
+    return write
+
+
+@dataclass
+class Call:
+    step_id: str
+    prompt: str | None
+    started: float
+    finished: float
+
+
+@dataclass
+class Recorder:
+    """Every generate() call the instrumented provider received."""
+
+    calls: list[Call] = field(default_factory=list)
+    delay: float = 0.0
+    fail_steps: set[str] = field(default_factory=set)
+
+    def steps(self) -> list[str]:
+        return [call.step_id for call in self.calls]
+
+
+class InstrumentedProvider(LocalPreviewProvider):
+    """The real local provider, plus call recording, an optional delay and injected failures."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def generate(self, request: StepRequest, workdir: Path) -> GenerationResult:
+        started = time.monotonic()
+        if self.recorder.delay:
+            await anyio.sleep(self.recorder.delay)
+        if request.step_id in self.recorder.fail_steps:
+            self.recorder.calls.append(Call(request.step_id, request.prompt, started, time.monotonic()))
+            raise wanflow.ProviderError(f"injected failure for {request.step_id}")
+        result = await super().generate(request, workdir)
+        self.recorder.calls.append(Call(request.step_id, request.prompt, started, time.monotonic()))
+        return result
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def run_with(recorder: Recorder, workspace: wanflow.Workspace) -> Callable[..., wanflow.RunResult]:
+    """Run a pipeline file with the instrumented provider standing in for ``local``."""
+
+    def run(path: Path, **options: object) -> wanflow.RunResult:
+        overrides = options.pop("overrides", None)
+        pipeline = wanflow.load_pipeline(path, overrides=overrides)  # type: ignore[arg-type]
+        return wanflow.run(
+            pipeline,
+            wanflow.RunOptions(**options),  # type: ignore[arg-type]
+            workspace=workspace,
+            providers={"local": lambda: InstrumentedProvider(recorder)},
+        )
+
+    return run
+
+
+@pytest.fixture
+def use_instrumented_local(recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    """Make the CLI's ``local`` provider the instrumented one."""
+    from wanflow import providers
+
+    monkeypatch.setitem(providers.BUILTIN_PROVIDERS, "local", lambda: InstrumentedProvider(recorder))  # type: ignore[index]
+    return recorder
+
+
+TWO_BRANCHES = """
+name: branches
+defaults: {seed: 1}
+steps:
+  left:
+    model: wan2.6-t2i
+    prompt: a left thing
+    params: {size: 1280*1280, n: 1}
+  right:
+    model: wan2.6-t2i
+    prompt: a right thing
+    params: {size: 1280*1280, n: 1}
+"""
+
+CHAIN = """
+name: chain
+vars: {subject: a teapot}
+defaults: {seed: 42}
+steps:
+  hero:
+    model: wan2.6-t2i
+    prompt: "{{ vars.subject }} on a table"
+    params: {size: 1280*1280, n: 2}
+  edit:
+    model: wan2.6-image
+    images: ["{{ steps.hero.images[0] }}"]
+    prompt: make it blue
+    params: {n: 1}
+  other:
+    model: wan2.6-t2i
+    prompt: an unrelated landscape
+    params: {size: 1280*1280, n: 1}
+outputs:
+  final: "{{ steps.edit.images[0] }}"
+"""

@@ -1,0 +1,143 @@
+"""The command line: commands, --json, exit codes, progress, and errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wanflow.cli.main import main
+from conftest import CHAIN, EXAMPLES, InstrumentedProvider
+
+
+def test_run_json_reports_every_step(write_pipeline, capsys, use_instrumented_local):
+    path = write_pipeline(CHAIN)
+    assert main(["run", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ok"] is True and summary["preview"] is True
+    assert set(summary["steps"]) == {"hero", "edit", "other"}
+    hero = summary["steps"]["hero"]
+    assert hero["status"] == "ran" and len(hero["cache_key"]) == 64 and isinstance(hero["seed"], int)
+    assert [Path(o["path"]).name for o in hero["outputs"]] == ["hero-1.png", "hero-2.png"]
+    assert all(len(o["sha256"]) == 64 for o in hero["outputs"])
+    assert Path(summary["record"]).is_file()
+
+    assert main(["run", str(path), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert {s["status"] for s in again["steps"].values()} == {"cached"}
+
+
+def test_plan_json_before_and_after_a_run(write_pipeline, capsys, use_instrumented_local):
+    path = write_pipeline(CHAIN)
+    assert main(["plan", str(path), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert {k: v["status"] for k, v in plan["steps"].items()} == {"hero": "run", "edit": "maybe", "other": "run"}
+    assert use_instrumented_local.calls == [], "plan generates nothing"
+    main(["run", str(path)])
+    capsys.readouterr()
+    assert main(["plan", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "0 of 3 steps would run" in text
+
+
+def test_fresh_before_the_pipeline_argument_still_works(write_pipeline, capsys, use_instrumented_local):
+    path = write_pipeline(CHAIN)
+    main(["run", str(path)])
+    use_instrumented_local.calls.clear()
+    assert main(["run", "--fresh", str(path)]) == 0
+    assert sorted(use_instrumented_local.steps()) == ["edit", "hero", "other"]
+    use_instrumented_local.calls.clear()
+    assert main(["run", str(path), "--fresh", "other"]) == 0
+    assert use_instrumented_local.steps() == ["other"]
+
+
+def test_fresh_with_an_unknown_step_is_a_usage_error(write_pipeline, capsys):
+    assert main(["run", str(write_pipeline(CHAIN)), "--fresh", "nope"]) == 2
+    assert "--fresh: unknown step nope" in capsys.readouterr().err
+
+
+def test_failed_step_exits_1_with_a_summary(write_pipeline, capsys, use_instrumented_local):
+    use_instrumented_local.fail_steps = {"hero"}
+    assert main(["run", str(write_pipeline(CHAIN))]) == 1
+    out = capsys.readouterr().out
+    assert "1 ran, 1 failed, 1 skipped" in out
+    assert "injected failure for hero" in out and "upstream 'hero' failed" in out
+
+
+def test_validate_and_graph(capsys):
+    example = EXAMPLES / "product-ad/product-ad.yaml"
+    assert main(["validate", str(example)]) == 0
+    assert "ok (5 steps" in capsys.readouterr().out
+    assert main(["graph", str(example)]) == 0
+    assert capsys.readouterr().out.startswith("flowchart LR")
+
+
+def test_var_override_from_the_command_line(write_pipeline, capsys, use_instrumented_local):
+    path = write_pipeline(CHAIN)
+    assert main(["run", str(path), "--var", "subject=a vase", "--json"]) == 0
+    prompts = {call.step_id: call.prompt for call in use_instrumented_local.calls}
+    assert prompts["hero"] == "a vase on a table"
+    assert main(["run", str(path), "--var", "subject"]) == 2
+    assert "--var expects key=value" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(capsys, project):
+    assert main(["run"]) == 2
+    assert main(["run", "missing.yaml"]) == 2
+    assert "file not found: missing.yaml" in capsys.readouterr().err
+    assert main(["frobnicate"]) == 2
+
+
+def test_paid_provider_is_not_used_silently(write_pipeline, capsys):
+    assert main(["run", str(write_pipeline(CHAIN)), "--provider", "dashscope"]) == 2
+    assert "not available in this version" in capsys.readouterr().err
+
+
+def test_console_script_shows_no_traceback_and_plain_progress(write_pipeline, project):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "src")}
+    bad = project / "bad.yaml"
+    bad.write_text("name: x\nsteps:\n  a: {model: nope, prompt: x}\n")
+    done = subprocess.run([sys.executable, "-m", "wanflow", "run", str(bad)], capture_output=True, text=True, env=env, cwd=project)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and f"{bad}:3:" in done.stderr
+
+    good = write_pipeline(CHAIN)
+    done = subprocess.run([sys.executable, "-m", "wanflow", "run", str(good)], capture_output=True, text=True, env=env, cwd=project)
+    assert done.returncode == 0, done.stderr
+    # Not a terminal: one plain line per event on stderr, the summary on stdout.
+    assert "hero             running   wan2.6-t2i via local" in done.stderr
+    assert "chain: 3 ran" in done.stdout
+
+
+def test_help_lists_commands_and_exit_codes(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for word in ("run", "plan", "validate", "graph", "exit codes"):
+        assert word in text
+
+
+def test_live_progress_on_a_terminal_shows_each_step_state(write_pipeline, use_instrumented_local):
+    import io
+
+    import anyio
+
+    import wanflow
+    from wanflow.cli.reporting import LiveProgress
+    from wanflow.runner import Runner
+
+    pipeline = wanflow.load_pipeline(write_pipeline(CHAIN))
+    stream = io.StringIO()
+    display = LiveProgress(pipeline, stream, force_terminal=True)
+    providers = {"local": InstrumentedProvider(use_instrumented_local)}
+    runner = Runner(pipeline, wanflow.Workspace.discover(), providers, reporter=display)
+    with display:
+        result = anyio.run(runner.run)
+    assert result.ok
+    screen = stream.getvalue()
+    for step in ("hero", "edit", "other"):
+        assert step in screen
+    assert "✓ ran" in screen

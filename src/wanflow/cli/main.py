@@ -113,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"wanflow: error: {error}", file=sys.stderr)
         return EXIT_INVALID
+    except BrokenPipeError:
+        # The reader went away (`wanflow plan p.yaml | head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         print("wanflow: interrupted; finished results are kept and the next run resumes from the cache", file=sys.stderr)
         return EXIT_INTERRUPTED

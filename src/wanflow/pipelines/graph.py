@@ -32,42 +32,25 @@ def step_templates(step: StepSpec) -> Iterator[tuple[DataPath, str]]:
 def link_steps(pipeline: Pipeline) -> list[Diagnostic]:
     """Fill in each step's ``depends_on``; report unknown steps and cycles."""
     diagnostics: list[Diagnostic] = []
-    known = list(pipeline.steps)
     for step in pipeline.steps.values():
         depends: list[str] = []
         for path, text in step_templates(step):
-            try:
-                refs = referenced_steps(text)
-            except TemplateProblem as problem:
-                diagnostics.append(Diagnostic(problem.message, pipeline.locate(path), path=format_path(path)))
-                continue
-            for ref in refs.steps:
+            for ref in _known_references(pipeline, path, text, diagnostics):
                 if ref == step.id:
-                    diagnostics.append(
-                        Diagnostic(f"step '{step.id}' refers to its own outputs", pipeline.locate(path), path=format_path(path))
-                    )
-                elif ref not in pipeline.steps:
-                    diagnostics.append(_unknown_step(ref, known, pipeline, path))
+                    diagnostics.append(_located(pipeline, path, f"step '{step.id}' refers to its own outputs"))
                 elif ref not in depends:
                     depends.append(ref)
         for index, need in enumerate(step.needs):
             path = step.path("needs", index)
             if need not in pipeline.steps:
-                diagnostics.append(_unknown_step(need, known, pipeline, path))
+                diagnostics.append(_unknown_step(need, pipeline, path))
             elif need == step.id:
-                diagnostics.append(Diagnostic(f"step '{step.id}' needs itself", pipeline.locate(path), path=format_path(path)))
+                diagnostics.append(_located(pipeline, path, f"step '{step.id}' needs itself"))
             elif need not in depends:
                 depends.append(need)
         step.depends_on = tuple(depends)
     for path, text in template_strings(pipeline.outputs, ("outputs",)):
-        try:
-            refs = referenced_steps(text)
-        except TemplateProblem as problem:
-            diagnostics.append(Diagnostic(problem.message, pipeline.locate(path), path=format_path(path)))
-            continue
-        for ref in refs.steps:
-            if ref not in pipeline.steps:
-                diagnostics.append(_unknown_step(ref, known, pipeline, path))
+        _known_references(pipeline, path, text, diagnostics)
     if not diagnostics:
         cycle = find_cycle(pipeline)
         if cycle:
@@ -82,7 +65,28 @@ def link_steps(pipeline: Pipeline) -> list[Diagnostic]:
     return diagnostics
 
 
-def _unknown_step(name: str, known: list[str], pipeline: Pipeline, path: DataPath) -> Diagnostic:
+def _located(pipeline: Pipeline, path: DataPath, message: str) -> Diagnostic:
+    return Diagnostic(message, pipeline.locate(path), path=format_path(path))
+
+
+def _known_references(pipeline: Pipeline, path: DataPath, text: str, diagnostics: list[Diagnostic]) -> list[str]:
+    """The existing steps ``text`` references; syntax errors and unknown steps go to ``diagnostics``."""
+    try:
+        refs = referenced_steps(text)
+    except TemplateProblem as problem:
+        diagnostics.append(_located(pipeline, path, problem.message))
+        return []
+    known = []
+    for ref in refs.steps:
+        if ref in pipeline.steps:
+            known.append(ref)
+        else:
+            diagnostics.append(_unknown_step(ref, pipeline, path))
+    return known
+
+
+def _unknown_step(name: str, pipeline: Pipeline, path: DataPath) -> Diagnostic:
+    known = list(pipeline.steps)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return Diagnostic(

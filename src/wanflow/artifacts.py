@@ -35,6 +35,7 @@ class Artifact:
     width: int | None = None
     height: int | None = None
     duration: float | None = None
+    has_alpha: bool = False
     pending: bool = False
     origin: str = field(default="", compare=False)
 
@@ -69,6 +70,8 @@ class Artifact:
             value = getattr(self, key)
             if value is not None:
                 record[key] = value
+        if self.has_alpha:
+            record["has_alpha"] = True
         return record
 
     @classmethod
@@ -82,6 +85,7 @@ class Artifact:
             width=record.get("width"),
             height=record.get("height"),
             duration=record.get("duration"),
+            has_alpha=bool(record.get("has_alpha", False)),
             origin=origin,
         )
 

@@ -30,6 +30,8 @@ class MediaInfo:
             meta["width"], meta["height"] = self.width, self.height
         if self.duration is not None:
             meta["duration"] = round(self.duration, 3)
+        if self.has_alpha:
+            meta["has_alpha"] = True
         return meta
 
 

@@ -33,6 +33,7 @@ examples:
   wanflow plan examples/product-ad/product-ad.yaml --json
   wanflow run examples/product-ad/product-ad.yaml --fresh beach
   wanflow graph examples/product-ad/product-ad.yaml > graph.mmd
+  wanflow models wan2.6-i2v
 """
 
 
@@ -54,6 +55,8 @@ def _pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cache and store folder (default: .wanflow/ in the project; env WANFLOW_STATE_DIR)")
     parser.add_argument("--out-dir", type=Path, metavar="DIR",
                         help="outputs folder (default: out/ in the project; env WANFLOW_OUT_DIR)")
+    parser.add_argument("--strict", action="store_true",
+                        help="treat warnings (truncated prompts, disputed values, costly defaults) as errors")
 
 
 def _fresh_argument(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     _fresh_argument(run)
     run.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help="steps generating at once (default 4)")
     run.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    run.add_argument("--budget", type=float, metavar="USD",
+                     help="refuse to start when the estimated cost of the steps that would run exceeds USD")
 
     plan = commands.add_parser("plan", help="show which steps would run and which are cached",
                                description="Resolve the pipeline against the cache without generating anything.")
@@ -88,22 +93,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph = commands.add_parser("graph", help="print the step graph as a Mermaid flowchart")
     _pipeline_arguments(graph)
+
+    models = commands.add_parser("models", help="list the models with their parameters, ranges and defaults",
+                                 description="The model catalog: parameters, ranges, defaults, media rules and prices.")
+    models.add_argument("model", nargs="?", help="show one model in full")
+    models.add_argument("--markdown", action="store_true", help="print the docs/models.md page")
+    models.add_argument("--json", action="store_true", help="print the catalog as JSON")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wanflow`` console script; returns the exit code."""
-    parser = build_parser()
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
         if not args.command:
             parser.print_help()
             return EXIT_INVALID
-        _fix_fresh_swallowing_pipeline(args, parser)
+        if args.command != "models":
+            _fix_fresh_swallowing_pipeline(args, parser)
+        return _dispatch(args)
     except SystemExit as exit_request:  # --help, --version and usage errors
         return int(exit_request.code or 0)
-    try:
-        return _dispatch(args)
     except PipelineError as error:
         for diagnostic in error.diagnostics:
             print(f"error: {diagnostic.format()}" if diagnostic.severity == "error" else diagnostic.format(), file=sys.stderr)
@@ -138,7 +149,7 @@ def _fix_fresh_swallowing_pipeline(args: argparse.Namespace, parser: argparse.Ar
     if args.pipeline is None and fresh and fresh[-1] not in (None, _ALL) and fresh[-1].endswith((".yaml", ".yml")):
         args.pipeline = Path(fresh.pop())
         fresh.append(_ALL)
-    if args.pipeline is None:
+    if args.command != "models" and args.pipeline is None:
         parser.error(f"{args.command}: the pipeline file is required")
 
 
@@ -152,7 +163,12 @@ def _load(args: argparse.Namespace):
         except ValueError as error:
             raise UsageError(str(error)) from None
         overrides[key] = value
-    return load_pipeline(args.pipeline, overrides=overrides, vars_file=args.vars_file, provider_override=args.provider)
+    pipeline = load_pipeline(
+        args.pipeline, overrides=overrides, vars_file=args.vars_file, provider_override=args.provider, strict=args.strict
+    )
+    for warning in pipeline.warnings:
+        print(warning.format(), file=sys.stderr)
+    return pipeline
 
 
 def _options(args: argparse.Namespace, pipeline, config_jobs: int | None = None):
@@ -179,6 +195,8 @@ def _workspace(args: argparse.Namespace):
 def _dispatch(args: argparse.Namespace) -> int:
     from wanflow.cli import reporting
 
+    if args.command == "models":
+        return _models(args)
     pipeline = _load(args)
     if args.command == "validate":
         print(f"{args.pipeline}: ok ({len(pipeline.steps)} steps: {', '.join(pipeline.order())})")
@@ -191,6 +209,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     from wanflow._api import providers_for
     from wanflow.runner import plan_pipeline
+    from wanflow.runner.plan import total_estimate
     from wanflow.runner.scheduler import Runner
     from wanflow.runner.workspace import read_config
 
@@ -205,6 +224,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             reporting.print_plan(pipeline, planned)
         return EXIT_OK
 
+    if args.budget is not None:
+        planned = plan_pipeline(pipeline, workspace, providers, options)
+        total = total_estimate(planned)
+        if total > args.budget:
+            for step in planned:
+                if step.status != "cached" and step.estimated_usd:
+                    print(f"  {step.step_id:<16} ~${step.estimated_usd:.2f}  {step.estimate_basis}", file=sys.stderr)
+            raise UsageError(f"estimated cost ${total:.2f} exceeds --budget ${args.budget:.2f}; nothing was run")
+
     import anyio
 
     display = reporting.make_progress(pipeline, sys.stderr)
@@ -216,6 +244,25 @@ def _dispatch(args: argparse.Namespace) -> int:
     else:
         reporting.print_summary(result)
     return EXIT_OK if result.ok else EXIT_STEP_FAILED
+
+
+def _models(args: argparse.Namespace) -> int:
+    from wanflow.catalog import load_catalog
+    from wanflow.catalog import docs
+
+    catalog = load_catalog()
+    if args.model:
+        model = catalog.get(args.model)
+        if model is None:
+            raise UsageError(f"unknown model '{args.model}' (known: {', '.join(catalog.names())})")
+        sys.stdout.write(docs.model_markdown(model, catalog))
+    elif args.markdown:
+        sys.stdout.write(docs.models_markdown())
+    elif args.json:
+        print(json.dumps(docs.models_json(), indent=2))
+    else:
+        sys.stdout.write(docs.models_summary())
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from wanflow.pipelines.model import Pipeline
 from wanflow.preview.notice import PREVIEW_NOTICE
-from wanflow.runner.plan import PlannedStep
+from wanflow.runner.plan import PlannedStep, total_estimate
 from wanflow.runner.results import RunResult, StepResult
 
 _MARKS = {"ran": "✓ ran", "cached": "✓ cached", "failed": "✗ failed", "skipped": "- skipped", "running": "… running", "pending": "· waiting"}
@@ -170,15 +170,21 @@ def print_plan(pipeline: Pipeline, planned: list[PlannedStep], stream: TextIO | 
     labels = {"cached": "cached", "run": "run", "maybe": "run?"}
     print(f"{pipeline.name}: plan", file=stream)
     for step in planned:
-        print(f"  {labels[step.status]:<7} {step.step_id:<16} {step.model:<20} {step.provider:<9} seed {step.seed:<10}  {step.reason}", file=stream)
+        cost = f"${step.estimated_usd:6.2f}"
+        print(f"  {labels[step.status]:<7} {step.step_id:<16} {step.model:<20} {step.provider:<9} {cost}  "
+              f"seed {step.seed:<10}  {step.reason}", file=stream)
+        if step.status != "cached" and step.estimate_basis:
+            print(f"  {'':<7} {'':<16} {'':<20} {'':<9} {'':<7}  ({step.estimate_basis})", file=stream)
     runs = sum(1 for step in planned if step.status != "cached")
-    print(f"{runs} of {len(planned)} steps would run (run? = runs unless its inputs come out byte-identical)", file=stream)
+    print(f"{runs} of {len(planned)} steps would run; estimated cost ${total_estimate(planned):.2f} "
+          "(estimates from public list prices; run? = runs unless its inputs come out byte-identical)", file=stream)
 
 
 def plan_json(pipeline: Pipeline, planned: list[PlannedStep]) -> dict[str, Any]:
     """The ``--json`` form of ``wanflow plan``."""
     return {
         "pipeline": pipeline.name,
+        "estimated_cost_usd": total_estimate(planned),
         "steps": {
             step.step_id: {
                 "status": step.status,
@@ -187,7 +193,10 @@ def plan_json(pipeline: Pipeline, planned: list[PlannedStep]) -> dict[str, Any]:
                 "provider": step.provider,
                 "seed": step.seed,
                 "cache_key": step.cache_key,
+                "estimated_cost_usd": step.estimated_usd,
+                "estimate_basis": step.estimate_basis,
             }
             for step in planned
         },
+        "warnings": [warning.format() for warning in pipeline.warnings],
     }

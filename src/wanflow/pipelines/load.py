@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from wanflow._diagnostics import Diagnostic, format_path
 from wanflow._exceptions import PipelineError
 from wanflow.artifacts import Artifact, MediaInput, RemoteInput
-from wanflow.catalog import OUTPUT_FIELDS, load_catalog
+from wanflow.catalog import OUTPUT_FIELDS, InputSpec, load_catalog
+from wanflow.catalog.rules import MediaFacts, MediaVerdict, check_media
 from wanflow.media import MediaError, probe
+from wanflow.media_conform import ConformError, target_size
 from wanflow.pipelines.graph import link_steps, template_strings
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import StepRequest, base_context, choose_provider, resolve_step
@@ -29,10 +32,13 @@ def load_pipeline(
     overrides: Mapping[str, str] | None = None,
     vars_file: Path | None = None,
     provider_override: str | None = None,
+    strict: bool = False,
 ) -> Pipeline:
     """Load, validate and statically check the pipeline at ``path``.
 
     Raises PipelineError listing every problem found; nothing has been generated at that point.
+    Warnings (disputed values, truncated prompts, costly defaults) are kept in
+    ``pipeline.warnings``; with ``strict`` they are errors too.
     """
     path = Path(path)
     document = load_yaml_file(path)
@@ -64,9 +70,11 @@ def load_pipeline(
     problems = link_steps(pipeline)
     if problems:
         raise PipelineError(problems)
-    problems = check_templates(pipeline, provider_override)
-    if problems:
-        raise PipelineError(problems)
+    found = check_templates(pipeline, provider_override)
+    errors = [replace(d, severity="error") for d in found if d.severity == "error" or strict]
+    if errors:
+        raise PipelineError(errors)
+    pipeline.warnings = found
     return pipeline
 
 
@@ -100,6 +108,7 @@ def _build_steps(raw: Mapping[str, Any], document: Any) -> tuple[dict[str, StepS
             seed=body.get("seed"),
             needs=tuple(body.get("needs") or ()),
             cache=bool(body.get("cache", True)),
+            conform=bool(body.get("conform", True)),
             description=body.get("description", ""),
         )
     return steps, problems
@@ -130,13 +139,17 @@ def _check_default_params(pipeline: Pipeline) -> list[Diagnostic]:
 
 
 class StaticMedia:
-    """Media resolver for checks before running: files must exist; nothing is read or stored."""
+    """Media resolver for checks before running: files must exist and be acceptable media.
+
+    Nothing is stored. Problems conforming can fix are accepted here (they are fixed at run
+    time) unless the step says ``conform: false``.
+    """
 
     def __init__(self, pipeline: Pipeline, provider_override: str | None) -> None:
         self._pipeline = pipeline
         self._provider_override = provider_override
 
-    def __call__(self, text: str, step: StepSpec, path: DataPath) -> MediaInput:
+    def resolve_path(self, text: str, step: StepSpec, path: DataPath) -> MediaInput:
         if text.startswith(("http://", "https://")):
             provider = choose_provider(self._pipeline, step, self._provider_override)
             if provider in _LOCAL_ONLY_PROVIDERS:
@@ -158,6 +171,28 @@ class StaticMedia:
             origin=f"file {text}",
             **info.as_meta(),  # type: ignore[arg-type]
         )
+
+    def fit(self, item: MediaInput, slot: InputSpec, step: StepSpec, path: DataPath) -> tuple[MediaInput, dict[str, Any] | None]:
+        if isinstance(item, RemoteInput) or item.size == 0:
+            return item, None  # a URL, or an upstream output that does not exist yet
+        verdict = media_verdict(item, slot)
+        if verdict.fatal:
+            raise TemplateProblem(f"{item.origin}: " + "; ".join(verdict.fatal))
+        if verdict.fixable and not step.conform:
+            raise TemplateProblem(f"{item.origin}: " + "; ".join(verdict.fixable) + " (conform: false forbids adapting it)")
+        if verdict.fixable and item.width and item.height:
+            try:
+                target_size(item.width, item.height, slot)  # can it be fitted at all?
+            except ConformError as error:
+                raise TemplateProblem(f"{item.origin}: {error}") from None
+        return item, None
+
+
+def media_verdict(item: Artifact, slot: InputSpec) -> MediaVerdict:
+    """Check an artifact against a slot's rules."""
+    rules = load_catalog().media[slot.media]
+    facts = MediaFacts(item.media_type, item.size, item.width, item.height, item.duration, item.has_alpha)
+    return check_media(slot, rules, facts)
 
 
 def local_input_path(pipeline: Pipeline, text: str) -> Path:

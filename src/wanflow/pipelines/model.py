@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wanflow._diagnostics import Location
+from wanflow._diagnostics import Diagnostic, Location
 from wanflow.catalog import ModelSpec
 from wanflow.pipelines.yaml_source import DataPath, SourceDocument
 
@@ -31,6 +31,7 @@ class StepSpec:
     seed: int | str | None = None
     needs: tuple[str, ...] = ()
     cache: bool = True
+    conform: bool = True
     description: str = ""
     depends_on: tuple[str, ...] = ()
 
@@ -53,6 +54,7 @@ class Pipeline:
     steps: dict[str, StepSpec]
     outputs: dict[str, str]
     source: SourceDocument
+    warnings: list[Diagnostic] = field(default_factory=list)
 
     @property
     def base_dir(self) -> Path:

@@ -1,18 +1,31 @@
-"""Turn a step's templates into a concrete, checkable request.
+"""Turn a step's templates into a concrete, checked request.
 
 The same code runs twice: before anything is spent, with stand-in outputs for upstream steps
-(so every template, reference and parameter is checked), and at run time with the real outputs.
+(so every template, reference, parameter and documented rule is checked), and at run time with
+the real outputs. Rules come from the catalog (``wanflow.catalog.rules``); this module renders
+values and places each finding at its line in the pipeline file.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
-from wanflow._diagnostics import Diagnostic, format_path
+from wanflow._diagnostics import Diagnostic, Location, format_path
 from wanflow.artifacts import Artifact, MediaInput, RemoteInput
-from wanflow.catalog import InputSpec, ModelSpec, ParamSpec
+from wanflow.catalog import InputSpec, ModelSpec
+from wanflow.catalog.rules import (
+    Finding,
+    check_ignored_inputs,
+    check_input_count,
+    check_params,
+    check_seed,
+    check_text,
+    coerce_param,
+    parse_size,
+    truncate_text,
+)
 from wanflow.pipelines.model import MEDIA_FIELDS, Pipeline, StepSpec
 from wanflow.pipelines.templating import StepOutputs, StepsNamespace, TemplateProblem, VarsNamespace, render
 from wanflow.pipelines.yaml_source import DataPath
@@ -21,12 +34,18 @@ SEED_MAX = 2_147_483_647
 DEFAULT_PROVIDER = "local"
 _MEDIA_KIND = {"images": "image", "image": "image", "audio": "audio"}
 
+__all__ = ["MediaResolver", "StepRequest", "parse_size", "resolve_step"]
+
 
 class MediaResolver(Protocol):
-    """Turns a literal path or URL written in a media field into an input."""
+    """Turns media written in a pipeline into inputs and fits them to the model's rules."""
 
-    def __call__(self, text: str, step: StepSpec, path: DataPath) -> MediaInput:
-        """Return the input, or raise TemplateProblem with a message for the user."""
+    def resolve_path(self, text: str, step: StepSpec, path: DataPath) -> MediaInput:
+        """A literal file path or URL as an input; raise TemplateProblem for the user."""
+        ...
+
+    def fit(self, item: MediaInput, slot: InputSpec, step: StepSpec, path: DataPath) -> tuple[MediaInput, dict[str, Any] | None]:
+        """Check ``item`` against ``slot``; return it (or a conformed copy and what was done)."""
         ...
 
 
@@ -43,6 +62,7 @@ class StepRequest:
     params: Mapping[str, Any]
     explicit_params: frozenset[str]
     seed_source: str
+    adaptations: tuple[Mapping[str, Any], ...] = field(default=())
 
     @property
     def seed(self) -> int:
@@ -51,7 +71,7 @@ class StepRequest:
 
     def canonical(self) -> dict[str, Any]:
         """The request as plain JSON data: inputs by content hash, never by local path."""
-        return {
+        data: dict[str, Any] = {
             "model": self.model.name,
             "provider": self.provider,
             "prompt": self.prompt,
@@ -59,6 +79,9 @@ class StepRequest:
             "inputs": {name: [_input_id(item) for item in items] for name, items in sorted(self.inputs.items())},
             "params": dict(sorted(self.params.items())),
         }
+        if self.adaptations:
+            data["adaptations"] = [dict(item) for item in self.adaptations]
+        return data
 
 
 def _input_id(item: MediaInput) -> str:
@@ -82,16 +105,18 @@ def pipeline_seed(pipeline: Pipeline) -> tuple[int, str]:
     if isinstance(pipeline.default_seed, int):
         return pipeline.default_seed, "defaults.seed"
     if isinstance(pipeline.default_seed, str):
-        value = render(pipeline.default_seed, base_context(pipeline, {}))
-        return _check_seed(value), "defaults.seed"
+        value = _as_seed(render(pipeline.default_seed, base_context(pipeline, {})))
+        if value is None:
+            raise TemplateProblem(f"seed must be an integer from 0 to {SEED_MAX}")
+        return value, "defaults.seed"
     return derive_seed("pipeline:" + pipeline.name, ""), "derived from the pipeline name"
 
 
-def _check_seed(value: Any) -> int:
+def _as_seed(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEED_MAX:
-        raise TemplateProblem(f"seed must be an integer from 0 to {SEED_MAX}, got {value!r}")
+        return None
     return value
 
 
@@ -109,17 +134,32 @@ def choose_provider(pipeline: Pipeline, step: StepSpec, override: str | None) ->
     return override or step.provider or pipeline.default_provider or DEFAULT_PROVIDER
 
 
-class _Collector:
-    """Gathers located diagnostics while a step is resolved."""
+_FAILED = object()
 
-    def __init__(self, pipeline: Pipeline) -> None:
+
+class _Collector:
+    """Gathers located diagnostics (errors and warnings) while one step is resolved."""
+
+    def __init__(self, pipeline: Pipeline, step: StepSpec) -> None:
         self.pipeline = pipeline
+        self.step = step
         self.diagnostics: list[Diagnostic] = []
 
-    def add(self, path: DataPath, message: str, allowed: str | None = None) -> None:
+    @property
+    def failed(self) -> bool:
+        return any(d.severity == "error" for d in self.diagnostics)
+
+    def add(self, path: DataPath, message: str, allowed: str | None = None, code: str | None = None,
+            severity: str = "error") -> None:
+        location: Location = self.pipeline.locate(path)
         self.diagnostics.append(
-            Diagnostic(message, self.pipeline.locate(path), path=format_path(path), allowed=allowed)
+            Diagnostic(message, location, path=format_path(path), allowed=allowed, code=code, severity=severity)  # type: ignore[arg-type]
         )
+
+    def finding(self, finding: Finding) -> None:
+        # A rule about a param the user did not write (a costly default) is placed at the
+        # nearest written ancestor: the step's params, or the step itself.
+        self.add(self.step.path(*finding.field), finding.message, finding.allowed, finding.code, finding.severity)
 
     def render(self, text: str, context: Mapping[str, Any], path: DataPath) -> Any:
         try:
@@ -127,12 +167,9 @@ class _Collector:
         except TemplateProblem as problem:
             location = self.pipeline.locate(path)
             if problem.line and problem.line > 1:
-                location = type(location)(location.file, location.line + problem.line - 1, location.column)
+                location = Location(location.file, location.line + problem.line - 1, location.column)
             self.diagnostics.append(Diagnostic(problem.message, location, path=format_path(path)))
             return _FAILED
-
-
-_FAILED = object()
 
 
 def resolve_step(
@@ -142,25 +179,29 @@ def resolve_step(
     media: MediaResolver,
     provider_override: str | None = None,
 ) -> tuple[StepRequest | None, list[Diagnostic]]:
-    """Render ``step`` against ``upstream`` outputs; returns the request or the problems found."""
-    collector = _Collector(pipeline)
+    """Render and check ``step`` against ``upstream`` outputs.
+
+    Returns the request (None when there are errors) and every diagnostic, warnings included.
+    """
+    collector = _Collector(pipeline, step)
     context = base_context(pipeline, {dep: upstream[dep] for dep in step.depends_on if dep in upstream})
+    model = step.model
 
     prompt = _render_text(collector, step, "prompt", context)
     negative = _render_text(collector, step, "negative_prompt", context)
-    if step.prompt is None and step.model.prompt_required:
-        collector.add(step.path(), f"{step.model.name} needs a prompt")
+    if step.prompt is None and model.prompt.required:
+        collector.add(step.path(), f"{model.name} needs a prompt", code=model.prompt.code)
 
     params, explicit = _resolve_params(collector, pipeline, step, context)
     seed, seed_source = _resolve_seed(collector, pipeline, step, context)
     params["seed"] = seed
-    inputs = _resolve_inputs(collector, step, params, context, media)
+    inputs, adaptations = _resolve_inputs(collector, step, params, context, media)
 
-    if collector.diagnostics:
+    if collector.failed:
         return None, collector.diagnostics
     request = StepRequest(
         step_id=step.id,
-        model=step.model,
+        model=model,
         provider=choose_provider(pipeline, step, provider_override),
         prompt=prompt,
         negative_prompt=negative,
@@ -168,8 +209,9 @@ def resolve_step(
         params=params,
         explicit_params=frozenset(explicit),
         seed_source=seed_source,
+        adaptations=tuple(adaptations),
     )
-    return request, []
+    return request, collector.diagnostics
 
 
 def _render_text(collector: _Collector, step: StepSpec, name: str, context: Mapping[str, Any]) -> str | None:
@@ -180,19 +222,23 @@ def _render_text(collector: _Collector, step: StepSpec, name: str, context: Mapp
     if value is _FAILED:
         return None
     if isinstance(value, Artifact):
-        if value.kind == "text":
-            return value.read_text()
-        collector.add(step.path(name), f"{value.describe()} cannot be used as {name}; it must be text")
-        return None
-    return str(value)
+        if value.kind != "text":
+            collector.add(step.path(name), f"{value.describe()} cannot be used as {name}; it must be text")
+            return None
+        value = value.read_text()
+    text = str(value)
+    spec = step.model.prompt if name == "prompt" else step.model.negative_prompt
+    for finding in check_text(spec, name, text):
+        collector.finding(finding)
+    # Send what the model will see anyway: the service truncates silently past the limit.
+    return truncate_text(spec, text)
 
 
 def _resolve_params(
     collector: _Collector, pipeline: Pipeline, step: StepSpec, context: Mapping[str, Any]
 ) -> tuple[dict[str, Any], set[str]]:
     model = step.model
-    given: dict[str, Any] = {}
-    explicit: set[str] = set()
+    given: dict[str, tuple[Any, DataPath]] = {}
     # Shared defaults apply only where the model has the parameter: `size` in defaults must not
     # break an i2v step, which has none.
     for name, value in pipeline.default_params.items():
@@ -210,68 +256,35 @@ def _resolve_params(
         if spec is None:
             collector.add(path, f"{model.name} has no parameter '{name}'", allowed=", ".join(model.params))
             continue
-        checked = _check_param(collector, spec, value, path)
-        if checked is not _FAILED:
-            params[name] = checked
-            explicit.add(name)
-    return model.with_defaults(params), explicit
+        value, problem = coerce_param(spec, value)
+        if problem is not None:
+            collector.add(path, problem.message, problem.allowed, problem.code)
+            continue
+        params[name] = value
+    explicit = set(params)
+    completed = model.with_defaults(params)
+    for finding in check_params(model, completed, explicit):
+        collector.finding(finding)
+    return completed, explicit
 
 
-def _check_param(collector: _Collector, spec: ParamSpec, value: Any, path: DataPath) -> Any:
-    """Type and range checks straight from the catalog."""
-    if spec.type == "integer":
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            collector.add(path, f"expected an integer, got {value!r}", allowed=spec.describe_allowed())
-            return _FAILED
-        if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
-            collector.add(path, f"{value} is out of range", allowed=spec.describe_allowed())
-            return _FAILED
-        return value
-    if spec.type == "boolean":
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            value = value.strip().lower() == "true"
-        if not isinstance(value, bool):
-            collector.add(path, f"expected true or false, got {value!r}", allowed="true or false")
-            return _FAILED
-        return value
-    value = str(value)
-    if spec.enum is not None and value not in spec.enum:
-        collector.add(path, f"'{value}' is not allowed", allowed=spec.describe_allowed())
-        return _FAILED
-    if spec.type == "size" and value not in spec.tiers and parse_size(value) is None:
-        collector.add(path, f"'{value}' is not a size", allowed=spec.describe_allowed())
-        return _FAILED
-    return value
-
-
-def parse_size(text: str) -> tuple[int, int] | None:
-    """``'1280*1280'`` -> (1280, 1280); None when the text is not WIDTH*HEIGHT."""
-    width, sep, height = text.partition("*")
-    if not sep or not width.strip().isdigit() or not height.strip().isdigit():
-        return None
-    return int(width), int(height)
-
-
-def _resolve_seed(
-    collector: _Collector, pipeline: Pipeline, step: StepSpec, context: Mapping[str, Any]
-) -> tuple[int, str]:
+def _resolve_seed(collector: _Collector, pipeline: Pipeline, step: StepSpec, context: Mapping[str, Any]) -> tuple[int, str]:
     if step.seed is None:
         try:
             parent, _ = pipeline_seed(pipeline)
         except TemplateProblem as problem:
-            collector.add(("defaults", "seed"), problem.message)
+            collector.add(("defaults", "seed"), problem.message, code=step.model.seed_code)
             return 0, "invalid"
         return derive_seed(parent, step.id), "derived from the pipeline seed and step id"
     value = step.seed if isinstance(step.seed, int) else collector.render(step.seed, context, step.path("seed"))
     if value is _FAILED:
         return 0, "invalid"
-    try:
-        return _check_seed(value), "step"
-    except TemplateProblem as problem:
-        collector.add(step.path("seed"), problem.message)
+    seed = _as_seed(value)
+    if seed is None:
+        for finding in check_seed(step.model, value):
+            collector.finding(finding)
         return 0, "invalid"
+    return seed, "step"
 
 
 def _resolve_inputs(
@@ -280,27 +293,39 @@ def _resolve_inputs(
     params: Mapping[str, Any],
     context: Mapping[str, Any],
     media: MediaResolver,
-) -> dict[str, tuple[MediaInput, ...]]:
-    slots = step.model.inputs_for(params)
+) -> tuple[dict[str, tuple[MediaInput, ...]], list[dict[str, Any]]]:
+    model = step.model
+    slots = model.inputs_for(params)
     inputs: dict[str, tuple[MediaInput, ...]] = {}
+    adaptations: list[dict[str, Any]] = []
     for name in MEDIA_FIELDS:
         written = getattr(step, name)
         slot = slots.get(name)
-        if written is None:
-            if slot is not None and slot.minimum > 0:
-                noun = "at least one image in images:" if name == "images" else f"{name}:"
-                collector.add(step.path(), f"{step.model.name} needs {noun}")
-            continue
         if slot is None:
-            takes = ", ".join(f"{key}:" for key in slots) or "no media inputs"
-            collector.add(step.path(name), f"{step.model.name} does not take {name}:", allowed=takes)
+            if written is not None:
+                takes = ", ".join(f"{key}:" for key in slots) or "no media inputs"
+                collector.add(step.path(name), f"{model.name} does not take {name}:", allowed=takes)
             continue
-        items = _media_items(collector, step, name, written, context, media)
+        items = [] if written is None else _media_items(collector, step, name, written, context, media)
         if items is None:
             continue
-        _check_count(collector, step, name, slot, items)
-        inputs[name] = tuple(items)
-    return inputs
+        for finding in check_input_count(model, params, slot, len(items)):
+            collector.finding(finding)
+        for finding in check_ignored_inputs(params, slot, len(items)):
+            collector.finding(finding)
+        fitted = []
+        for index, (item, path) in enumerate(items):
+            try:
+                item, adaptation = media.fit(item, slot, step, path)
+            except TemplateProblem as problem:
+                collector.add(path, problem.message, code=slot.code)
+                continue
+            if adaptation is not None:
+                adaptations.append({"input": f"{name}[{index}]" if name == "images" else name, **adaptation})
+            fitted.append(item)
+        if fitted:
+            inputs[name] = tuple(fitted)
+    return inputs, adaptations
 
 
 def _media_items(
@@ -310,9 +335,9 @@ def _media_items(
     written: list[str] | str,
     context: Mapping[str, Any],
     media: MediaResolver,
-) -> list[MediaInput] | None:
+) -> list[tuple[MediaInput, DataPath]] | None:
     entries = list(enumerate(written)) if isinstance(written, list) else [(None, written)]
-    items: list[MediaInput] = []
+    items: list[tuple[MediaInput, DataPath]] = []
     ok = True
     for index, text in entries:
         path = step.path(name) if index is None else step.path(name, index)
@@ -320,13 +345,12 @@ def _media_items(
         if value is _FAILED:
             ok = False
             continue
-        values = list(value) if isinstance(value, (list, tuple)) else [value]
-        for item in values:
+        for item in (list(value) if isinstance(value, (list, tuple)) else [value]):
             resolved = _media_item(collector, step, name, item, path, media)
             if resolved is None:
                 ok = False
             else:
-                items.append(resolved)
+                items.append((resolved, path))
     return items if ok else None
 
 
@@ -341,7 +365,7 @@ def _media_item(
         return value
     if isinstance(value, str) and value.strip():
         try:
-            item = media(value.strip(), step, path)
+            item = media.resolve_path(value.strip(), step, path)
         except TemplateProblem as problem:
             collector.add(path, problem.message)
             return None
@@ -351,11 +375,3 @@ def _media_item(
         return item
     collector.add(path, f"expected {wanted} (an upstream output, a file path or a URL), got {value!r}")
     return None
-
-
-def _check_count(collector: _Collector, step: StepSpec, name: str, slot: InputSpec, items: list[MediaInput]) -> None:
-    count = len(items)
-    if slot.minimum <= count <= slot.maximum:
-        return
-    allowed = f"{slot.minimum} to {slot.maximum}" if slot.maximum > 1 else "exactly 1"
-    collector.add(step.path(name), f"{step.model.name} got {count} {name}", allowed=allowed)

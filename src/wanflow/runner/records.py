@@ -40,6 +40,9 @@ def step_record(step: StepResult, out_dir: Path) -> dict[str, Any]:
         "request": step.request,
         "outputs": [file.to_record(out_dir) for file in step.files],
         "provider_info": step.provider_info,
+        "adaptations": step.adaptations,
+        "estimated_cost_usd": step.estimated_usd,
+        "cost_usd": step.cost_usd,
         "started_at": _iso(step.started_at),
         "finished_at": _iso(step.finished_at),
         "seconds": round(step.seconds, 3) if step.seconds is not None else None,
@@ -66,7 +69,8 @@ class RunRecorder:
     def document(self, status: str) -> dict[str, Any]:
         """The record as JSON data."""
         steps = self.result.steps.values()
-        cost = sum(float(step.provider_info.get("cost_usd") or 0) for step in steps if step.status == "ran")
+        cost = sum(step.cost_usd for step in steps)
+        estimated = sum(step.estimated_usd for step in steps if step.status == "ran")
         document: dict[str, Any] = {
             "wanflow_version": __version__,
             "run_id": self.result.run_id,
@@ -80,7 +84,7 @@ class RunRecorder:
                 name: [file.to_record(self.out_dir) for file in files] for name, files in self.result.outputs.items()
             },
             "output_errors": self.result.output_errors,
-            "totals": {**self.result.counts(), "cost_usd": round(cost, 6)},
+            "totals": {**self.result.counts(), "cost_usd": round(cost, 6), "estimated_cost_usd": round(estimated, 6)},
         }
         document.update(self.extra)
         if self.result.preview:

@@ -51,6 +51,8 @@ class StepResult:
     outputs: StepOutputsData | None = None
     files: list[MaterializedFile] = field(default_factory=list)
     provider_info: dict[str, Any] = field(default_factory=dict)
+    adaptations: list[dict[str, Any]] = field(default_factory=list)
+    estimated_usd: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
 
@@ -58,6 +60,13 @@ class StepResult:
     def ok(self) -> bool:
         """Whether the step has usable outputs."""
         return self.status in SUCCESS
+
+    @property
+    def cost_usd(self) -> float:
+        """The cost the provider reported for this run of the step (0 when cached or free)."""
+        if self.status != "ran":
+            return 0.0
+        return float(self.provider_info.get("cost_usd") or 0.0)
 
     @property
     def seconds(self) -> float | None:

@@ -17,6 +17,7 @@ import anyio
 
 from wanflow._exceptions import StepFailed, WanflowError
 from wanflow.artifacts import Artifact
+from wanflow.catalog.pricing import estimate
 from wanflow.media import MediaError, probe
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import StepRequest, base_context, pipeline_seed, resolve_step
@@ -94,12 +95,18 @@ class Runner:
             self.result,
             workspace.runs_dir,
             out_root,
-            extra={"pipeline_seed": seed, "pipeline_seed_source": seed_source, "jobs": self.options.jobs},
+            extra={
+                "pipeline_seed": seed,
+                "pipeline_seed_source": seed_source,
+                "jobs": self.options.jobs,
+                "warnings": [warning.format() for warning in pipeline.warnings],
+            },
         )
         self._done = {step_id: anyio.Event() for step_id in pipeline.steps}
         self._outputs: dict[str, StepOutputs] = {}
         self._limiter = anyio.CapacityLimiter(max(1, self.options.jobs))
         self._key_locks: dict[str, anyio.Lock] = {}
+        self._prices = workspace.price_overrides
         self._workdir = workspace.tmp_dir / run_id
 
     async def run(self) -> RunResult:
@@ -160,6 +167,8 @@ class Runner:
         canonical = request.canonical()
         result.provider, result.cache_key, result.request = request.provider, key, canonical
         result.seed, result.seed_source = request.seed, request.seed_source
+        result.adaptations = [dict(item) for item in request.adaptations]
+        cost = estimate(request.model, request.params, request.provider, self._prices)
         self.history.remember(step.id, key, canonical)
 
         forced = forced_reason(step, self.options)
@@ -169,8 +178,10 @@ class Runner:
             entry = None if forced else self.cache.lookup(key, origin=f"steps.{step.id}")
             if entry is not None:
                 result.status, result.reason = "cached", "same request as a stored result"
+                result.estimated_usd = 0.0
                 result.outputs, result.provider_info = entry.outputs, dict(entry.provider_info)
                 return
+            result.estimated_usd = cost.usd
             await self._generate(step, request, provider, key, canonical, result, forced)
 
     async def _generate(

@@ -52,6 +52,15 @@ class Workspace:
         out = out_dir or _env_path("WANFLOW_OUT_DIR") or Path(paths.get("out_dir", "out"))
         return cls(root=root, state_dir=(root / state).resolve(), out_dir=(root / out).resolve())
 
+    def config(self) -> dict[str, Any]:
+        """The project's wanflow.toml ({} when absent)."""
+        return read_config(self.root)
+
+    @property
+    def price_overrides(self) -> dict[str, Any]:
+        """``[prices]`` from wanflow.toml: per-model price overrides."""
+        return dict(self.config().get("prices", {}))
+
     @property
     def store(self) -> ArtifactStore:
         return ArtifactStore(self.state_dir / "objects")

@@ -1,0 +1,68 @@
+"""Cost estimates from the catalog's price table (public list prices, overridable in wanflow.toml).
+
+The documents carry no prices; the defaults are public figures and every number this module
+returns is an estimate. ``[prices."<model>"]`` in wanflow.toml replaces ``usd`` or ``usd_by``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from wanflow._exceptions import UsageError
+from wanflow.catalog.spec import ModelSpec, PriceSpec
+
+FREE_PROVIDERS = frozenset({"local"})
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An estimated price and how it was computed (``2 images x $0.03``)."""
+
+    usd: float
+    basis: str
+
+
+def _price_for(model: ModelSpec, overrides: Mapping[str, Any]) -> PriceSpec | None:
+    price = model.price
+    override = overrides.get(model.name)
+    if price is None or not override:
+        return price
+    if not isinstance(override, Mapping):
+        raise UsageError(f"wanflow.toml [prices.\"{model.name}\"] must be a table with usd or usd_by")
+    usd = override.get("usd", price.usd)
+    usd_by = override.get("usd_by", price.usd_by)
+    try:
+        usd = float(usd) if usd is not None else None
+        usd_by = {param: {str(k): float(v) for k, v in values.items()} for param, values in usd_by.items()}
+    except (TypeError, ValueError, AttributeError):
+        raise UsageError(f"wanflow.toml [prices.\"{model.name}\"]: prices must be numbers") from None
+    return PriceSpec(price.per, price.count_param, usd, usd_by, price.mode_counts)
+
+
+def list_price(model: ModelSpec, params: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Estimate:
+    """What the request would cost on a paid Wan provider, whoever runs it."""
+    price = _price_for(model, overrides or {})
+    if price is None:
+        return Estimate(0.0, "no price known")
+    count_param = price.mode_counts.get(model.mode_name(params), price.count_param)
+    count = int(params.get(count_param, 1))
+    unit = price.usd
+    label = ""
+    for param, table in price.usd_by.items():
+        value = str(params.get(param))
+        if value in table:
+            unit, label = table[value], f" at {value}"
+    if unit is None:
+        return Estimate(0.0, "no price known")
+    noun = {"image": "image", "second": "s"}.get(price.per, price.per)
+    plural = "s" if price.per == "image" and count != 1 else ""
+    return Estimate(round(count * unit, 6), f"{count} {noun}{plural}{label} x ${unit:g}")
+
+
+def estimate(model: ModelSpec, params: Mapping[str, Any], provider: str, overrides: Mapping[str, Any] | None = None) -> Estimate:
+    """The estimated cost of running the request on ``provider`` (free providers cost 0)."""
+    paid = list_price(model, params, overrides)
+    if provider in FREE_PROVIDERS:
+        return Estimate(0.0, f"free on {provider}; ~${paid.usd:.2f} on a paid provider")
+    return paid

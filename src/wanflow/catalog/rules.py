@@ -1,0 +1,285 @@
+"""Every documented request rule, applied from catalog data.
+
+The checks here know nothing about files or locations: each returns Findings that name a field
+of the step (``("params", "n")``), the limit, and the service's own error code where the
+documents define one. The pipeline resolver places them in the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Sequence
+
+from wanflow.catalog.spec import InputSpec, MediaRules, ModelSpec, ParamSpec, TextSpec
+
+Severity = Literal["error", "warning"]
+FieldPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One broken or doubtful rule, relative to a step."""
+
+    field: FieldPath
+    message: str
+    allowed: str | None = None
+    code: str | None = None
+    severity: Severity = "error"
+
+
+def _error(field: FieldPath, message: str, allowed: str | None = None, code: str | None = None) -> Finding:
+    return Finding(field, message, allowed, code, "error")
+
+
+def _warning(field: FieldPath, message: str, allowed: str | None = None, code: str | None = None) -> Finding:
+    return Finding(field, message, allowed, code, "warning")
+
+
+# --- text ----------------------------------------------------------------------------------------
+
+def count_chars(text: str) -> int:
+    """Characters as the documents count them: each Chinese character, letter, digit or symbol is one."""
+    return len(text)
+
+
+def truncate_text(spec: TextSpec, text: str) -> str:
+    """What the model sees: the service silently keeps only the first ``max_chars`` characters."""
+    return text[: spec.max_chars]
+
+
+def check_text(spec: TextSpec, field: str, text: str | None) -> list[Finding]:
+    """Length rules of a prompt field.
+
+    Disputed: the pages say over-long text is "automatically truncated", the t2i error table says
+    1-2100 is enforced (001015006). wanflow sends the truncated text (so what the model sees is
+    known) and warns, quoting where it was cut; ``--strict`` makes it an error.
+    """
+    if text is None:
+        return []
+    allowed = f"1 to {spec.max_chars} characters" if field == "prompt" else f"at most {spec.max_chars} characters"
+    if field == "prompt" and not text.strip():
+        return [_error((field,), "is empty", allowed, spec.code)]
+    length = count_chars(text)
+    if length <= spec.max_chars:
+        return []
+    kept = truncate_text(spec, text)
+    tail = kept[-40:].replace("\n", " ")
+    dropped = text[spec.max_chars: spec.max_chars + 30].replace("\n", " ")
+    return [
+        _warning(
+            (field,),
+            f"is {length:,} characters; the service keeps the first {spec.max_chars:,} and silently drops "
+            f"the rest, so the model will see text ending '…{tail}' (dropped from '{dropped}…')",
+            allowed,
+            spec.code,
+        )
+    ]
+
+
+# --- params --------------------------------------------------------------------------------------
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """``'1280*1280'`` -> (1280, 1280); None when the text is not WIDTH*HEIGHT of integers."""
+    width, sep, height = text.partition("*")
+    if not sep or not width.strip().isdigit() or not height.strip().isdigit():
+        return None
+    return int(width), int(height)
+
+
+def coerce_param(spec: ParamSpec, value: Any) -> tuple[Any, Finding | None]:
+    """Convert a rendered value to the param's type; a Finding when it cannot be."""
+    field: FieldPath = ("params", spec.name)
+    code = spec.code or spec.codes.get("format")
+    if spec.type == "integer":
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return value, _error(field, f"expected an integer, got {value!r}", spec.describe_allowed(), code)
+        return value, None
+    if spec.type == "boolean":
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            value = value.strip().lower() == "true"
+        if not isinstance(value, bool):
+            return value, _error(field, f"expected true or false, got {value!r}", "true or false")
+        return value, None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return value, _error(field, f"expected text, got {value!r}", spec.describe_allowed(), code)
+    return str(value), None
+
+
+def check_param_value(spec: ParamSpec, value: Any) -> list[Finding]:
+    """Range, enum, size and option rules for one (already coerced) value."""
+    field: FieldPath = ("params", spec.name)
+    if spec.type == "integer":
+        if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
+            return [_error(field, f"{value} is out of range", spec.describe_allowed(), spec.code)]
+        if spec.options and value not in spec.options:
+            listed = ", ".join(map(str, spec.options))
+            return [_warning(field, f"{value} is inside the documented range but not one of the listed options ({listed}); "
+                                    "the documents disagree, so the service may reject it", spec.describe_allowed())]
+        return []
+    if spec.enum is not None and value not in spec.enum:
+        return [_error(field, f"'{value}' is not allowed", spec.describe_allowed(), spec.code)]
+    if spec.type == "size":
+        return check_size(spec, str(value))
+    return []
+
+
+def check_size(spec: ParamSpec, value: str) -> list[Finding]:
+    """``WIDTH*HEIGHT`` (or a tier): format, total pixels and aspect ratio."""
+    field: FieldPath = ("params", "size")
+    if value in spec.tiers:
+        return []
+    allowed = spec.describe_allowed()
+    if "*" not in value:
+        return [_error(field, f"'{value}' is not in the form WIDTH*HEIGHT", allowed, spec.codes.get("format"))]
+    size = parse_size(value)
+    if size is None:
+        return [_error(field, f"'{value}' must be two integers as WIDTH*HEIGHT", allowed, spec.codes.get("integers"))]
+    width, height = size
+    if width <= 0 or height <= 0:
+        return [_error(field, f"'{value}' has a zero side", allowed, spec.codes.get("integers"))]
+    findings = []
+    if spec.pixels and not spec.pixels[0] <= width * height <= spec.pixels[1]:
+        findings.append(_error(field, f"{value} is {width * height:,} pixels in total", allowed, spec.codes.get("pixels")))
+    if spec.aspect and not spec.aspect[0] <= width / height <= spec.aspect[1]:
+        findings.append(_error(field, f"{value} has aspect ratio {width / height:.3g}", allowed, spec.codes.get("aspect")))
+    disputed = spec.disputed
+    if not findings and disputed and width * height < disputed.get("below_pixels", 0) and value not in disputed.get("except", ()):
+        findings.append(_warning(field, f"{value} ({width * height:,} pixels) is in a disputed range: {disputed['note']}", allowed))
+    return findings
+
+
+def check_params(model: ModelSpec, params: Mapping[str, Any], explicit: set[str]) -> list[Finding]:
+    """Mode, range and cross-parameter rules for the completed ``params`` of one step."""
+    findings: list[Finding] = []
+    mode = model.mode_name(params)
+    for name, value in params.items():
+        spec = model.param_spec(name, params)
+        if spec is None or name == "seed":
+            continue
+        if not spec.applies_in(mode) and name in explicit:
+            wanted = " or ".join(f"mode '{m}'" for m in spec.modes)
+            condition = mode_condition(model, spec.modes)
+            message = f"{name} only applies {condition or 'in ' + wanted}"
+            if spec.outside_modes == "error":
+                findings.append(_error(("params", name), message, code=spec.outside_code))
+            else:
+                findings.append(_warning(("params", name), message + "; it has no effect here"))
+            continue
+        findings.extend(check_param_value(spec, value))
+        if spec.effective_only_with and name in explicit:
+            for other, needed in spec.effective_only_with.items():
+                if params.get(other) != needed:
+                    findings.append(_warning(("params", name), f"{name} only takes effect when {other} is {_yaml(needed)}; "
+                                                               f"here {other} is {_yaml(params.get(other))}"))
+    for name, spec in model.params.items():
+        effective = model.param_spec(name, params) or spec
+        if effective.warn_default and name not in explicit and effective.applies_in(mode):
+            findings.append(_warning(("params", name), effective.warn_default, effective.describe_allowed()))
+    return findings
+
+
+def mode_condition(model: ModelSpec, modes: Sequence[str]) -> str:
+    """``when enable_interleave is true``: the param values that select ``modes``."""
+    conditions = []
+    for mode in model.modes:
+        if mode.name in modes:
+            conditions.append(" and ".join(f"{key} is {_yaml(value)}" for key, value in mode.when.items()))
+    if "default" in modes:
+        for mode in model.modes:
+            conditions.append(" and ".join(f"{key} is {_yaml(not value if isinstance(value, bool) else value)}"
+                                           for key, value in mode.when.items()))
+    return "when " + " or ".join(conditions) if conditions else ""
+
+
+def _yaml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "unset" if value is None else str(value)
+
+
+def check_seed(model: ModelSpec, seed: Any) -> list[Finding]:
+    """The documented seed range 0..2147483647."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2_147_483_647:
+        return [_error(("seed",), f"{seed!r} is out of range", "an integer from 0 to 2147483647", model.seed_code)]
+    return []
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+def check_input_count(model: ModelSpec, params: Mapping[str, Any], slot: InputSpec, count: int) -> list[Finding]:
+    """How many items a slot got against what the selected mode allows."""
+    if slot.minimum <= count <= slot.maximum:
+        return []
+    mode = model.mode_for(params)
+    context = ""
+    if model.modes:
+        switches = mode.when if mode else {key: not value for key, value in model.modes[0].when.items()}
+        context = " when " + " and ".join(f"{key}={_yaml(value)}" for key, value in switches.items())
+    allowed = f"{slot.minimum} to {slot.maximum}" if slot.maximum > 1 or slot.minimum == 0 else "exactly 1"
+    if count < slot.minimum and count == 0:
+        noun = "at least one image in images:" if slot.name == "images" else f"{slot.name}:"
+        return [_error((slot.name,), f"{model.name} needs {noun}{context}", allowed, slot.code)]
+    return [_error((slot.name,), f"{model.name} got {count} {slot.name}{context}", allowed, slot.code)]
+
+
+def check_ignored_inputs(params: Mapping[str, Any], slot: InputSpec, count: int) -> list[Finding]:
+    """Inputs the service ignores with these params (audio=false wins over audio_url)."""
+    if not count or not slot.ignored_when:
+        return []
+    if all(params.get(key) == value for key, value in slot.ignored_when.items()):
+        condition = " and ".join(f"{key} is {_yaml(value)}" for key, value in slot.ignored_when.items())
+        return [_warning((slot.name,), f"is ignored because {condition}: the output is silent and billed as silent")]
+    return []
+
+
+@dataclass(frozen=True)
+class MediaFacts:
+    """What is known about one input before it is sent."""
+
+    media_type: str
+    size_bytes: int
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    has_alpha: bool = False
+
+
+@dataclass(frozen=True)
+class MediaVerdict:
+    """The result of checking an input against a slot: fatal problems, and fixable ones."""
+
+    fatal: list[str]
+    fixable: list[str]
+
+
+def check_media(slot: InputSpec, rules: MediaRules, facts: MediaFacts) -> MediaVerdict:
+    """Format, byte size, pixel bounds, transparency and duration rules for one input.
+
+    Pixel bounds, transparency and byte size of images can be fixed by conforming; format and
+    audio duration cannot.
+    """
+    fatal: list[str] = []
+    fixable: list[str] = []
+    if facts.media_type not in rules.formats:
+        fatal.append(f"{facts.media_type} is not accepted (allowed: {', '.join(rules.formats)})")
+        return MediaVerdict(fatal, fixable)
+    if rules.kind == "image":
+        if facts.width is not None and facts.height is not None:
+            small, large = min(facts.width, facts.height), max(facts.width, facts.height)
+            if slot.min_side is not None and small < slot.min_side or slot.max_side is not None and large > slot.max_side:
+                fixable.append(f"{facts.width}x{facts.height} is outside {slot.min_side}-{slot.max_side} pixels per side")
+        if facts.has_alpha and not rules.alpha:
+            fixable.append("has transparency, which is not accepted")
+        if facts.size_bytes > rules.max_bytes:
+            fixable.append(f"is {facts.size_bytes / 1048576:.1f} MB (at most {rules.max_bytes / 1048576:.0f} MB)")
+    else:
+        if facts.size_bytes > rules.max_bytes:
+            fatal.append(f"is {facts.size_bytes / 1048576:.1f} MB (at most {rules.max_bytes / 1048576:.0f} MB)")
+        if facts.duration is not None and rules.min_seconds is not None and rules.max_seconds is not None:
+            if not rules.min_seconds <= facts.duration <= rules.max_seconds:
+                fatal.append(f"lasts {facts.duration:.1f} s (allowed: {rules.min_seconds:g} to {rules.max_seconds:g} s)")
+    return MediaVerdict(fatal, fixable)

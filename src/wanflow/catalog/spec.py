@@ -1,0 +1,329 @@
+"""Typed views of models.yaml: models, their params, inputs, outputs, modes, media rules and prices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+Kind = Literal["t2i", "edit", "i2v"]
+DEFAULT_MODE = "default"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One request parameter and every documented rule about it."""
+
+    name: str
+    type: str  # integer | boolean | string | size
+    default: Any = None
+    enum: tuple[Any, ...] | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    options: tuple[Any, ...] = ()  # documented preferred values; others in range only warn
+    tiers: tuple[str, ...] = ()
+    pixels: tuple[int, int] | None = None
+    aspect: tuple[float, float] | None = None
+    round_to: int | None = None
+    disputed: Mapping[str, Any] = field(default_factory=dict)
+    recommended: tuple[str, ...] = ()
+    codes: Mapping[str, str] = field(default_factory=dict)
+    code: str | None = None
+    affects_cost: bool = False
+    modes: tuple[str, ...] = ()
+    outside_modes: str | None = None  # "error" or "warn" when set outside ``modes``
+    outside_code: str | None = None
+    warn_default: str | None = None
+    effective_only_with: Mapping[str, Any] = field(default_factory=dict)
+
+    def applies_in(self, mode: str) -> bool:
+        """Whether the parameter means anything in ``mode`` (``"default"`` when no mode is selected)."""
+        return not self.modes or mode in self.modes
+
+    def describe_allowed(self) -> str:
+        """Human wording of the allowed values, for messages and docs."""
+        if self.enum is not None:
+            return "one of " + ", ".join(str(value) for value in self.enum)
+        if self.type == "boolean":
+            return "true or false"
+        if self.type == "size":
+            parts = ["'WIDTH*HEIGHT'"]
+            if self.pixels:
+                parts.append(f"total pixels {_pixels_text(self.pixels[0])} to {_pixels_text(self.pixels[1])}")
+            if self.aspect:
+                parts.append("aspect 1:4 to 4:1")
+            text = ", ".join(parts)
+            return text + (f"; or {' / '.join(self.tiers)}" if self.tiers else "")
+        if self.minimum is not None and self.maximum is not None:
+            if self.minimum == self.maximum:
+                return f"exactly {self.minimum}"
+            return f"an integer from {self.minimum} to {self.maximum}"
+        return f"a {self.type}"
+
+
+def _pixels_text(pixels: int) -> str:
+    side = round(pixels ** 0.5)
+    return f"{side}*{side}" if side * side == pixels else f"{pixels:,}"
+
+
+@dataclass(frozen=True)
+class MediaRules:
+    """Rules shared by every input of one media kind."""
+
+    kind: str
+    formats: tuple[str, ...]
+    max_bytes: int
+    alpha: bool = True
+    min_seconds: float | None = None
+    max_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A media input slot: how many items, which media, pixel limits."""
+
+    name: str
+    minimum: int = 0
+    maximum: int = 1
+    media: str = "image"
+    min_side: int | None = None
+    max_side: int | None = None
+    code: str | None = None
+    ignored_when: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """An output slot; ``count_param`` names the param that sets the image count."""
+
+    name: str
+    count_param: str | None = None
+    up_to: bool = False
+
+
+@dataclass(frozen=True)
+class PriceSpec:
+    """How a model is billed: ``usd`` (or ``usd_by`` a param's value) per unit, times ``count``."""
+
+    per: str  # image | second
+    count_param: str
+    usd: float | None = None
+    usd_by: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    mode_counts: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A parameter-selected variant (e.g. interleaved output) with its own inputs, outputs and params."""
+
+    name: str
+    when: Mapping[str, Any]
+    inputs: Mapping[str, InputSpec]
+    outputs: Mapping[str, OutputSpec]
+    params: Mapping[str, ParamSpec]
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """Limits of a prompt field."""
+
+    required: bool
+    max_chars: int
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderModel:
+    """How one service names a model."""
+
+    model: str
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the catalog knows about one model."""
+
+    name: str
+    kind: Kind
+    title: str
+    aliases: tuple[str, ...]
+    prompt: TextSpec
+    negative_prompt: TextSpec
+    seed_code: str | None
+    inputs: Mapping[str, InputSpec]
+    outputs: Mapping[str, OutputSpec]
+    params: Mapping[str, ParamSpec]
+    modes: tuple[Mode, ...] = ()
+    price: PriceSpec | None = None
+    providers: Mapping[str, ProviderModel] = field(default_factory=dict)
+
+    @property
+    def prompt_required(self) -> bool:
+        return self.prompt.required
+
+    def mode_for(self, params: Mapping[str, Any]) -> Mode | None:
+        """The mode that ``params`` select, or None for the model's default behaviour."""
+        for mode in self.modes:
+            if all(params.get(key, self.params[key].default) == value for key, value in mode.when.items()):
+                return mode
+        return None
+
+    def mode_name(self, params: Mapping[str, Any]) -> str:
+        """Name of the mode ``params`` select; ``"default"`` when none."""
+        mode = self.mode_for(params)
+        return mode.name if mode else DEFAULT_MODE
+
+    def param_spec(self, name: str, params: Mapping[str, Any]) -> ParamSpec | None:
+        """The rules for ``name`` in the mode ``params`` select."""
+        mode = self.mode_for(params)
+        if mode is not None and name in mode.params:
+            return mode.params[name]
+        return self.params.get(name)
+
+    def inputs_for(self, params: Mapping[str, Any]) -> Mapping[str, InputSpec]:
+        """Input slots in effect for ``params``."""
+        mode = self.mode_for(params)
+        return mode.inputs if mode else self.inputs
+
+    def outputs_for(self, params: Mapping[str, Any]) -> Mapping[str, OutputSpec]:
+        """Output slots in effect for ``params``."""
+        mode = self.mode_for(params)
+        return mode.outputs if mode else self.outputs
+
+    def image_count(self, params: Mapping[str, Any]) -> int:
+        """How many images the step asks for (an upper bound where ``up_to`` is set)."""
+        spec = self.outputs_for(params).get("images")
+        if spec is None:
+            return 0
+        if spec.count_param is None:
+            return 1
+        count_spec = self.param_spec(spec.count_param, params)
+        return int(params.get(spec.count_param, count_spec.default if count_spec else 1))
+
+    def with_defaults(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` completed with the documented defaults of the selected mode.
+
+        Requests then never rely on a service-side default, and the record says what was asked.
+        """
+        mode = self.mode_name(params)
+        completed: dict[str, Any] = {}
+        for name in self.params:
+            spec = self.param_spec(name, params)
+            if spec is not None and spec.default is not None and spec.applies_in(mode):
+                completed[name] = spec.default
+        completed.update(params)
+        return completed
+
+
+def parse_param(name: str, data: Mapping[str, Any]) -> ParamSpec:
+    """Build a ParamSpec from its YAML mapping."""
+    enum = data.get("enum")
+    return ParamSpec(
+        name=name,
+        type=data["type"],
+        default=data.get("default"),
+        enum=tuple(enum) if enum is not None else None,
+        minimum=data.get("min"),
+        maximum=data.get("max"),
+        options=tuple(data.get("options", ())),
+        tiers=tuple(data.get("tiers", ())),
+        pixels=tuple(data["pixels"]) if "pixels" in data else None,  # type: ignore[arg-type]
+        aspect=tuple(data["aspect"]) if "aspect" in data else None,  # type: ignore[arg-type]
+        round_to=data.get("round"),
+        disputed=data.get("disputed", {}),
+        recommended=tuple(data.get("recommended", ())),
+        codes=data.get("codes", {}),
+        code=data.get("code"),
+        affects_cost=bool(data.get("cost", False)),
+        modes=tuple(data.get("modes", ())),
+        outside_modes=data.get("outside_modes"),
+        outside_code=data.get("outside_code"),
+        warn_default=data.get("warn_default"),
+        effective_only_with=data.get("effective_only_with", {}),
+    )
+
+
+def parse_inputs(raw: Mapping[str, Any]) -> dict[str, InputSpec]:
+    """Build the input slots of a model or mode."""
+    specs: dict[str, InputSpec] = {}
+    for name, data in raw.items():
+        data = data or {}
+        if name == "images":
+            minimum, maximum = int(data.get("min", 0)), int(data.get("max", 1))
+        else:
+            minimum, maximum = (1 if data.get("required") else 0), 1
+        specs[name] = InputSpec(
+            name=name,
+            minimum=minimum,
+            maximum=maximum,
+            media=data.get("media", "image"),
+            min_side=data.get("min_side"),
+            max_side=data.get("max_side"),
+            code=data.get("code"),
+            ignored_when=data.get("ignored_when", {}),
+        )
+    return specs
+
+
+def parse_outputs(raw: Mapping[str, Any]) -> dict[str, OutputSpec]:
+    """Build the output slots of a model or mode."""
+    return {
+        name: OutputSpec(name, (data or {}).get("count"), bool((data or {}).get("up_to", False)))
+        for name, data in raw.items()
+    }
+
+
+def parse_model(name: str, data: Mapping[str, Any]) -> ModelSpec:
+    """Build a ModelSpec from its YAML mapping."""
+    modes = tuple(
+        Mode(
+            name=mode_name,
+            when=mode["when"],
+            inputs=parse_inputs(mode.get("inputs", data.get("inputs", {}))),
+            outputs=parse_outputs(mode.get("outputs", data.get("outputs", {}))),
+            params={param: parse_param(param, spec) for param, spec in (mode.get("params") or {}).items()},
+        )
+        for mode_name, mode in (data.get("modes") or {}).items()
+    )
+    prompt = data.get("prompt", {})
+    negative = data.get("negative_prompt", {})
+    price = data.get("price")
+    return ModelSpec(
+        name=name,
+        kind=data["kind"],
+        title=data.get("title", name),
+        aliases=tuple(data.get("aliases", ())),
+        prompt=TextSpec(bool(prompt.get("required", True)), int(prompt.get("max_chars", 2000)), prompt.get("code")),
+        negative_prompt=TextSpec(False, int(negative.get("max_chars", 500)), negative.get("code")),
+        seed_code=data.get("seed_code"),
+        inputs=parse_inputs(data.get("inputs") or {}),
+        outputs=parse_outputs(data.get("outputs") or {}),
+        params={param: parse_param(param, spec) for param, spec in (data.get("params") or {}).items()},
+        modes=modes,
+        price=PriceSpec(
+            per=price["per"],
+            count_param=price["count"],
+            usd=price.get("usd"),
+            usd_by=price.get("usd_by", {}),
+            mode_counts={mode: spec["count"] for mode, spec in price.get("modes", {}).items()},
+        ) if price else None,
+        providers={
+            provider: ProviderModel(ids["model"], ids.get("endpoint"))
+            for provider, ids in (data.get("providers") or {}).items()
+        },
+    )
+
+
+def parse_media(raw: Mapping[str, Any]) -> dict[str, MediaRules]:
+    """Build the shared media rules."""
+    return {
+        kind: MediaRules(
+            kind=kind,
+            formats=tuple(data["formats"]),
+            max_bytes=int(data["max_bytes"]),
+            alpha=bool(data.get("alpha", True)),
+            min_seconds=data.get("min_seconds"),
+            max_seconds=data.get("max_seconds"),
+        )
+        for kind, data in raw.items()
+    }

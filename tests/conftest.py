@@ -13,7 +13,7 @@ import pytest
 
 import wanflow
 from wanflow.pipelines.resolve import StepRequest
-from wanflow.providers.base import GenerationResult
+from wanflow.providers.base import GenerationContext, GenerationResult
 from wanflow.providers.local import LocalPreviewProvider
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,14 +73,14 @@ class InstrumentedProvider(LocalPreviewProvider):
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
 
-    async def generate(self, request: StepRequest, workdir: Path) -> GenerationResult:
+    async def generate(self, request: StepRequest, context: GenerationContext) -> GenerationResult:
         started = time.monotonic()
         if self.recorder.delay:
             await anyio.sleep(self.recorder.delay)
         if request.step_id in self.recorder.fail_steps:
             self.recorder.calls.append(Call(request.step_id, request.prompt, started, time.monotonic()))
             raise wanflow.ProviderError(f"injected failure for {request.step_id}")
-        result = await super().generate(request, workdir)
+        result = await super().generate(request, context)
         self.recorder.calls.append(Call(request.step_id, request.prompt, started, time.monotonic()))
         return result
 

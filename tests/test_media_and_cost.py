@@ -180,8 +180,8 @@ class FakePaidProvider(InstrumentedProvider):
     paid = True
     cache_salt = "test-paid"
 
-    async def generate(self, request, workdir):
-        result = await super().generate(request, workdir)
+    async def generate(self, request, context):
+        result = await super().generate(request, context)
         result.info = {"cost_usd": list_price(request.model, request.params).usd, "task_id": f"task-{request.step_id}"}
         return result
 

@@ -48,6 +48,11 @@ class PlainProgress:
     def step_finished(self, step: StepResult) -> None:
         detail = step.error if step.status == "failed" else step.reason
         self._line(f"{step.step_id:<16} {step.status:<9} {detail}")
+        for warning in step.warnings:
+            self._line(f"{step.step_id:<16} warning   {warning}")
+
+    def step_note(self, step: StepResult, message: str) -> None:
+        self._line(f"{step.step_id:<16} {'':<9} {message}")
 
 
 class LiveProgress:
@@ -59,6 +64,7 @@ class LiveProgress:
 
         self.pipeline = pipeline
         self.states: dict[str, StepResult] = {}
+        self.notes: dict[str, str] = {}
         self.console = Console(file=stream, force_terminal=force_terminal)
         self.start = time.monotonic()
         self.live = Live(self._table(), console=self.console, refresh_per_second=8, transient=False)
@@ -75,6 +81,8 @@ class LiveProgress:
             state = self.states.get(step_id)
             status = state.status if state else "pending"
             detail = (state.error if status == "failed" else state.reason) if state else ""
+            if status == "running" and step_id in self.notes:
+                detail = self.notes[step_id]
             style = {"ran": "green", "cached": "cyan", "failed": "red", "skipped": "yellow", "running": "magenta"}.get(status, "dim")
             table.add_row(step_id, step.model.name, f"[{style}]{_MARKS.get(status, status)}[/]", detail or "")
         table.caption = f"{time.monotonic() - self.start:.1f}s"
@@ -93,6 +101,11 @@ class LiveProgress:
         self.live.update(self._table())
 
     def step_finished(self, step: StepResult) -> None:
+        self.states[step.step_id] = step
+        self.live.update(self._table())
+
+    def step_note(self, step: StepResult, message: str) -> None:
+        self.notes[step.step_id] = message
         self.states[step.step_id] = step
         self.live.update(self._table())
 
@@ -117,6 +130,8 @@ def print_summary(result: RunResult, stream: TextIO | None = None) -> None:
             print(f"             error: {step.error}", file=stream)
         elif step.status == "skipped":
             print(f"             {step.reason}", file=stream)
+        for warning in step.warnings:
+            print(f"             warning: {warning}", file=stream)
     if result.outputs:
         print("outputs:", file=stream)
         for name, files in result.outputs.items():

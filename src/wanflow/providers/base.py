@@ -2,24 +2,24 @@
 
 A provider turns one resolved StepRequest into files in a work folder. The runner does the rest:
 it verifies and stores the files, caches them under the request's key and hands them downstream.
-Remote providers (vtrix, DashScope) plug in here with the same contract.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 from wanflow.pipelines.resolve import StepRequest
 
 
 @dataclass
 class ProducedFile:
-    """One file a provider wrote into the work folder, with its declared output field."""
+    """One file a provider wrote into the work folder, with its output field."""
 
     path: Path
     field: str  # "images", "video" or "text"
+    source_url: str | None = None  # where a remote provider downloaded it from
 
 
 @dataclass
@@ -27,8 +27,33 @@ class GenerationResult:
     """What a provider produced for one request."""
 
     files: list[ProducedFile]
-    # Facts to keep in the run record: task_id, request_id, cost_usd, preview, partial failures...
+    # Facts kept in the run record: task_id, request_ids, cost_usd, preview, partial failures...
     info: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RemoteUrl:
+    """A result URL a service gave for an artifact, usable as input until it expires."""
+
+    provider: str
+    url: str
+    expires_at: float
+
+
+@dataclass
+class GenerationContext:
+    """What a provider gets besides the request.
+
+    ``workdir``: where to write files. ``cache_key``: the step's key (journals use it).
+    ``log``: a line for the progress display and the record (task ids, request ids).
+    ``known_urls``: sha256 -> still-valid service URL of an upstream artifact.
+    """
+
+    workdir: Path
+    cache_key: str = ""
+    log: Callable[[str], None] = lambda message: None
+    known_urls: Mapping[str, RemoteUrl] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -44,6 +69,6 @@ class Provider(Protocol):
     paid: bool
     cache_salt: str
 
-    async def generate(self, request: StepRequest, workdir: Path) -> GenerationResult:
-        """Produce the request's outputs as files in ``workdir``; raise ProviderError on failure."""
+    async def generate(self, request: StepRequest, context: GenerationContext) -> GenerationResult:
+        """Produce the request's outputs as files in ``context.workdir``; raise ProviderError on failure."""
         ...

@@ -15,7 +15,7 @@ import anyio
 from wanflow._exceptions import ProviderError
 from wanflow.artifacts import Artifact, RemoteInput
 from wanflow.pipelines.resolve import StepRequest, parse_size
-from wanflow.providers.base import GenerationResult, ProducedFile
+from wanflow.providers.base import GenerationContext, GenerationResult, ProducedFile
 
 RENDERER_VERSION = "preview-1"
 
@@ -27,10 +27,9 @@ class LocalPreviewProvider:
     paid = False
     cache_salt = f"local:{RENDERER_VERSION}"
 
-    async def generate(self, request: StepRequest, workdir: Path) -> GenerationResult:
-        """Render ``request`` into ``workdir``."""
-        renderer = _RENDERERS[request.model.kind]
-        files = await anyio.to_thread.run_sync(renderer, request, workdir)
+    async def generate(self, request: StepRequest, context: GenerationContext) -> GenerationResult:
+        """Render ``request`` into ``context.workdir``."""
+        files = await anyio.to_thread.run_sync(render_request, request, context.workdir)
         return GenerationResult(files=files, info={"preview": True, "renderer": RENDERER_VERSION, "cost_usd": 0.0})
 
 
@@ -112,3 +111,8 @@ _RENDERERS: dict[str, Callable[[StepRequest, Path], list[ProducedFile]]] = {
     "edit": _render_edit,
     "i2v": _render_i2v,
 }
+
+
+def render_request(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """Render the preview of ``request`` into ``workdir`` (blocking; the simulator uses it too)."""
+    return _RENDERERS[request.model.kind](request, workdir)

@@ -41,6 +41,8 @@ def step_record(step: StepResult, out_dir: Path) -> dict[str, Any]:
         "outputs": [file.to_record(out_dir) for file in step.files],
         "provider_info": step.provider_info,
         "adaptations": step.adaptations,
+        "warnings": step.warnings,
+        "events": step.events,
         "estimated_cost_usd": step.estimated_usd,
         "cost_usd": step.cost_usd,
         "started_at": _iso(step.started_at),

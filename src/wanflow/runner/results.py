@@ -52,6 +52,8 @@ class StepResult:
     files: list[MaterializedFile] = field(default_factory=list)
     provider_info: dict[str, Any] = field(default_factory=dict)
     adaptations: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
     estimated_usd: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None

@@ -22,7 +22,7 @@ from wanflow.media import MediaError, probe
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import StepRequest, base_context, pipeline_seed, resolve_step
 from wanflow.pipelines.templating import OutputList, StepOutputs, TemplateProblem, render
-from wanflow.providers.base import GenerationResult, Provider
+from wanflow.providers.base import GenerationContext, GenerationResult, Provider, RemoteUrl
 from wanflow.runner.cache import StepOutputsData
 from wanflow.runner.history import RequestHistory
 from wanflow.runner.keys import cache_key
@@ -50,12 +50,17 @@ class Reporter(Protocol):
 
     def step_finished(self, step: StepResult) -> None: ...
 
+    def step_note(self, step: StepResult, message: str) -> None: ...
+
 
 class _SilentReporter:
     def step_started(self, step: StepResult) -> None:
         pass
 
     def step_finished(self, step: StepResult) -> None:
+        pass
+
+    def step_note(self, step: StepResult, message: str) -> None:
         pass
 
 
@@ -106,6 +111,7 @@ class Runner:
         self._outputs: dict[str, StepOutputs] = {}
         self._limiter = anyio.CapacityLimiter(max(1, self.options.jobs))
         self._key_locks: dict[str, anyio.Lock] = {}
+        self._known_urls: dict[str, RemoteUrl] = {}
         self._prices = workspace.price_overrides
         self._workdir = workspace.tmp_dir / run_id
 
@@ -180,6 +186,7 @@ class Runner:
                 result.status, result.reason = "cached", "same request as a stored result"
                 result.estimated_usd = 0.0
                 result.outputs, result.provider_info = entry.outputs, dict(entry.provider_info)
+                self._remember_urls(result)
                 return
             result.estimated_usd = cost.usd
             await self._generate(step, request, provider, key, canonical, result, forced)
@@ -194,9 +201,17 @@ class Runner:
         async with self._limiter:
             workdir = self._workdir / step.id
             workdir.mkdir(parents=True, exist_ok=True)
-            generated = await provider.generate(request, workdir)
-        result.outputs = self._ingest(step, request, generated)
+            context = GenerationContext(
+                workdir=workdir,
+                cache_key=key,
+                log=lambda message: self._log(result, message),
+                known_urls=self._known_urls,
+            )
+            generated = await provider.generate(request, context)
         result.provider_info = dict(generated.info)
+        result.outputs = self._ingest(step, request, generated, result.provider_info)
+        result.warnings.extend(generated.warnings)
+        self._remember_urls(result)
         self.cache.save(key, canonical, result.outputs, result.provider_info)
         result.status = "ran"
 
@@ -206,16 +221,34 @@ class Runner:
             raise StepFailed("; ".join(problem.format() for problem in problems))
         return request
 
-    def _ingest(self, step: StepSpec, request: StepRequest, generated: GenerationResult) -> StepOutputsData:
+    def _log(self, result: StepResult, message: str) -> None:
+        result.events.append({"at": round(time.time(), 3), "message": message})
+        note = getattr(self.reporter, "step_note", None)
+        if note is not None:
+            note(result, message)
+
+    def _remember_urls(self, result: StepResult) -> None:
+        """Keep still-valid service URLs of a step's outputs so later steps can pass them by URL."""
+        urls = result.provider_info.get("result_urls") or {}
+        expires = float(result.provider_info.get("urls_expire_at") or 0)
+        if expires > time.time():
+            for sha, url in urls.items():
+                self._known_urls[sha] = RemoteUrl(str(result.provider), url, expires)
+
+    def _ingest(
+        self, step: StepSpec, request: StepRequest, generated: GenerationResult, info: dict
+    ) -> StepOutputsData:
         """Verify each produced file is real media, store it, and check the step got what it needs."""
         outputs = StepOutputsData()
         for produced in generated.files:
             try:
-                info = probe(produced.path) if produced.field != "text" else None
+                probed = probe(produced.path) if produced.field != "text" else None
             except MediaError as error:
                 raise StepFailed(f"provider returned an unusable file: {error}") from None
-            media_type = info.media_type if info else "text/plain"
-            artifact = self.store.put_file(produced.path, media_type, **(info.as_meta() if info else {}))
+            media_type = probed.media_type if probed else "text/plain"
+            artifact = self.store.put_file(produced.path, media_type, **(probed.as_meta() if probed else {}))
+            if produced.source_url:
+                info.setdefault("result_urls", {})[artifact.sha256] = produced.source_url
             if produced.field == "images":
                 outputs.images.append(artifact)
             elif produced.field == "video":

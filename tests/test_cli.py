@@ -92,9 +92,36 @@ def test_usage_errors_exit_2(capsys, project):
     assert main(["frobnicate"]) == 2
 
 
-def test_paid_provider_is_not_used_silently(write_pipeline, capsys):
+def test_a_paid_provider_needs_a_key(write_pipeline, capsys, monkeypatch):
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    monkeypatch.setenv("WANFLOW_CONFIG", "/nonexistent/config.toml")
     assert main(["run", str(write_pipeline(CHAIN)), "--provider", "dashscope"]) == 2
-    assert "not available in this version" in capsys.readouterr().err
+    assert "needs an API key: set DASHSCOPE_API_KEY" in capsys.readouterr().err
+
+
+def test_a_paid_provider_named_only_in_the_pipeline_is_not_used_without_consent(write_pipeline, capsys, monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-not-used")
+    monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", "http://127.0.0.1:9/api/v1")  # nothing listens there
+    monkeypatch.delenv("WANFLOW_ALLOW_PAID", raising=False)
+    path = write_pipeline(CHAIN.replace("defaults: {seed: 42}", "defaults: {seed: 42, provider: dashscope}"))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "would spend money on dashscope; nothing was run" in err and "sk-test" not in err
+    # Previewing it for free is always possible.
+    assert main(["plan", str(path), "--provider", "local"]) == 0
+
+
+def test_a_model_the_provider_does_not_offer_is_rejected_before_running(write_pipeline, capsys):
+    path = write_pipeline("""
+        name: wrongprovider
+        steps:
+          a: {model: wan2.5-i2i-preview, provider: vtrix, prompt: x, images: [img.png], params: {n: 1}}
+        """)
+    from PIL import Image
+
+    Image.new("RGB", (500, 500)).save(path.parent / "img.png")
+    assert main(["validate", str(path)]) == 2
+    assert "wan2.5-i2i-preview is not offered by vtrix (allowed: providers local, dashscope)" in capsys.readouterr().err
 
 
 def test_console_script_shows_no_traceback_and_plain_progress(write_pipeline, project):

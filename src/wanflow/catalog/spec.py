@@ -133,10 +133,13 @@ class TextSpec:
 
 @dataclass(frozen=True)
 class ProviderModel:
-    """How one service names a model."""
+    """How one service names and shapes a model's requests."""
 
     model: str
-    endpoint: str | None = None
+    path: str | None = None
+    shape: str = "messages"
+    negative_prompt_in: str = "parameters"
+    result: str | None = None
 
 
 @dataclass(frozen=True)
@@ -308,7 +311,10 @@ def parse_model(name: str, data: Mapping[str, Any]) -> ModelSpec:
             mode_counts={mode: spec["count"] for mode, spec in price.get("modes", {}).items()},
         ) if price else None,
         providers={
-            provider: ProviderModel(ids["model"], ids.get("endpoint"))
+            provider: ProviderModel(
+                ids["model"], ids.get("path"), ids.get("shape", "messages"),
+                ids.get("negative_prompt_in", "parameters"), ids.get("result"),
+            )
             for provider, ids in (data.get("providers") or {}).items()
         },
     )

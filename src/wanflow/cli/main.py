@@ -34,6 +34,7 @@ examples:
   wanflow run examples/product-ad/product-ad.yaml --fresh beach
   wanflow graph examples/product-ad/product-ad.yaml > graph.mmd
   wanflow models wan2.6-i2v
+  wanflow sim --port 8765 --task-seconds 1 --error-rate 0.1 --throttle-rps 2
 """
 
 
@@ -78,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     _fresh_argument(run)
     run.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help="steps generating at once (default 4)")
     run.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    run.add_argument("--allow-paid", action="store_true",
+                     help="let steps whose pipeline names a paid provider spend money (--provider dashscope|vtrix implies it)")
     run.add_argument("--budget", type=float, metavar="USD",
                      help="refuse to start when the estimated cost of the steps that would run exceeds USD")
 
@@ -99,6 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("model", nargs="?", help="show one model in full")
     models.add_argument("--markdown", action="store_true", help="print the docs/models.md page")
     models.add_argument("--json", action="store_true", help="print the catalog as JSON")
+
+    sim = commands.add_parser("sim", help="serve a local simulator of the vtrix and DashScope APIs (loopback only)",
+                              description="A faithful local stand-in for both Wan HTTP protocols, for tests and demos. "
+                                          "Results are rendered by the local preview renderer.")
+    sim.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    sim.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    sim.add_argument("--key", action="append", default=None, metavar="KEY",
+                     help="accepted API key (repeatable; default sim-key); others get 401")
+    sim.add_argument("--task-seconds", type=float, default=2.0, metavar="S", help="how long each task takes (default 2)")
+    sim.add_argument("--error-rate", type=float, default=0.0, metavar="F",
+                     help="fraction of requests answered with a transient 5xx before any task is created")
+    sim.add_argument("--throttle-rps", type=float, default=0.0, metavar="R",
+                     help="per-key create rate; faster creates get 429 Throttling.RateQuota with Retry-After")
+    sim.add_argument("--fail-rate", type=float, default=0.0, metavar="F",
+                     help="fraction of tasks that end FAILED with an internal error")
+    sim.add_argument("--url-ttl", type=float, default=86400.0, metavar="S", help="seconds result URLs stay valid (default 24 h)")
+    sim.add_argument("--seed", type=int, default=None, help="seed for the simulator's dice (repeatable fault patterns)")
+    sim.add_argument("--moderate", metavar="WORD", default=None,
+                     help="refuse prompts containing WORD with DataInspectionFailed (to exercise moderation handling)")
     return parser
 
 
@@ -110,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.command:
             parser.print_help()
             return EXIT_INVALID
-        if args.command != "models":
+        if args.command not in ("models", "sim"):
             _fix_fresh_swallowing_pipeline(args, parser)
         return _dispatch(args)
     except SystemExit as exit_request:  # --help, --version and usage errors
@@ -172,6 +194,7 @@ def _load(args: argparse.Namespace):
 
 
 def _options(args: argparse.Namespace, pipeline, config_jobs: int | None = None):
+    from wanflow.providers import PAID_PROVIDERS
     from wanflow.runner import RunOptions
 
     fresh = [name for name in (getattr(args, "fresh", None) or [])]
@@ -183,7 +206,10 @@ def _options(args: argparse.Namespace, pipeline, config_jobs: int | None = None)
     jobs = getattr(args, "jobs", None) or config_jobs or 4
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    return RunOptions(jobs=jobs, fresh_all=fresh_all, fresh_steps=steps, provider_override=args.provider)
+    allow_paid = bool(getattr(args, "allow_paid", False)) or args.provider in PAID_PROVIDERS \
+        or os.environ.get("WANFLOW_ALLOW_PAID", "") == "1"
+    return RunOptions(jobs=jobs, fresh_all=fresh_all, fresh_steps=steps, provider_override=args.provider,
+                      allow_paid=allow_paid)
 
 
 def _workspace(args: argparse.Namespace):
@@ -197,6 +223,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "models":
         return _models(args)
+    if args.command == "sim":
+        return _sim(args)
     pipeline = _load(args)
     if args.command == "validate":
         print(f"{args.pipeline}: ok ({len(pipeline.steps)} steps: {', '.join(pipeline.order())})")
@@ -244,6 +272,27 @@ def _dispatch(args: argparse.Namespace) -> int:
     else:
         reporting.print_summary(result)
     return EXIT_OK if result.ok else EXIT_STEP_FAILED
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from wanflow.sim.server import serve
+    from wanflow.sim.state import Knobs
+
+    for name in ("error_rate", "fail_rate"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 1")
+    knobs = Knobs(
+        task_seconds=args.task_seconds,
+        error_rate=args.error_rate,
+        throttle_rps=args.throttle_rps,
+        fail_rate=args.fail_rate,
+        url_ttl=args.url_ttl,
+        keys=tuple(args.key or ["sim-key"]),
+        seed=args.seed,
+        moderate=args.moderate,
+    )
+    serve(args.host, args.port, knobs)
+    return EXIT_OK
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -197,12 +197,16 @@ def resolve_step(
     params["seed"] = seed
     inputs, adaptations = _resolve_inputs(collector, step, params, context, media)
 
+    provider = choose_provider(pipeline, step, provider_override)
+    if provider != DEFAULT_PROVIDER and provider not in model.providers:
+        offered = ", ".join([DEFAULT_PROVIDER, *model.providers])
+        collector.add(step.path("model"), f"{model.name} is not offered by {provider}", allowed=f"providers {offered}")
     if collector.failed:
         return None, collector.diagnostics
     request = StepRequest(
         step_id=step.id,
         model=model,
-        provider=choose_provider(pipeline, step, provider_override),
+        provider=provider,
         prompt=prompt,
         negative_prompt=negative,
         inputs=inputs,

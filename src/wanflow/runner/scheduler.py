@@ -15,7 +15,7 @@ from typing import Mapping, Protocol
 
 import anyio
 
-from wanflow._exceptions import StepFailed, WanflowError
+from wanflow._exceptions import StepFailed, UsageError, WanflowError
 from wanflow.artifacts import Artifact
 from wanflow.catalog.pricing import estimate
 from wanflow.media import MediaError, probe
@@ -41,6 +41,7 @@ class RunOptions:
     fresh_all: bool = False
     fresh_steps: frozenset[str] = field(default_factory=frozenset)
     provider_override: str | None = None
+    allow_paid: bool = False
 
 
 class Reporter(Protocol):
@@ -117,6 +118,12 @@ class Runner:
 
     async def run(self) -> RunResult:
         """Run every step, write outputs and the record, and return the result."""
+        paid = sorted(name for name, provider in self.providers.items() if provider.paid)
+        if paid and not self.options.allow_paid:
+            raise UsageError(
+                f"this run would spend money on {', '.join(paid)}; nothing was run. Choose it explicitly with "
+                f"--provider {paid[0]} or --allow-paid, or preview for free with --provider local"
+            )
         self.recorder.write("running")
         try:
             async with anyio.create_task_group() as group:

@@ -1,0 +1,57 @@
+"""Request bodies by shape, shared by the services (the catalog names each model's shape)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from wanflow.catalog.spec import ProviderModel
+from wanflow.pipelines.resolve import StepRequest
+
+
+def _parameters(request: StepRequest) -> dict[str, Any]:
+    return dict(sorted(request.params.items()))
+
+
+def _messages(request: StepRequest, ids: ProviderModel, inputs: dict[str, list[str]]) -> dict[str, Any]:
+    content: list[dict[str, str]] = [{"text": request.prompt or ""}]
+    content += [{"image": image} for image in inputs.get("images", [])]
+    parameters = _parameters(request)
+    if request.negative_prompt is not None:
+        parameters["negative_prompt"] = request.negative_prompt
+    return {"model": ids.model, "input": {"messages": [{"role": "user", "content": content}]}, "parameters": parameters}
+
+
+def _images_list(request: StepRequest, ids: ProviderModel, inputs: dict[str, list[str]]) -> dict[str, Any]:
+    body_input: dict[str, Any] = {"prompt": request.prompt or "", "images": inputs.get("images", [])}
+    parameters = _parameters(request)
+    _place_negative(request, ids, body_input, parameters)
+    return {"model": ids.model, "input": body_input, "parameters": parameters}
+
+
+def _first_frame(request: StepRequest, ids: ProviderModel, inputs: dict[str, list[str]]) -> dict[str, Any]:
+    body_input: dict[str, Any] = {"img_url": inputs["image"][0]}
+    if request.prompt is not None:
+        body_input["prompt"] = request.prompt
+    if inputs.get("audio"):
+        body_input["audio_url"] = inputs["audio"][0]
+    parameters = _parameters(request)
+    _place_negative(request, ids, body_input, parameters)
+    return {"model": ids.model, "input": body_input, "parameters": parameters}
+
+
+def _place_negative(request: StepRequest, ids: ProviderModel, body_input: dict[str, Any], parameters: dict[str, Any]) -> None:
+    if request.negative_prompt is not None:
+        (body_input if ids.negative_prompt_in == "input" else parameters)["negative_prompt"] = request.negative_prompt
+
+
+SHAPES: dict[str, Callable[[StepRequest, ProviderModel, dict[str, list[str]]], dict[str, Any]]] = {
+    "messages": _messages,
+    "images_list": _images_list,
+    "first_frame": _first_frame,
+}
+
+
+def build_body(request: StepRequest, service: str, inputs: dict[str, list[str]]) -> dict[str, Any]:
+    """The create body for ``request`` on ``service``, shaped as the catalog says."""
+    ids = request.model.providers[service]
+    return SHAPES[ids.shape](request, ids, inputs)

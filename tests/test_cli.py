@@ -168,3 +168,30 @@ def test_live_progress_on_a_terminal_shows_each_step_state(write_pipeline, use_i
     for step in ("hero", "edit", "other"):
         assert step in screen
     assert "✓ ran" in screen
+
+
+def test_sim_command_serves_stats_and_refuses_non_loopback(capsys, project):
+    import socket
+    import time
+
+    import httpx
+
+    assert main(["sim", "--host", "0.0.0.0"]) == 2
+    assert "loopback only" in capsys.readouterr().err
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "src")}
+    server = subprocess.Popen([sys.executable, "-m", "wanflow", "sim", "--port", str(port), "--throttle-rps", "2"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for _ in range(200):
+            try:
+                stats = httpx.get(f"http://127.0.0.1:{port}/_sim/stats").json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert stats["creates"] == 0 and stats["knobs"]["throttle_rps"] == 2.0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -34,6 +34,8 @@ examples:
   wanflow run examples/product-ad/product-ad.yaml --fresh beach
   wanflow graph examples/product-ad/product-ad.yaml > graph.mmd
   wanflow models wan2.6-i2v
+  wanflow cache verify
+  wanflow cache gc --dry-run
   wanflow sim --port 8765 --task-seconds 1 --error-rate 0.1 --throttle-rps 2
 """
 
@@ -56,6 +58,8 @@ def _pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cache and store folder (default: .wanflow/ in the project; env WANFLOW_STATE_DIR)")
     parser.add_argument("--out-dir", type=Path, metavar="DIR",
                         help="outputs folder (default: out/ in the project; env WANFLOW_OUT_DIR)")
+    parser.add_argument("--allow-path", action="append", default=[], type=Path, metavar="DIR",
+                        help="let local inputs come from DIR too (default: only the pipeline's own folder)")
     parser.add_argument("--strict", action="store_true",
                         help="treat warnings (truncated prompts, disputed values, costly defaults) as errors")
 
@@ -81,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     run.add_argument("--allow-paid", action="store_true",
                      help="let steps whose pipeline names a paid provider spend money (--provider dashscope|vtrix implies it)")
+    run.add_argument("--resubmit-unknown", action="store_true",
+                     help="when an earlier create call's outcome is unknown and cannot be reconciled, submit again "
+                          "(this may pay twice)")
+    run.add_argument("--cancel-on-interrupt", action="store_true",
+                     help="on Ctrl-C / SIGTERM cancel still-queued remote tasks (default: keep them; the next run resumes them)")
     run.add_argument("--budget", type=float, metavar="USD",
                      help="refuse to start when the estimated cost of the steps that would run exceeds USD")
 
@@ -103,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--markdown", action="store_true", help="print the docs/models.md page")
     models.add_argument("--json", action="store_true", help="print the catalog as JSON")
 
+    cache = commands.add_parser("cache", help="check or clean the artifact store and step cache",
+                                description="verify: rehash every stored object (corrupt ones are quarantined, never served). "
+                                            "gc: remove what no recent run record, lockfile or in-flight task refers to.")
+    cache.add_argument("action", choices=["verify", "gc"])
+    cache.add_argument("--dry-run", action="store_true", help="gc: show what would be removed, remove nothing")
+    cache.add_argument("--keep-days", type=float, default=30.0, metavar="N",
+                       help="gc: keep what any run of the last N days refers to (default 30)")
+    cache.add_argument("--state-dir", type=Path, metavar="DIR", help="the state folder (default: .wanflow/ in the project)")
+    cache.add_argument("--json", action="store_true", help="print the report as JSON")
+
     sim = commands.add_parser("sim", help="serve a local simulator of the vtrix and DashScope APIs (loopback only)",
                               description="A faithful local stand-in for both Wan HTTP protocols, for tests and demos. "
                                           "Results are rendered by the local preview renderer.")
@@ -117,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="per-key create rate; faster creates get 429 Throttling.RateQuota with Retry-After")
     sim.add_argument("--fail-rate", type=float, default=0.0, metavar="F",
                      help="fraction of tasks that end FAILED with an internal error")
+    sim.add_argument("--drop-rate", type=float, default=0.0, metavar="F",
+                     help="fraction of creates that make the task, then drop the connection before answering")
     sim.add_argument("--url-ttl", type=float, default=86400.0, metavar="S", help="seconds result URLs stay valid (default 24 h)")
     sim.add_argument("--seed", type=int, default=None, help="seed for the simulator's dice (repeatable fault patterns)")
     sim.add_argument("--moderate", metavar="WORD", default=None,
@@ -132,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.command:
             parser.print_help()
             return EXIT_INVALID
-        if args.command not in ("models", "sim"):
+        if args.command not in ("models", "sim", "cache"):
             _fix_fresh_swallowing_pipeline(args, parser)
         return _dispatch(args)
     except SystemExit as exit_request:  # --help, --version and usage errors
@@ -186,7 +207,8 @@ def _load(args: argparse.Namespace):
             raise UsageError(str(error)) from None
         overrides[key] = value
     pipeline = load_pipeline(
-        args.pipeline, overrides=overrides, vars_file=args.vars_file, provider_override=args.provider, strict=args.strict
+        args.pipeline, overrides=overrides, vars_file=args.vars_file, provider_override=args.provider, strict=args.strict,
+        allowed_paths=tuple(args.allow_path),
     )
     for warning in pipeline.warnings:
         print(warning.format(), file=sys.stderr)
@@ -208,8 +230,16 @@ def _options(args: argparse.Namespace, pipeline, config_jobs: int | None = None)
         raise UsageError("--jobs must be at least 1")
     allow_paid = bool(getattr(args, "allow_paid", False)) or args.provider in PAID_PROVIDERS \
         or os.environ.get("WANFLOW_ALLOW_PAID", "") == "1"
-    return RunOptions(jobs=jobs, fresh_all=fresh_all, fresh_steps=steps, provider_override=args.provider,
-                      allow_paid=allow_paid)
+    return RunOptions(
+        jobs=jobs,
+        fresh_all=fresh_all,
+        fresh_steps=steps,
+        provider_override=args.provider,
+        allow_paid=allow_paid,
+        resubmit_unknown=bool(getattr(args, "resubmit_unknown", False)),
+        cancel_on_interrupt=bool(getattr(args, "cancel_on_interrupt", False)),
+        handle_signals=args.command == "run",
+    )
 
 
 def _workspace(args: argparse.Namespace):
@@ -225,6 +255,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _models(args)
     if args.command == "sim":
         return _sim(args)
+    if args.command == "cache":
+        return _cache(args)
     pipeline = _load(args)
     if args.command == "validate":
         print(f"{args.pipeline}: ok ({len(pipeline.steps)} steps: {', '.join(pipeline.order())})")
@@ -271,14 +303,53 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(reporting.run_json(result), indent=2))
     else:
         reporting.print_summary(result)
+    if result.interrupted:
+        print("wanflow: interrupted; finished results are kept, remote tasks in flight are journaled, "
+              "and the next run resumes them", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_STEP_FAILED
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from wanflow.runner import maintenance
+    from wanflow.runner.workspace import Workspace
+
+    workspace = Workspace.discover(state_dir=args.state_dir)
+    if args.action == "verify":
+        report = maintenance.verify(workspace)
+        if args.json:
+            print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
+        else:
+            print(f"checked {report.objects_checked} objects and {report.entries_checked} cache entries in {workspace.state_dir}")
+            for name in report.corrupt:
+                print(f"  corrupt object {name}: moved to quarantine; the steps needing it will run again")
+            for key in report.entries_missing_objects:
+                print(f"  cache entry {key[:16]} lost an object: its step will run again")
+            print("ok" if report.ok else "problems found (nothing corrupt will be served)")
+        return EXIT_OK if report.ok else EXIT_STEP_FAILED
+    gc = maintenance.collect_garbage(workspace, keep_days=args.keep_days, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(asdict(gc), indent=2))
+        return EXIT_OK
+    verb = "would remove" if gc.dry_run else "removed"
+    print(f"policy: {gc.policy}")
+    print(f"{verb} {len(gc.removed_entries)} cache entries and {len(gc.removed_objects)} objects "
+          f"({gc.freed_bytes / 1048576:.1f} MB); kept {gc.kept_entries} entries and {gc.kept_objects} objects")
+    if gc.dry_run:
+        for key in gc.removed_entries:
+            print(f"  entry  {key}")
+        for name in gc.removed_objects:
+            print(f"  object {name}")
+    return EXIT_OK
 
 
 def _sim(args: argparse.Namespace) -> int:
     from wanflow.sim.server import serve
     from wanflow.sim.state import Knobs
 
-    for name in ("error_rate", "fail_rate"):
+    for name in ("error_rate", "fail_rate", "drop_rate"):
         if not 0 <= getattr(args, name) <= 1:
             raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 1")
     knobs = Knobs(
@@ -286,6 +357,7 @@ def _sim(args: argparse.Namespace) -> int:
         error_rate=args.error_rate,
         throttle_rps=args.throttle_rps,
         fail_rate=args.fail_rate,
+        drop_rate=args.drop_rate,
         url_ttl=args.url_ttl,
         keys=tuple(args.key or ["sim-key"]),
         seed=args.seed,

@@ -33,6 +33,7 @@ def load_pipeline(
     vars_file: Path | None = None,
     provider_override: str | None = None,
     strict: bool = False,
+    allowed_paths: tuple[Path, ...] = (),
 ) -> Pipeline:
     """Load, validate and statically check the pipeline at ``path``.
 
@@ -63,6 +64,7 @@ def load_pipeline(
         steps=steps,
         outputs=dict(data.get("outputs") or {}),
         source=document,
+        allowed_paths=tuple(Path(p) for p in allowed_paths),
     )
     problems = step_problems + _check_default_params(pipeline)
     if problems:
@@ -196,13 +198,24 @@ def media_verdict(item: Artifact, slot: InputSpec) -> MediaVerdict:
 
 
 def local_input_path(pipeline: Pipeline, text: str) -> Path:
-    """Resolve a local input path written in the pipeline (relative to the pipeline's folder)."""
+    """Resolve a local input path written in the pipeline (relative to the pipeline's folder).
+
+    A pipeline may only read files inside its own folder (symlinks resolved), or inside folders
+    the user allowed with ``--allow-path``: a recipe from someone else cannot read your files.
+    """
     candidate = Path(text).expanduser()
     file = candidate if candidate.is_absolute() else pipeline.base_dir / candidate
-    if not file.is_file():
+    roots = [pipeline.base_dir.resolve(), *(root.resolve() for root in pipeline.allowed_paths)]
+    resolved = file.resolve()
+    if not any(resolved == root or root in resolved.parents for root in roots):
+        raise TemplateProblem(
+            f"input file {text} is outside the pipeline's folder ({pipeline.base_dir}); "
+            "allow its folder with --allow-path DIR"
+        )
+    if not resolved.is_file():
         shown = text if candidate.is_absolute() else f"{text} (looked in {pipeline.base_dir})"
         raise TemplateProblem(f"input file not found: {shown}")
-    return file
+    return resolved
 
 
 def placeholder_outputs(step: StepSpec, params: Mapping[str, Any]) -> StepOutputs:

@@ -55,6 +55,7 @@ class Pipeline:
     outputs: dict[str, str]
     source: SourceDocument
     warnings: list[Diagnostic] = field(default_factory=list)
+    allowed_paths: tuple[Path, ...] = ()  # folders outside base_dir that local inputs may come from
 
     @property
     def base_dir(self) -> Path:

@@ -117,6 +117,10 @@ def _explain(error: ValidationError, document: SourceDocument) -> Iterable[Diagn
         return
     elif validator == "minProperties":
         message = "must not be empty"
+    elif validator == "maxProperties":
+        noun = path[-1] if path else "entries"
+        yield Diagnostic(f"too many {noun}: {len(error.instance)}", location, path=shown, allowed=f"at most {schema['maxProperties']}")
+        return
     elif validator == "minLength":
         message = "must not be empty"
     elif validator == "uniqueItems":

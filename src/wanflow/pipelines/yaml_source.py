@@ -19,6 +19,7 @@ from wanflow._diagnostics import Diagnostic, Location, format_path
 from wanflow._exceptions import PipelineError
 
 MAX_DOCUMENT_BYTES = 1_000_000
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq")}
 MAX_NODES = 100_000
 
 DataPath = tuple[str | int, ...]
@@ -133,6 +134,9 @@ class _Builder:
             # Aliases re-visit shared nodes, so this also bounds alias expansion.
             raise self._fail(node, f"document expands to more than {MAX_NODES:,} values (alias bomb?)", path)
         self._document.value_marks[path] = self._location(node)
+        if node.tag not in _PLAIN_TAGS:
+            # Only plain data: no Python objects, no binary, no sets (and nothing is ever constructed from them).
+            raise self._fail(node, f"unsupported YAML value: tag {node.tag} is not allowed", path)
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
             self._document.containers.add(path)
         if isinstance(node, yaml.MappingNode):

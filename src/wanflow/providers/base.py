@@ -45,15 +45,21 @@ class RemoteUrl:
 class GenerationContext:
     """What a provider gets besides the request.
 
-    ``workdir``: where to write files. ``cache_key``: the step's key (journals use it).
+    ``workdir``: where to write files. ``cache_key``: the step's key.
     ``log``: a line for the progress display and the record (task ids, request ids).
     ``known_urls``: sha256 -> still-valid service URL of an upstream artifact.
+    ``journal``: the durable record of this key's paid task (a ``KeyJournal``), None for free providers.
+    ``resubmit_unknown``: the user allows a new create when an earlier one's outcome is unknown.
+    ``cancel_on_interrupt``: cancel a still-queued remote task when the run is interrupted.
     """
 
     workdir: Path
     cache_key: str = ""
     log: Callable[[str], None] = lambda message: None
     known_urls: Mapping[str, RemoteUrl] = field(default_factory=dict)
+    journal: Any = None
+    resubmit_unknown: bool = False
+    cancel_on_interrupt: bool = False
 
 
 @runtime_checkable

@@ -8,10 +8,13 @@ there for reconciliation. Base URLs are per region and keys are region-bound.
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import Any
 
 import httpx
 
+from wanflow._exceptions import ProviderError
 from wanflow.pipelines.resolve import StepRequest
 from wanflow.providers.config import ServiceConfig, service_config
 from wanflow.providers.remote import CreateCall, RemoteOutput, RemoteProvider, ServiceProtocol, TaskState, TaskStatus
@@ -47,6 +50,31 @@ class DashScopeProtocol(ServiceProtocol):
     def cancel_path(self, task_id: str) -> str:
         return f"/tasks/{task_id}/cancel"
 
+    async def find_tasks(self, client: httpx.AsyncClient, auth: dict[str, str], request: StepRequest,
+                         sent_at: float) -> list[str] | None:
+        """Tasks of this model the service created between the create call and its timeout.
+
+        The list API filters by model and time (``YYYY-MM-DD HH:MM:SS``, the service's clock; the
+        local clock is used, with a second of slack). A task created before the call was sent
+        cannot be its result, nor one created after the call would have timed out.
+        """
+        model = request.model.providers["dashscope"].model
+        earliest, latest = sent_at - 1.0, sent_at + CREATE_WINDOW
+        params = {"model_name": model, "start_time": _clock(earliest), "end_time": _clock(latest), "page_size": "100"}
+        found: list[str] = []
+        for page in range(1, 20):
+            response = await client.get("/tasks", params={**params, "page_no": str(page)}, headers=auth)
+            if not response.is_success:
+                raise ProviderError(f"could not list tasks to reconcile a lost create (HTTP {response.status_code})")
+            body = response.json()
+            for item in body.get("data") or []:
+                created = _parse_clock(item.get("gmt_create"))
+                if item.get("task_id") and (created is None or earliest <= created <= latest):
+                    found.append(item["task_id"])
+            if page >= int(body.get("total_page") or 1):
+                break
+        return found
+
     def task_state(self, payload: Any, request: StepRequest) -> TaskState:
         output = payload.get("output", {}) if isinstance(payload, dict) else {}
         raw = str(output.get("task_status", ""))
@@ -73,6 +101,24 @@ class DashScopeProtocol(ServiceProtocol):
         missing = int(metrics.get("FAILED") or 0) - len(state.partial_failures)
         state.partial_failures += [f"image failed ({metrics.get('FAILED')} of {metrics.get('TOTAL')})"] * max(0, missing)
         return state
+
+
+CREATE_WINDOW = 60.0  # seconds: longer than any create call may take before it times out
+
+
+def _clock(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def _parse_clock(text: str | None) -> float | None:
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.strptime(text, fmt).timestamp()
+        except ValueError:
+            continue
+    return None
 
 
 def dashscope_provider(config: ServiceConfig | None = None, **options: Any) -> RemoteProvider:

@@ -114,6 +114,15 @@ class ServiceProtocol:
     def request_id(self, payload: Any) -> str | None:
         return payload.get("request_id") if isinstance(payload, dict) else None
 
+    def cancel_path(self, task_id: str) -> str | None:
+        """Where to cancel a queued task; None when the service cannot."""
+        return None
+
+    async def find_tasks(self, client: httpx.AsyncClient, auth: dict[str, str], request: StepRequest,
+                         sent_at: float) -> list[str] | None:
+        """Task ids that a create sent at ``sent_at`` may have made; None when the service cannot say."""
+        return None
+
     def status(self, word: Any) -> TaskStatus:
         return self.status_words.get(str(word or "").strip(), "unknown")
 
@@ -150,25 +159,30 @@ class RemoteProvider:
     # --- the whole task ------------------------------------------------------------------------
 
     async def generate(self, request: StepRequest, context: GenerationContext) -> GenerationResult:
-        """Submit, wait for and download one generation."""
+        """Submit (or resume), wait for and download one generation."""
         inputs = self._encode_inputs(request, context)
         call = self.protocol.create_call(request, inputs)
         info: dict[str, Any] = {"request_ids": [], "task_ids": [], "request_fingerprint": call.fingerprint()}
         async with self._client() as api, self._client(downloads=True) as downloads:
+            task_id = await self._recover(api, call, request, info, context)
             for attempt in range(1, MAX_TASK_ATTEMPTS + 1):
-                task_id = await self._create(api, call, info, context)
-                state = await self._wait(api, task_id, request, info, context)
+                if task_id is None:
+                    task_id = await self._submit(api, call, request, info, context)
+                state = await self._wait_or_cancel(api, task_id, request, info, context)
                 if state.status == "succeeded":
                     break
-                failure = classify(state.error_code, state.error_message or state.raw_status)
                 if state.status == "unknown":
-                    raise ProviderError(f"task {task_id} is unknown to the service (expired after 24 h, or never existed)",
-                                        code=state.error_code)
+                    _clear(context)
+                    raise ProviderError(f"task {task_id} is unknown to the service (expired after 24 h, or never existed); "
+                                        "its result cannot be fetched", code=state.error_code)
+                failure = classify(state.error_code, state.error_message or state.raw_status)
                 if not failure.retryable or attempt == MAX_TASK_ATTEMPTS:
+                    _clear(context)
                     raise ProviderError(f"task {task_id} {state.raw_status}: {failure.describe()}", code=failure.code,
                                         retryable=failure.retryable)
                 context.log(f"task {task_id} failed internally ({failure.code}); submitting a new task "
                             f"(attempt {attempt + 1} of {MAX_TASK_ATTEMPTS})")
+                task_id = None
             files = await self._download_all(downloads, state, context)
         info["task_id"] = info["task_ids"][-1]
         info["urls_expire_at"] = time.time() + RESULT_URL_LIFETIME - URL_SAFETY_MARGIN
@@ -178,6 +192,121 @@ class RemoteProvider:
             info["partial_failures"] = state.partial_failures
             warnings.append(f"{len(state.partial_failures)} of the requested images failed: " + "; ".join(state.partial_failures))
         return GenerationResult(files=files, info=info, warnings=warnings)
+
+    # --- the journal: never pay twice ----------------------------------------------------------
+
+    async def _recover(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
+                       context: GenerationContext) -> str | None:
+        """A task an earlier run already paid for, or None when it is safe to create one."""
+        journal = context.journal
+        entry = journal.pending() if journal is not None else None
+        if entry is None:
+            return None
+        sent = _when(entry.intent_at)
+        if entry.task_id:
+            if entry.expired:
+                if context.resubmit_unknown:
+                    context.log(f"task {entry.task_id} from {sent} is past the 24 h validity; submitting anew (--resubmit-unknown)")
+                    journal.clear()
+                    return None
+                raise ProviderError(f"task {entry.task_id}, submitted at {sent}, is past the services' 24 h validity: its "
+                                    "result is gone. Run with --resubmit-unknown to pay for a new one", code="task-expired")
+            context.log(f"resuming task {entry.task_id} submitted at {sent} (not creating a new one)")
+            info["task_ids"].append(entry.task_id)
+            info["request_ids"].extend(entry.request_ids)
+            info["resumed"] = True
+            return entry.task_id
+        # An earlier create was sent but its answer never recorded.
+        adopted = await self._reconcile(client, entry, request, context)
+        if adopted is not None:
+            journal.submitted(entry, adopted, None)
+            info["task_ids"].append(adopted)
+            info["adopted"] = True
+            return adopted
+        return None
+
+    async def _submit(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
+                      context: GenerationContext) -> str:
+        journal = context.journal
+        entry = journal.intent(call.fingerprint()) if journal is not None else None
+        try:
+            task_id = await self._create(client, call, info, context)
+        except ProviderError as error:
+            if error.code != "create-outcome-unknown":
+                if journal is not None:
+                    journal.clear()  # a definite refusal: nothing was created
+                raise
+            if entry is None:
+                raise
+            adopted = await self._reconcile(client, entry, request, context, lost=str(error))
+            if adopted is None:
+                if not context.resubmit_unknown:
+                    raise
+                context.log("the lost create left no task the service lists; submitting again")
+                return await self._submit(client, call, request, info, context)
+            task_id = adopted
+            info["task_ids"].append(adopted)
+            info["adopted"] = True
+        if entry is not None:
+            journal.submitted(entry, task_id, info["request_ids"][-1] if info["request_ids"] else None)
+        return task_id
+
+    async def _reconcile(self, client: httpx.AsyncClient, entry: Any, request: StepRequest, context: GenerationContext,
+                         lost: str | None = None) -> str | None:
+        """Find the task a create of unknown outcome made; None when there provably is none.
+
+        Raises when the service offers no way to know (vtrix) and the user has not allowed a
+        resubmission, or when several tasks could be the one.
+        """
+        sent = _when(entry.intent_at)
+        candidates = await self.protocol.find_tasks(client, self._auth(), request, entry.intent_at)
+        if candidates is None:
+            if context.resubmit_unknown:
+                context.log(f"the create sent at {sent} has an unknown outcome; resubmitting (--resubmit-unknown)")
+                context.journal.clear()
+                return None
+            raise ProviderError(
+                (lost + ". " if lost else "") +
+                f"A create call for this step was sent at {sent} (request fingerprint {entry.fingerprint[:16]}) and its "
+                f"outcome is unknown; {self.name} has no task list to check, so wanflow will not risk paying twice. "
+                "Run with --resubmit-unknown to submit it again", code="create-outcome-unknown")
+        fresh = [task for task in candidates if task not in context.journal.claimed_task_ids()]
+        if len(fresh) == 1:
+            context.log(f"the create sent at {sent} did make task {fresh[0]}; adopting it instead of creating another")
+            return fresh[0]
+        if not fresh:
+            context.log(f"the create sent at {sent} made no task the service lists; it is safe to create one")
+            context.journal.clear()
+            return None
+        raise ProviderError(f"a create sent at {sent} has an unknown outcome and {len(fresh)} tasks could be it "
+                            f"({', '.join(fresh[:4])}); not guessing. Run with --resubmit-unknown to submit anew",
+                            code="create-outcome-unknown")
+
+    async def _wait_or_cancel(self, client: httpx.AsyncClient, task_id: str, request: StepRequest, info: dict[str, Any],
+                              context: GenerationContext) -> TaskState:
+        try:
+            return await self._wait(client, task_id, request, info, context)
+        except anyio.get_cancelled_exc_class():
+            if context.cancel_on_interrupt:
+                with anyio.CancelScope(shield=True):
+                    await self._cancel(client, task_id, context)
+            raise
+
+    async def _cancel(self, client: httpx.AsyncClient, task_id: str, context: GenerationContext) -> None:
+        path = self.protocol.cancel_path(task_id)
+        if path is None:
+            context.log(f"{self.name} cannot cancel tasks; task {task_id} keeps running and the next run resumes it")
+            return
+        try:
+            with anyio.fail_after(10):
+                response = await client.post(path, headers=self._auth())
+        except (httpx.TransportError, TimeoutError):
+            return
+        if response.is_success:
+            context.log(f"canceled queued task {task_id}")
+            _clear(context)
+        else:
+            context.log(f"task {task_id} could not be canceled (only queued tasks can); the next run resumes it")
 
     def _cost(self, state: TaskState, request: StepRequest) -> tuple[float, str]:
         if state.cost_usd is not None:
@@ -361,6 +490,15 @@ class RemoteProvider:
             except httpx.TransportError as error:
                 await self._backoff(attempt, None, context, f"download: {type(error).__name__}")
         raise ProviderError(f"could not download a result after {self.retry.attempts} attempts", retryable=True)
+
+
+def _clear(context: GenerationContext) -> None:
+    if context.journal is not None:
+        context.journal.clear()
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
 
 
 def _json(response: httpx.Response) -> Any:

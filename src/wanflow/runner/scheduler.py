@@ -8,6 +8,7 @@ dependents as skipped. Nothing outlives the task group.
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from wanflow.pipelines.templating import OutputList, StepOutputs, TemplateProble
 from wanflow.providers.base import GenerationContext, GenerationResult, Provider, RemoteUrl
 from wanflow.runner.cache import StepOutputsData
 from wanflow.runner.history import RequestHistory
+from wanflow.runner.journal import Journal, KeyJournal
+from wanflow.runner.locks import process_lock
 from wanflow.runner.keys import cache_key
 from wanflow.runner.media_inputs import RuntimeMedia
 from wanflow.runner.outputs import OutputFolder
@@ -42,6 +45,9 @@ class RunOptions:
     fresh_steps: frozenset[str] = field(default_factory=frozenset)
     provider_override: str | None = None
     allow_paid: bool = False
+    resubmit_unknown: bool = False  # allow a new create when an earlier one's outcome is unknown
+    cancel_on_interrupt: bool = False  # default: keep remote tasks running; the next run resumes them
+    handle_signals: bool = False  # Ctrl-C / SIGTERM stop the run in order (the CLI turns this on)
 
 
 class Reporter(Protocol):
@@ -113,6 +119,7 @@ class Runner:
         self._limiter = anyio.CapacityLimiter(max(1, self.options.jobs))
         self._key_locks: dict[str, anyio.Lock] = {}
         self._known_urls: dict[str, RemoteUrl] = {}
+        self.journal = Journal(workspace.journal_dir)
         self._prices = workspace.price_overrides
         self._workdir = workspace.tmp_dir / run_id
 
@@ -125,18 +132,33 @@ class Runner:
                 f"--provider {paid[0]} or --allow-paid, or preview for free with --provider local"
             )
         self.recorder.write("running")
+        self._steps_scope = anyio.CancelScope()
         try:
-            async with anyio.create_task_group() as group:
-                for step_id in self.pipeline.order():
-                    group.start_soon(self._run_step, self.pipeline.steps[step_id])
+            async with anyio.create_task_group() as outer:
+                if self.options.handle_signals:
+                    outer.start_soon(self._stop_on_signal, self._steps_scope)
+                with self._steps_scope:
+                    async with anyio.create_task_group() as group:
+                        for step_id in self.pipeline.order():
+                            group.start_soon(self._run_step, self.pipeline.steps[step_id])
+                outer.cancel_scope.cancel()  # the signal watcher
             self._write_named_outputs()
         except BaseException:
             self.result.interrupted = True
             with anyio.CancelScope(shield=True):
                 self._finish("interrupted")
             raise
-        self._finish("succeeded" if self.result.ok else "failed")
+        self._finish("interrupted" if self.result.interrupted else "succeeded" if self.result.ok else "failed")
         return self.result
+
+    async def _stop_on_signal(self, scope: anyio.CancelScope) -> None:
+        """Ctrl-C or SIGTERM: stop submitting, stop waiting, keep what finished; records are flushed."""
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                self.result.interrupted = True
+                self.reporter.step_note(StepResult("*", "-", status="skipped"), f"{signal.Signals(signum).name}: stopping")
+                scope.cancel()
+                return
 
     def _finish(self, status: str) -> None:
         for step in self.result.steps.values():
@@ -185,9 +207,12 @@ class Runner:
         self.history.remember(step.id, key, canonical)
 
         forced = forced_reason(step, self.options)
-        # One generation per key at a time: a second step with the identical request waits and
-        # then finds the first one's result instead of paying for it again.
-        async with self._key_locks.setdefault(key, anyio.Lock()):
+        # One generation per key at a time, in this process and across processes sharing the
+        # cache: a second step with the identical request waits, then finds the first one's result
+        # instead of paying for it again.
+        async with self._key_locks.setdefault(key, anyio.Lock()), process_lock(
+            self.workspace.locks_dir / f"{key}.lock", lambda: self._log(result, "waiting: another wanflow run is generating the same request")
+        ):
             entry = None if forced else self.cache.lookup(key, origin=f"steps.{step.id}")
             if entry is not None:
                 result.status, result.reason = "cached", "same request as a stored result"
@@ -213,6 +238,9 @@ class Runner:
                 cache_key=key,
                 log=lambda message: self._log(result, message),
                 known_urls=self._known_urls,
+                journal=KeyJournal(self.journal, key, step.id, provider.name) if provider.paid else None,
+                resubmit_unknown=self.options.resubmit_unknown,
+                cancel_on_interrupt=self.options.cancel_on_interrupt,
             )
             generated = await provider.generate(request, context)
         result.provider_info = dict(generated.info)
@@ -220,6 +248,7 @@ class Runner:
         result.warnings.extend(generated.warnings)
         self._remember_urls(result)
         self.cache.save(key, canonical, result.outputs, result.provider_info)
+        self.journal.remove(key)  # the paid work is safely stored
         result.status = "ran"
 
     def _resolve(self, step: StepSpec) -> StepRequest:

@@ -81,6 +81,14 @@ class Workspace:
     def tmp_dir(self) -> Path:
         return self.state_dir / "tmp"
 
+    @property
+    def journal_dir(self) -> Path:
+        return self.state_dir / "journal"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.state_dir / "locks"
+
 
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name, "").strip()

@@ -44,6 +44,16 @@ def _clock(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+class DroppedResponse(Response):
+    """The task exists, but the connection dies mid-answer: the client cannot know its id."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+        await send({"type": "http.response.body", "body": b'{"request_id": "', "more_body": True})
+        raise ConnectionAbortedError("simulated connection drop")
+
+
 class Simulator:
     """Routes bound to one SimState."""
 
@@ -89,6 +99,9 @@ class Simulator:
             return _error(protocol, rejection.status, rejection.code, rejection.message)
         task = self.state.add_task(protocol, interpreted.model.name, interpreted.provider_model, body, interpreted.request)
         task.cost_usd = list_price(interpreted.model, interpreted.request.params).usd
+        if self.state.roll(self.state.knobs.drop_rate):
+            self.state.stats["dropped"] += 1
+            return DroppedResponse()
         status = self.state.status(task)
         if protocol == "vtrix":
             return JSONResponse({"id": task.task_id, "status": self._vtrix_word(task, status), "request_id": task.request_id})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,16 @@ import uvicorn
 from wanflow._exceptions import UsageError
 from wanflow.sim.app import create_app
 from wanflow.sim.state import Knobs, SimState
+
+
+class _QuietDrops(logging.Filter):
+    """Simulated connection drops are the point, not an error worth a traceback in the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ConnectionAbortedError))
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
 
 def check_loopback(host: str) -> None:

@@ -22,6 +22,7 @@ class Knobs:
     error_rate: float = 0.0  # transient 5xx before any task is created
     throttle_rps: float = 0.0  # per-key create rate; 0 = unlimited
     fail_rate: float = 0.0  # tasks that end FAILED with an internal error
+    drop_rate: float = 0.0  # creates that make a task, then drop the connection before answering
     url_ttl: float = 24 * 3600  # how long result URLs stay valid
     keys: tuple[str, ...] = ("sim-key",)
     seed: int | None = None
@@ -79,6 +80,7 @@ class SimState:
             "inputs_by_url": 0,
             "inputs_by_data_uri": 0,
             "downloads_with_auth": 0,
+            "dropped": 0,
         }
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
         self.lock = threading.Lock()
@@ -176,6 +178,7 @@ class SimState:
                 "error_rate": self.knobs.error_rate,
                 "throttle_rps": self.knobs.throttle_rps,
                 "fail_rate": self.knobs.fail_rate,
+                "drop_rate": self.knobs.drop_rate,
                 "url_ttl": self.knobs.url_ttl,
             }}
 

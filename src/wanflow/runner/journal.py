@@ -1,0 +1,123 @@
+"""The task journal: paid work in flight, written to disk before and after every create call.
+
+One small JSON file per cache key under ``.wanflow/journal/``, replaced atomically and fsync'd:
+
+- ``intent``: about to send a create call (time, provider, request fingerprint). If the process
+  dies now, nobody knows whether a task exists: the next run reconciles before creating.
+- ``submitted``: the service answered with a task id. The next run resumes polling this task
+  instead of creating another one.
+
+The entry is removed once the step's outputs are safely in the store (or the task failed for
+good). A crash, ``kill -9``, a closed laptop, a deadline or a failed download therefore leave an
+entry behind, and the following run of any pipeline with the same request picks it up.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wanflow.runner.fsutil import atomic_write_json
+
+TASK_LIFETIME = 24 * 3600  # DashScope and vtrix keep task ids and results for 24 hours
+
+
+@dataclass
+class JournalEntry:
+    """What is known about one cache key's paid task."""
+
+    key: str
+    step: str
+    provider: str
+    fingerprint: str
+    intent_at: float
+    task_id: str | None = None
+    submitted_at: float | None = None
+    request_ids: list[str] = field(default_factory=list)
+
+    @property
+    def expired(self) -> bool:
+        """Past the services' 24 h task validity."""
+        return self.submitted_at is not None and time.time() - self.submitted_at > TASK_LIFETIME
+
+
+class Journal:
+    """All entries of one state folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def get(self, key: str) -> JournalEntry | None:
+        """The entry for ``key``, if a previous run left one."""
+        try:
+            data = json.loads(self._path(key).read_text("utf-8"))
+            return JournalEntry(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def entries(self) -> list[JournalEntry]:
+        """Every entry (for reconciliation and ``wanflow cache`` reports)."""
+        found = []
+        for path in sorted(self.root.glob("*.json")):
+            entry = self.get(path.stem)
+            if entry is not None:
+                found.append(entry)
+        return found
+
+    def claimed_task_ids(self) -> set[str]:
+        """Task ids some entry already owns (a reconciliation must not adopt them twice)."""
+        return {entry.task_id for entry in self.entries() if entry.task_id}
+
+    def write(self, entry: JournalEntry) -> None:
+        """Durably record ``entry`` (atomic replace, fsync'd)."""
+        atomic_write_json(self._path(entry.key), asdict(entry))
+
+    def remove(self, key: str) -> None:
+        """Forget ``key``: its outputs are stored, or it failed for good."""
+        self._path(key).unlink(missing_ok=True)
+
+
+class KeyJournal:
+    """The journal as one step sees it: bound to the step's cache key."""
+
+    def __init__(self, journal: Journal, key: str, step: str, provider: str) -> None:
+        self.journal = journal
+        self.key = key
+        self.step = step
+        self.provider = provider
+
+    def pending(self) -> JournalEntry | None:
+        """What an earlier run left for this key."""
+        entry = self.journal.get(self.key)
+        return entry if entry is not None and entry.provider == self.provider else None
+
+    def intent(self, fingerprint: str) -> JournalEntry:
+        """Record that a create call is about to be sent."""
+        entry = JournalEntry(self.key, self.step, self.provider, fingerprint, time.time())
+        self.journal.write(entry)
+        return entry
+
+    def submitted(self, entry: JournalEntry, task_id: str, request_id: str | None) -> None:
+        """Record the task id the moment it arrives."""
+        entry.task_id = task_id
+        entry.submitted_at = time.time()
+        if request_id:
+            entry.request_ids.append(request_id)
+        self.journal.write(entry)
+
+    def claimed_task_ids(self) -> set[str]:
+        return self.journal.claimed_task_ids()
+
+    def clear(self) -> None:
+        self.journal.remove(self.key)
+
+
+def describe(entry: JournalEntry) -> dict[str, Any]:
+    """A journal entry for reports."""
+    return asdict(entry)

@@ -1,0 +1,184 @@
+"""Keeping the store honest and small: ``wanflow cache verify`` and ``wanflow cache gc``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from wanflow.runner.fsutil import sha256_file
+from wanflow.runner.journal import Journal
+from wanflow.runner.workspace import Workspace
+
+DEFAULT_KEEP_DAYS = 30.0
+
+
+@dataclass
+class VerifyReport:
+    """What ``cache verify`` found."""
+
+    objects_checked: int = 0
+    corrupt: list[str] = field(default_factory=list)  # quarantined object names
+    entries_checked: int = 0
+    entries_missing_objects: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.corrupt and not self.entries_missing_objects
+
+
+def _objects(workspace: Workspace) -> Iterator[Path]:
+    root = workspace.store.root
+    if not root.is_dir():
+        return
+    for folder in sorted(root.iterdir()):
+        if folder.is_dir() and len(folder.name) == 2:
+            yield from sorted(path for path in folder.iterdir() if path.is_file())
+
+
+def _entries(workspace: Workspace) -> Iterator[tuple[Path, dict[str, Any]]]:
+    root = workspace.cache.root
+    if not root.is_dir():
+        return
+    for path in sorted(root.glob("*/*.json")):
+        try:
+            yield path, json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            yield path, {}
+
+
+def _entry_objects(entry: dict[str, Any]) -> list[str]:
+    outputs = entry.get("outputs", {})
+    found = [item["sha256"] for item in outputs.get("images", [])]
+    found += [outputs[name]["sha256"] for name in ("video", "text") if outputs.get(name)]
+    return found
+
+
+def verify(workspace: Workspace) -> VerifyReport:
+    """Rehash every object; quarantine the corrupt ones; list cache entries that lost objects.
+
+    Nothing is deleted: a corrupt object moves to ``.wanflow/quarantine/``, and the step whose
+    entry needs it simply runs again next time (a lookup never serves a damaged object).
+    """
+    report = VerifyReport()
+    quarantine = workspace.state_dir / "quarantine"
+    for path in _objects(workspace):
+        report.objects_checked += 1
+        if sha256_file(path) != path.name:
+            quarantine.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), quarantine / f"{path.name}.{int(time.time())}")
+            report.corrupt.append(path.name)
+    for path, entry in _entries(workspace):
+        report.entries_checked += 1
+        missing = [sha for sha in _entry_objects(entry) if not workspace.store.path_for(sha).is_file()]
+        if missing or not entry:
+            report.entries_missing_objects.append(path.stem)
+    return report
+
+
+@dataclass
+class GcReport:
+    """What ``cache gc`` removed (or would remove, with ``dry_run``)."""
+
+    policy: str
+    kept_entries: int = 0
+    removed_entries: list[str] = field(default_factory=list)
+    kept_objects: int = 0
+    removed_objects: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
+    dry_run: bool = False
+
+
+def _record_references(record: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(cache keys, object hashes) a run record refers to."""
+    keys: set[str] = set()
+    objects: set[str] = set()
+    for step in (record.get("steps") or {}).values():
+        if step.get("cache_key"):
+            keys.add(step["cache_key"])
+        objects.update(output["sha256"] for output in step.get("outputs") or [] if output.get("sha256"))
+        request = step.get("request") or {}
+        for items in (request.get("inputs") or {}).values():
+            objects.update(item.removeprefix("sha256:") for item in items if item.startswith("sha256:"))
+        for adaptation in request.get("adaptations") or []:
+            objects.update(str(adaptation.get(side, "")).removeprefix("sha256:") for side in ("from", "to"))
+    return keys, objects
+
+
+def _lockfile_references(root: Path) -> set[str]:
+    """Cache keys named in committed lockfiles (``*.lock`` with a ``wanflow_lock`` header) under the project."""
+    keys: set[str] = set()
+    for path in root.rglob("*.lock"):
+        if ".wanflow" in path.parts or path.stat().st_size > 10_000_000:
+            continue
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and "wanflow_lock" in data:
+            for instance in (data.get("instances") or {}).values():
+                for step in (instance.get("steps") or {}).values():
+                    if step.get("cache_key"):
+                        keys.add(step["cache_key"])
+    return keys
+
+
+def collect_garbage(workspace: Workspace, keep_days: float = DEFAULT_KEEP_DAYS, dry_run: bool = False) -> GcReport:
+    """Remove cache entries and objects that nothing recent refers to.
+
+    Kept: everything referenced by the newest run record of each pipeline, by any run record of
+    the last ``keep_days`` days, by a lockfile in the project, or by a paid task still in the
+    journal. Run records themselves are kept.
+    """
+    report = GcReport(
+        policy=f"keep what the newest run of each pipeline, any run of the last {keep_days:g} days, "
+               "any lockfile in the project, or the task journal refers to",
+        dry_run=dry_run,
+    )
+    cutoff = time.time() - keep_days * 86400
+    keep_keys: set[str] = set(entry.key for entry in Journal(workspace.journal_dir).entries())
+    keep_objects: set[str] = set()
+    newest: dict[str, tuple[float, Path]] = {}
+    records = sorted(workspace.runs_dir.glob("*.json")) if workspace.runs_dir.is_dir() else []
+    for path in records:
+        try:
+            record = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        name = (record.get("pipeline") or {}).get("name", "")
+        mtime = path.stat().st_mtime
+        if name not in newest or mtime >= newest[name][0]:
+            newest[name] = (mtime, path)
+        if mtime >= cutoff:
+            keys, objects = _record_references(record)
+            keep_keys |= keys
+            keep_objects |= objects
+    for _, path in newest.values():
+        keys, objects = _record_references(json.loads(path.read_text("utf-8")))
+        keep_keys |= keys
+        keep_objects |= objects
+    keep_keys |= _lockfile_references(workspace.root)
+
+    for path, entry in _entries(workspace):
+        if path.stem in keep_keys:
+            report.kept_entries += 1
+            keep_objects.update(_entry_objects(entry))
+        else:
+            report.removed_entries.append(path.stem)
+            report.freed_bytes += path.stat().st_size
+            if not dry_run:
+                path.unlink()
+    for path in _objects(workspace):
+        if path.name in keep_objects:
+            report.kept_objects += 1
+        else:
+            report.removed_objects.append(path.name)
+            report.freed_bytes += path.stat().st_size
+            if not dry_run:
+                path.unlink()
+    if not dry_run:
+        shutil.rmtree(workspace.tmp_dir, ignore_errors=True)
+    return report

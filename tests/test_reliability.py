@@ -1,0 +1,299 @@
+"""Never lose or double-pay: kill -9 and resume, lost create answers, Ctrl-C, concurrent runs,
+cache integrity, and keys that never leak. Every fault test reads /_sim/stats."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import wanflow
+from wanflow.cli.main import main
+from wanflow.sim.server import SimServer
+from wanflow.sim.state import Knobs
+
+SRC = str(Path(__file__).parent.parent / "src")
+SECRET = "sk-wanflow-test-SECRET-0123456789"
+
+TWO_STEPS = """
+name: paid
+vars: {trial: 0}
+defaults: {seed: 5}
+steps:
+  hero: {model: wan2.6-t2i, prompt: "trial {{ vars.trial }}: a lamp", params: {n: 1}}
+  edit: {model: wan2.6-image, images: ["{{ steps.hero.images[0] }}"], prompt: "make it glow {{ vars.trial }}", params: {n: 1}}
+outputs: {final: "{{ steps.edit.images[0] }}"}
+"""
+
+
+@pytest.fixture
+def sim(project: Path):
+    servers: list[SimServer] = []
+
+    def start(**knobs) -> SimServer:
+        server = SimServer(Knobs(task_seconds=knobs.pop("task_seconds", 0.6), seed=knobs.pop("seed", 1),
+                                 keys=(SECRET,), **knobs), workdir=project / "sim")
+        servers.append(server.__enter__())
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+def _env(server: SimServer, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DASHSCOPE", "VTRIX", "WANFLOW"))}
+    return {**env, "PYTHONPATH": SRC, "DASHSCOPE_HTTP_BASE_URL": server.dashscope_url, "DASHSCOPE_API_KEY": SECRET,
+            "VTRIX_BASE_URL": server.url, "VTRIX_API_KEY": SECRET, "WANFLOW_POLL_INTERVAL": "0.05", **extra}
+
+
+def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "wanflow", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _summary(process: subprocess.Popen, timeout: float = 120) -> tuple[int, dict, str]:
+    out, err = process.communicate(timeout=timeout)
+    try:
+        return process.returncode, json.loads(out), err
+    except ValueError:
+        return process.returncode, {}, err + out
+
+
+def _journal(project: Path) -> list[dict]:
+    folder = project / ".wanflow" / "journal"
+    return [json.loads(path.read_text()) for path in folder.glob("*.json")] if folder.is_dir() else []
+
+
+# --- kill -9 and resume --------------------------------------------------------------------------
+
+def test_kill_9_after_submit_resumes_the_same_task(sim, project, write_pipeline):
+    server = sim(task_seconds=2.0)
+    path = write_pipeline(TWO_STEPS)
+    process = _cli(["run", str(path), "--provider", "dashscope", "--json"], project, _env(server))
+    deadline = time.monotonic() + 30
+    while not any(entry.get("task_id") for entry in _journal(project)):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+    process.kill()
+    process.wait()
+    (entry,) = _journal(project)
+    assert entry["step"] == "hero" and entry["provider"] == "dashscope"
+    code, summary, err = _summary(_cli(["run", str(path), "--provider", "dashscope", "--json"], project, _env(server)))
+    assert code == 0, err
+    record = json.loads(Path(summary["record"]).read_text())
+    assert record["steps"]["hero"]["provider_info"]["task_id"] == entry["task_id"]
+    assert record["steps"]["hero"]["provider_info"]["resumed"] is True
+    assert any("resuming task" in event["message"] for event in record["steps"]["hero"]["events"])
+    stats = server.stats()
+    assert stats["creates"] == 2 and stats["duplicate_creates"] == 0
+    assert _journal(project) == []
+
+
+def test_thirty_random_kill_9_trials_each_resume_to_completion_without_duplicates(sim, tmp_path):
+    """30 runs, each killed with SIGKILL at a random moment (0-2.5 s: while loading, submitting,
+    polling, downloading or storing), then resumed. Five independent accounts at a time."""
+    rng = random.Random(20261122)
+    lanes = []
+    for lane in range(5):
+        folder = tmp_path / f"lane{lane}"
+        folder.mkdir()
+        (folder / "pipe.yaml").write_text(TWO_STEPS)
+        lanes.append((folder, sim(task_seconds=0.5, drop_rate=0.1, seed=lane)))
+    for round_ in range(6):
+        args = [["run", "pipe.yaml", "--provider", "dashscope", "--var", f"trial={round_ * 5 + lane}", "--json"]
+                for lane in range(len(lanes))]
+        started = time.monotonic()
+        victims = [_cli(args[lane], folder, _env(server)) for lane, (folder, server) in enumerate(lanes)]
+        for kill_at, victim in sorted(((rng.uniform(0.0, 2.5), victim) for victim in victims), key=lambda pair: pair[0]):
+            time.sleep(max(0.0, started + kill_at - time.monotonic()))
+            victim.kill()
+        for victim in victims:
+            victim.wait()
+        resumes = [_cli(args[lane], folder, _env(server)) for lane, (folder, server) in enumerate(lanes)]
+        for (folder, _), process in zip(lanes, resumes):
+            code, summary, err = _summary(process)
+            assert code == 0, err
+            assert {step["status"] for step in summary["steps"].values()} <= {"ran", "cached"}
+            assert _journal(folder) == []
+    for _, server in lanes:
+        stats = server.stats()
+        assert stats["duplicate_creates"] == 0
+        assert stats["creates"] <= 12  # two steps per trial at most, never more
+
+
+# --- lost create answers -------------------------------------------------------------------------
+
+def test_a_dropped_create_on_dashscope_is_reconciled_and_adopted(sim, project, write_pipeline):
+    server = sim(drop_rate=1.0, task_seconds=0.3)
+    code, summary, err = _summary(_cli(["run", str(write_pipeline(TWO_STEPS)), "--provider", "dashscope", "--json"],
+                                       project, _env(server)))
+    assert code == 0, err
+    record = json.loads(Path(summary["record"]).read_text())
+    assert record["steps"]["hero"]["provider_info"]["adopted"] is True
+    assert any("adopting it" in e["message"] for e in record["steps"]["hero"]["events"])
+    stats = server.stats()
+    assert stats["dropped"] == 2 and stats["creates"] == 2 and stats["duplicate_creates"] == 0 and stats["lists"] >= 2
+
+
+def test_a_dropped_create_on_vtrix_stops_and_resubmits_only_when_allowed(sim, project, write_pipeline):
+    server = sim(drop_rate=1.0, task_seconds=0.3)
+    path = write_pipeline(TWO_STEPS)
+    code, summary, err = _summary(_cli(["run", str(path), "--provider", "vtrix", "--json"], project, _env(server)))
+    assert code == 1
+    error = summary["steps"]["hero"]["error"]
+    assert "was sent at" in error and "a billed task may exist" in error and "--resubmit-unknown" in error
+    assert summary["steps"]["edit"]["status"] == "skipped"
+    assert server.stats()["creates"] == 1
+    # A plain rerun still refuses to risk paying twice.
+    code, summary, _ = _summary(_cli(["run", str(path), "--provider", "vtrix", "--json"], project, _env(server)))
+    assert code == 1 and "outcome is unknown" in summary["steps"]["hero"]["error"]
+    assert server.stats()["creates"] == 1
+    # Only the explicit flag resubmits.
+    server.state.knobs.drop_rate = 0.0
+    code, summary, err = _summary(_cli(["run", str(path), "--provider", "vtrix", "--resubmit-unknown", "--json"],
+                                       project, _env(server)))
+    assert code == 0, err
+    assert server.stats()["creates"] == 3
+
+
+# --- Ctrl-C / SIGTERM ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_keeps_remote_tasks_flushes_records_and_exits_130(sim, project, write_pipeline, signum):
+    server = sim(task_seconds=1.5)
+    path = write_pipeline(TWO_STEPS)
+    process = _cli(["run", str(path), "--provider", "dashscope", "--json"], project, _env(server))
+    while not any(entry.get("task_id") for entry in _journal(project)):
+        time.sleep(0.02)
+    process.send_signal(signum)
+    code, summary, err = _summary(process)
+    assert code == 130, err
+    assert "next run resumes" in err
+    record = json.loads(Path(summary["record"]).read_text())
+    assert record["status"] == "interrupted"
+    assert len(_journal(project)) == 1
+    code, summary, err = _summary(_cli(["run", str(path), "--provider", "dashscope", "--json"], project, _env(server)))
+    assert code == 0, err
+    assert server.stats()["creates"] == 2 and server.stats()["duplicate_creates"] == 0
+
+
+def test_cancel_on_interrupt_cancels_queued_tasks(sim, project, write_pipeline):
+    server = sim(task_seconds=20.0)  # PENDING for the first 5 s
+    path = write_pipeline(TWO_STEPS)
+    process = _cli(["run", str(path), "--provider", "dashscope", "--cancel-on-interrupt", "--json"], project, _env(server))
+    while not any(entry.get("task_id") for entry in _journal(project)):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    code, _, err = _summary(process)
+    assert code == 130, err
+    assert server.stats()["cancels"] == 1 and server.stats()["tasks"] == {"CANCELED": 1}
+    assert _journal(project) == []
+
+
+# --- concurrent runs ---------------------------------------------------------------------------
+
+def test_two_concurrent_runs_create_each_task_once(sim, project, write_pipeline):
+    server = sim(task_seconds=1.0)
+    path = write_pipeline(TWO_STEPS)
+    first = _cli(["run", str(path), "--provider", "dashscope", "--json"], project, _env(server))
+    second = _cli(["run", str(path), "--provider", "dashscope", "--json"], project, _env(server))
+    results = [_summary(first), _summary(second)]
+    for code, summary, err in results:
+        assert code == 0, err
+    statuses = sorted(step["status"] for _, summary, _ in results for step in summary["steps"].values())
+    assert statuses == ["cached", "cached", "ran", "ran"]
+    assert server.stats()["creates"] == 2 and server.stats()["duplicate_creates"] == 0
+    assert main(["cache", "verify"]) == 0
+
+
+def test_two_concurrent_local_runs_share_one_cache_safely(project, write_pipeline):
+    path = write_pipeline(TWO_STEPS)
+    env = {**os.environ, "PYTHONPATH": SRC}
+    runs = [_cli(["run", str(path), "--json", "--var", f"trial={n % 2}"], project, env) for n in range(4)]
+    for process in runs:
+        code, summary, err = _summary(process)
+        assert code == 0, err
+    assert main(["cache", "verify"]) == 0
+
+
+# --- cache integrity ---------------------------------------------------------------------------
+
+def test_cache_verify_quarantines_corrupt_objects_and_they_are_regenerated(project, write_pipeline, capsys):
+    path = write_pipeline(TWO_STEPS)
+    assert main(["run", str(path)]) == 0
+    objects = sorted((project / ".wanflow/objects").glob("*/*"))
+    victim = objects[0]
+    victim.write_bytes(b"bit rot")
+    assert main(["cache", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert f"corrupt object {victim.name}" in out
+    assert (project / ".wanflow/quarantine").is_dir() and not victim.exists()
+    assert main(["run", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "ran" in {step["status"] for step in summary["steps"].values()}
+    assert main(["cache", "verify"]) == 0
+
+
+def test_cache_gc_keeps_what_recent_runs_use_and_shows_its_policy(project, write_pipeline, capsys):
+    path = write_pipeline(TWO_STEPS)
+    assert main(["run", str(path)]) == 0
+    assert main(["run", str(path), "--var", "trial=1"]) == 0
+    capsys.readouterr()
+    # Make every record old: only the newest run's references are kept.
+    for record in (project / ".wanflow/runs").glob("*.json"):
+        old = time.time() - 90 * 86400
+        os.utime(record, (old, old))
+    newest = next(p for p in (project / ".wanflow/runs").glob("*.json") if json.loads(p.read_text())["vars"]["trial"] == 1)
+    os.utime(newest, None)
+    assert main(["cache", "gc", "--dry-run", "--keep-days", "7"]) == 0
+    dry = capsys.readouterr().out
+    assert "policy: keep what the newest run of each pipeline" in dry and "would remove 2 cache entries" in dry
+    assert main(["cache", "gc", "--keep-days", "7"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(path), "--var", "trial=1", "--json"]) == 0
+    assert {s["status"] for s in json.loads(capsys.readouterr().out)["steps"].values()} == {"cached"}
+    assert main(["run", str(path), "--json"]) == 0
+    assert {s["status"] for s in json.loads(capsys.readouterr().out)["steps"].values()} == {"ran"}
+
+
+# --- hostile input -------------------------------------------------------------------------------
+
+def test_inputs_outside_the_pipeline_folder_need_permission(project, write_pipeline, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    Image.new("RGB", (500, 500)).save(elsewhere / "secret.png")
+    path = write_pipeline(f"name: p\nsteps:\n  a: {{model: wan2.6-image, prompt: x, images: [{elsewhere}/secret.png]}}\n")
+    with pytest.raises(wanflow.PipelineError, match="outside the pipeline's folder"):
+        wanflow.load_pipeline(path)
+    (project / "link.png").symlink_to(elsewhere / "secret.png")
+    path.write_text("name: p\nsteps:\n  a: {model: wan2.6-image, prompt: x, images: [link.png]}\n")
+    with pytest.raises(wanflow.PipelineError, match="outside the pipeline's folder"):
+        wanflow.load_pipeline(path)
+    assert wanflow.load_pipeline(path, allowed_paths=(elsewhere,)).steps["a"]
+
+
+def test_the_api_key_never_appears_in_anything_a_run_writes_or_prints(sim, project, write_pipeline):
+    server = sim(task_seconds=0.3, error_rate=0.2, throttle_rps=2.0, fail_rate=0.3, seed=4)
+    path = write_pipeline(TWO_STEPS)
+    outputs = []
+    for provider in ("dashscope", "vtrix"):
+        process = _cli(["run", str(path), "--provider", provider], project, _env(server))
+        out, err = process.communicate(timeout=120)
+        outputs.append(out + err)
+    env = _env(server, VTRIX_API_KEY="wrong-" + SECRET[::-1])
+    process = _cli(["run", str(path), "--provider", "vtrix", "--fresh"], project, env)
+    outputs.append("".join(process.communicate(timeout=60)))
+    for text in outputs:
+        assert SECRET not in text
+    written = [p for p in project.rglob("*") if p.is_file() and "sim" not in p.relative_to(project).parts[:1]]
+    assert len(written) > 10
+    for file in written:
+        assert SECRET.encode() not in file.read_bytes(), file

@@ -199,7 +199,7 @@ AD = """
 name: ad
 steps:
   hero: {model: wan2.6-t2i, prompt: a shoe, params: {n: 2}}
-  clip: {model: wan2.6-i2v, image: "{{ steps.hero.images[0] }}", params: {resolution: 720P, duration: 5}}
+  clip: {model: wan2.6-i2v, image: "{{ steps.hero.images[0] }}", params: {resolution: 720P, duration: 3}}
   long: {model: wan2.6-i2v, image: "{{ steps.hero.images[1] }}", params: {resolution: 1080P, duration: 2}}
 """
 
@@ -219,8 +219,8 @@ def test_plan_shows_costs_cached_steps_cost_nothing(write_pipeline, capsys, paid
     assert main(["plan", str(path), "--provider", "dashscope", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     costs = {step: data["estimated_cost_usd"] for step, data in plan["steps"].items()}
-    assert costs == pytest.approx({"hero": 0.06, "clip": 0.50, "long": 0.30})
-    assert plan["estimated_cost_usd"] == pytest.approx(0.86)
+    assert costs == pytest.approx({"hero": 0.06, "clip": 0.30, "long": 0.30})
+    assert plan["estimated_cost_usd"] == pytest.approx(0.66)
     assert main(["run", str(path), "--provider", "dashscope", "--json"]) == 0
     capsys.readouterr()
     assert main(["plan", str(path), "--provider", "dashscope", "--json"]) == 0
@@ -231,11 +231,11 @@ def test_plan_shows_costs_cached_steps_cost_nothing(write_pipeline, capsys, paid
 
 def test_budget_refuses_to_start_when_the_estimate_is_over(write_pipeline, capsys, paid):
     path = write_pipeline(AD)
-    assert main(["run", str(path), "--provider", "dashscope", "--budget", "0.85"]) == 2
+    assert main(["run", str(path), "--provider", "dashscope", "--budget", "0.65"]) == 2
     err = capsys.readouterr().err
-    assert "estimated cost $0.86 exceeds --budget $0.85" in err and "nothing was run" in err
+    assert "estimated cost $0.66 exceeds --budget $0.65" in err and "nothing was run" in err
     assert paid.calls == []
-    assert main(["run", str(path), "--provider", "dashscope", "--budget", "0.90"]) == 0
+    assert main(["run", str(path), "--provider", "dashscope", "--budget", "0.70"]) == 0
     assert len(paid.calls) == 3
 
 
@@ -243,7 +243,7 @@ def test_price_overrides_from_wanflow_toml(write_pipeline, capsys, paid, project
     (project / "wanflow.toml").write_text('[prices."wan2.6-t2i"]\nusd = 0.05\n[prices."wan2.6-i2v".usd_by.resolution]\n"720P" = 0.2\n"1080P" = 0.3\n')
     assert main(["plan", str(write_pipeline(AD)), "--provider", "dashscope", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert plan["estimated_cost_usd"] == pytest.approx(0.10 + 5 * 0.2 + 2 * 0.3)
+    assert plan["estimated_cost_usd"] == pytest.approx(0.10 + 3 * 0.2 + 2 * 0.3)
 
 
 def test_run_record_holds_reported_cost_per_step_and_total(write_pipeline, capsys, paid):
@@ -252,7 +252,7 @@ def test_run_record_holds_reported_cost_per_step_and_total(write_pipeline, capsy
     record = json.loads(Path(summary["record"]).read_text())
     assert record["steps"]["hero"]["cost_usd"] == pytest.approx(0.06)
     assert record["steps"]["long"]["cost_usd"] == pytest.approx(0.30)
-    assert record["steps"]["clip"]["estimated_cost_usd"] == pytest.approx(0.50)
-    assert record["totals"]["cost_usd"] == pytest.approx(0.86)
+    assert record["steps"]["clip"]["estimated_cost_usd"] == pytest.approx(0.30)
+    assert record["totals"]["cost_usd"] == pytest.approx(0.66)
     assert record["steps"]["hero"]["provider_info"]["task_id"] == "task-hero"
     assert "preview" not in record

@@ -99,8 +99,10 @@ def test_pipeline_runs_end_to_end_and_a_rerun_makes_zero_creates(sim_env, write_
     assert sim.stats()["creates"] == 3
 
 
-def test_transient_errors_and_throttling_never_duplicate_a_task(sim_env, write_pipeline):
+def test_transient_errors_and_throttling_never_duplicate_a_task(sim_env, write_pipeline, project):
     sim = sim_env(error_rate=0.15, throttle_rps=2.0)
+    # Push harder than the service allows, to be throttled on purpose.
+    (project / "wanflow.toml").write_text("[limits.dashscope]\nsubmits_per_second = 50\nconcurrent = 8\n")
     result = _run(write_pipeline(FOUR_IMAGES), "dashscope", jobs=4)
     assert result.ok, {k: s.error for k, s in result.steps.items()}
     stats = sim.stats()
@@ -119,6 +121,21 @@ def test_example_pipeline_completes_under_errors_and_throttling(sim_env, project
         assert result.ok, (provider, {k: s.error for k, s in result.steps.items()})
     assert sim.stats()["duplicate_creates"] == 0
     assert sim.stats()["creates"] == 10
+
+
+@pytest.mark.parametrize("provider", ["dashscope", "vtrix"])
+def test_rate_limits_at_the_services_rate_never_get_a_429(sim_env, write_pipeline, project, provider):
+    sim = sim_env(throttle_rps=2.0, task_seconds=0.3)
+    text = "name: many\ndefaults: {seed: 1}\nsteps:\n" + "".join(
+        f"  s{i}: {{model: wan2.6-t2i, prompt: picture {i}, params: {{n: 1}}}}\n" for i in range(8))
+    started = time.monotonic()
+    result = _run(write_pipeline(text), provider, jobs=8)
+    assert result.ok
+    stats = sim.stats()
+    assert stats["throttles"] == 0 and stats["creates"] == 8
+    assert time.monotonic() - started >= 3.4  # 8 creates spaced 0.5 s apart
+    queued = [e["message"] for step in result.steps.values() for e in step.events if e["message"].startswith("queued:")]
+    assert queued, "queue depth is shown while sub-tasks wait for a slot"
 
 
 def test_internal_task_failures_get_a_bounded_number_of_new_tasks(sim_env, write_pipeline):

@@ -129,7 +129,7 @@ def print_summary(result: RunResult, stream: TextIO | None = None) -> None:
         if step.status == "failed":
             print(f"             error: {step.error}", file=stream)
         elif step.status == "skipped":
-            print(f"             {step.reason}", file=stream)
+            print(f"             {step.reason}", file=stream)  # a condition, or an upstream failure
         for warning in step.warnings:
             print(f"             warning: {warning}", file=stream)
     if result.outputs:
@@ -160,6 +160,7 @@ def run_json(result: RunResult) -> dict[str, Any]:
                 "status": step.status,
                 "reason": step.reason,
                 "error": step.error,
+                "condition_skipped": step.condition_skipped,
                 "model": step.model,
                 "provider": step.provider,
                 "cache_key": step.cache_key,

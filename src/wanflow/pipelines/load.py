@@ -16,7 +16,7 @@ from wanflow.media import MediaError, probe
 from wanflow.media_conform import ConformError, target_size
 from wanflow.pipelines.graph import link_steps, template_strings
 from wanflow.pipelines.model import Pipeline, StepSpec
-from wanflow.pipelines.resolve import StepRequest, base_context, choose_provider, resolve_step
+from wanflow.pipelines.resolve import StepRequest, base_context, choose_provider, evaluate_when, resolve_step
 from wanflow.pipelines.schema_check import check_schema
 from wanflow.pipelines.templating import OutputList, StepOutputs, TemplateProblem, render
 from wanflow.pipelines.variables import resolve_vars
@@ -111,6 +111,8 @@ def _build_steps(raw: Mapping[str, Any], document: Any) -> tuple[dict[str, StepS
             needs=tuple(body.get("needs") or ()),
             cache=bool(body.get("cache", True)),
             conform=bool(body.get("conform", True)),
+            version=body.get("version"),
+            when=body.get("when"),
             description=body.get("description", ""),
         )
     return steps, problems
@@ -243,6 +245,7 @@ def check_templates(pipeline: Pipeline, provider_override: str | None = None) ->
         step = pipeline.steps[step_id]
         request, found = resolve_step(pipeline, step, outputs, media, provider_override)
         problems.extend(found)
+        problems.extend(evaluate_when(pipeline, step, outputs)[1])
         params = request.params if request else step.model.with_defaults({})
         outputs[step_id] = placeholder_outputs(step, params)
     problems.extend(check_output_templates(pipeline, outputs))

@@ -11,7 +11,7 @@ from wanflow.catalog import ModelSpec
 from wanflow.pipelines.yaml_source import DataPath, SourceDocument
 
 # Step fields whose strings are templates, in the order they are resolved.
-TEMPLATED_STEP_FIELDS = ("prompt", "negative_prompt", "images", "image", "audio", "params", "seed")
+TEMPLATED_STEP_FIELDS = ("when", "prompt", "negative_prompt", "images", "image", "audio", "params", "seed")
 MEDIA_FIELDS = ("images", "image", "audio")
 
 
@@ -32,6 +32,8 @@ class StepSpec:
     needs: tuple[str, ...] = ()
     cache: bool = True
     conform: bool = True
+    version: str | int | None = None
+    when: bool | str | None = None
     description: str = ""
     depends_on: tuple[str, ...] = ()
 

@@ -63,6 +63,7 @@ class StepRequest:
     explicit_params: frozenset[str]
     seed_source: str
     adaptations: tuple[Mapping[str, Any], ...] = field(default=())
+    version: str | int | None = None
 
     @property
     def seed(self) -> int:
@@ -81,6 +82,8 @@ class StepRequest:
         }
         if self.adaptations:
             data["adaptations"] = [dict(item) for item in self.adaptations]
+        if self.version is not None:
+            data["version"] = self.version
         return data
 
 
@@ -214,8 +217,26 @@ def resolve_step(
         explicit_params=frozenset(explicit),
         seed_source=seed_source,
         adaptations=tuple(adaptations),
+        version=step.version,
     )
     return request, collector.diagnostics
+
+
+_FALSE_WORDS = {"", "false", "no", "off", "0", "none", "null"}
+
+
+def evaluate_when(pipeline: Pipeline, step: StepSpec, upstream: Mapping[str, StepOutputs]) -> tuple[bool, list[Diagnostic]]:
+    """Whether ``step`` should run; text such as "false", "no" or "0" (from a CSV, say) counts as false."""
+    if step.when is None or isinstance(step.when, bool):
+        return step.when is not False, []
+    collector = _Collector(pipeline, step)
+    context = base_context(pipeline, {dep: upstream[dep] for dep in step.depends_on if dep in upstream})
+    value = collector.render(step.when, context, step.path("when"))
+    if value is _FAILED:
+        return False, collector.diagnostics
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSE_WORDS, []
+    return bool(value), []
 
 
 def _render_text(collector: _Collector, step: StepSpec, name: str, context: Mapping[str, Any]) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+from typing import Any, Awaitable, Callable, Mapping, Protocol, runtime_checkable
 
 from wanflow.pipelines.resolve import StepRequest
 
@@ -60,6 +60,7 @@ class GenerationContext:
     journal: Any = None
     resubmit_unknown: bool = False
     cancel_on_interrupt: bool = False
+    before_create: Callable[[], Awaitable[None]] | None = None  # waits for a submit token
 
 
 @runtime_checkable

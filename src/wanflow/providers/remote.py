@@ -356,6 +356,8 @@ class RemoteProvider:
                       context: GenerationContext) -> str:
         headers = {**self._auth(), "Content-Type": "application/json", **call.headers}
         for attempt in range(1, self.retry.attempts + 1):
+            if context.before_create is not None:
+                await context.before_create()  # the provider's submit rate
             sent_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             try:
                 response = await client.post(call.path, json=call.body, headers=headers)

@@ -57,11 +57,17 @@ class StepResult:
     estimated_usd: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    condition_skipped: bool = False  # skipped because its `when:` (or an upstream one's) was false
 
     @property
     def ok(self) -> bool:
         """Whether the step has usable outputs."""
         return self.status in SUCCESS
+
+    @property
+    def fine(self) -> bool:
+        """Succeeded, or was skipped on purpose by a condition."""
+        return self.ok or self.condition_skipped
 
     @property
     def cost_usd(self) -> float:
@@ -95,7 +101,7 @@ class RunResult:
     @property
     def ok(self) -> bool:
         """True when every step succeeded and every named output was written."""
-        return all(step.ok for step in self.steps.values()) and not self.output_errors and not self.interrupted
+        return all(step.fine for step in self.steps.values()) and not self.output_errors and not self.interrupted
 
     def counts(self) -> dict[str, int]:
         """Number of steps per status."""

@@ -21,12 +21,13 @@ from wanflow.artifacts import Artifact
 from wanflow.catalog.pricing import estimate
 from wanflow.media import MediaError, probe
 from wanflow.pipelines.model import Pipeline, StepSpec
-from wanflow.pipelines.resolve import StepRequest, base_context, pipeline_seed, resolve_step
-from wanflow.pipelines.templating import OutputList, StepOutputs, TemplateProblem, render
+from wanflow.pipelines.resolve import StepRequest, base_context, evaluate_when, pipeline_seed, resolve_step
+from wanflow.pipelines.templating import OutputList, StepOutputs, TemplateProblem, referenced_steps, render
 from wanflow.providers.base import GenerationContext, GenerationResult, Provider, RemoteUrl
 from wanflow.runner.cache import StepOutputsData
 from wanflow.runner.history import RequestHistory
 from wanflow.runner.journal import Journal, KeyJournal
+from wanflow.runner.limits import ProviderLimits
 from wanflow.runner.locks import process_lock
 from wanflow.runner.keys import cache_key
 from wanflow.runner.media_inputs import RuntimeMedia
@@ -81,6 +82,7 @@ class Runner:
         providers: Mapping[str, Provider],
         options: RunOptions | None = None,
         reporter: Reporter | None = None,
+        limits: ProviderLimits | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.workspace = workspace
@@ -121,6 +123,7 @@ class Runner:
         self._known_urls: dict[str, RemoteUrl] = {}
         self.journal = Journal(workspace.journal_dir)
         self._prices = workspace.price_overrides
+        self.limits = limits or ProviderLimits(workspace.config().get("limits", {}))
         self._workdir = workspace.tmp_dir / run_id
 
     async def run(self) -> RunResult:
@@ -177,7 +180,18 @@ class Runner:
             blocked = [dep for dep in step.depends_on if not self.result.steps[dep].ok]
             if blocked:
                 result.status = "skipped"
-                result.reason = "upstream " + ", ".join(f"'{dep}' {self.result.steps[dep].status}" for dep in blocked)
+                result.condition_skipped = all(self.result.steps[dep].condition_skipped for dep in blocked)
+                result.reason = "upstream " + ", ".join(
+                    f"'{dep}' {'skipped by its condition' if self.result.steps[dep].condition_skipped else self.result.steps[dep].status}"
+                    for dep in blocked
+                )
+                return
+            run_it, problems = evaluate_when(self.pipeline, step, self._outputs)
+            if problems:
+                raise StepFailed("; ".join(problem.format() for problem in problems))
+            if not run_it:
+                result.status, result.condition_skipped = "skipped", True
+                result.reason = f"when: {step.when} is false"
                 return
             result.started_at = time.time()
             await self._produce(step, result)
@@ -230,7 +244,10 @@ class Runner:
         result.reason = forced or self.history.explain_miss(step.id, key, canonical)
         result.status = "running"
         self.reporter.step_started(result)
-        async with self._limiter:
+        gates = self.limits.gates(provider.name, request.model.name)
+        async with self._limiter, self.limits.slot(provider.name, request.model.name, on_queue=lambda depth: self._log(
+            result, f"queued: {depth} waiting for {gates.label if gates else provider.name}"
+        )):
             workdir = self._workdir / step.id
             workdir.mkdir(parents=True, exist_ok=True)
             context = GenerationContext(
@@ -241,6 +258,7 @@ class Runner:
                 journal=KeyJournal(self.journal, key, step.id, provider.name) if provider.paid else None,
                 resubmit_unknown=self.options.resubmit_unknown,
                 cancel_on_interrupt=self.options.cancel_on_interrupt,
+                before_create=gates.submits.take if gates is not None and gates.submits is not None else None,
             )
             generated = await provider.generate(request, context)
         result.provider_info = dict(generated.info)
@@ -301,6 +319,9 @@ class Runner:
     def _write_named_outputs(self) -> None:
         context = base_context(self.pipeline, self._outputs)
         for name, text in self.pipeline.outputs.items():
+            sources = referenced_steps(text).steps
+            if any(self.result.steps[source].condition_skipped for source in sources if source in self.result.steps):
+                continue  # its step was skipped on purpose
             try:
                 value = render(text, context)
             except TemplateProblem as problem:

@@ -169,6 +169,8 @@ def run_json(result: RunResult) -> dict[str, Any]:
                     {"field": file.label, "path": str(file.path), "sha256": file.artifact.sha256, "media_type": file.artifact.media_type}
                     for file in step.files
                 ],
+                **({"items": [{"status": item.status, "cache_key": item.cache_key, "seed": item.seed, "error": item.error}
+                              for item in step.items]} if step.items is not None else {}),
             }
             for step in result.steps.values()
         },
@@ -183,7 +185,7 @@ def run_json(result: RunResult) -> dict[str, Any]:
 def print_plan(pipeline: Pipeline, planned: list[PlannedStep], stream: TextIO | None = None) -> None:
     """The human form of ``wanflow plan``."""
     stream = stream or sys.stdout
-    labels = {"cached": "cached", "run": "run", "maybe": "run?"}
+    labels = {"cached": "cached", "run": "run", "maybe": "run?", "skip": "skip"}
     print(f"{pipeline.name}: plan", file=stream)
     for step in planned:
         cost = f"${step.estimated_usd:6.2f}"
@@ -191,7 +193,7 @@ def print_plan(pipeline: Pipeline, planned: list[PlannedStep], stream: TextIO | 
               f"seed {step.seed:<10}  {step.reason}", file=stream)
         if step.status != "cached" and step.estimate_basis:
             print(f"  {'':<7} {'':<16} {'':<20} {'':<9} {'':<7}  ({step.estimate_basis})", file=stream)
-    runs = sum(1 for step in planned if step.status != "cached")
+    runs = sum(1 for step in planned if step.status in ("run", "maybe"))
     print(f"{runs} of {len(planned)} steps would run; estimated cost ${total_estimate(planned):.2f} "
           "(estimates from public list prices; run? = runs unless its inputs come out byte-identical)", file=stream)
 

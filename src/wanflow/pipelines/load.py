@@ -16,7 +16,7 @@ from wanflow.media import MediaError, probe
 from wanflow.media_conform import ConformError, target_size
 from wanflow.pipelines.graph import link_steps, template_strings
 from wanflow.pipelines.model import Pipeline, StepSpec
-from wanflow.pipelines.resolve import StepRequest, base_context, choose_provider, evaluate_when, resolve_step
+from wanflow.pipelines.resolve import StepRequest, base_context, choose_provider, evaluate_for_each, evaluate_when, resolve_step
 from wanflow.pipelines.schema_check import check_schema
 from wanflow.pipelines.templating import OutputList, StepOutputs, TemplateProblem, render
 from wanflow.pipelines.variables import resolve_vars
@@ -73,10 +73,10 @@ def load_pipeline(
     if problems:
         raise PipelineError(problems)
     found = check_templates(pipeline, provider_override)
-    errors = [replace(d, severity="error") for d in found if d.severity == "error" or strict]
+    errors = list(dict.fromkeys(replace(d, severity="error") for d in found if d.severity == "error" or strict))
     if errors:
         raise PipelineError(errors)
-    pipeline.warnings = found
+    pipeline.warnings = list(dict.fromkeys(found))
     return pipeline
 
 
@@ -112,6 +112,7 @@ def _build_steps(raw: Mapping[str, Any], document: Any) -> tuple[dict[str, StepS
             cache=bool(body.get("cache", True)),
             conform=bool(body.get("conform", True)),
             version=body.get("version"),
+            for_each=body.get("for_each"),
             when=body.get("when"),
             description=body.get("description", ""),
         )
@@ -220,20 +221,40 @@ def local_input_path(pipeline: Pipeline, text: str) -> Path:
     return resolved
 
 
-def placeholder_outputs(step: StepSpec, params: Mapping[str, Any]) -> StepOutputs:
-    """Stand-in outputs with the shape ``step`` will produce, for checking downstream templates."""
-    available: dict[str, Any] = {}
-    for name in step.model.outputs_for(params):
-        origin = f"steps.{step.id}.{name}"
+def placeholder_outputs(step: StepSpec, params: Mapping[str, Any], items: int | None = None) -> StepOutputs:
+    """Stand-in outputs with the shape ``step`` will produce, for checking downstream templates.
+
+    A ``for_each`` step (``items`` sub-tasks) offers every field as a list in item order, and
+    ``items`` with each sub-task's own outputs.
+    """
+    per_item = []
+    for index in range(items if items is not None else 1):
+        available: dict[str, Any] = {}
+        for name in step.model.outputs_for(params):
+            origin = f"steps.{step.id}.{name}" if items is None else f"steps.{step.id}.items[{index}].{name}"
+            if name == "images":
+                count = step.model.image_count(params)
+                available[name] = OutputList(
+                    [Artifact("", _PLACEHOLDER_TYPES[name], 0, pending=True, origin=f"{origin}[{i}]") for i in range(count)],
+                    owner=f"steps.{step.id}",
+                )
+            else:
+                available[name] = Artifact("", _PLACEHOLDER_TYPES[name], 0, pending=True, origin=origin)
+        per_item.append(StepOutputs(step.id, step.model.name, available))
+    return per_item[0] if items is None else fan_in(step, per_item)
+
+
+def fan_in(step: StepSpec, per_item: list[StepOutputs]) -> StepOutputs:
+    """The outputs of a ``for_each`` step as later steps see them: each field a list in item order."""
+    fields: dict[str, Any] = {"items": OutputList(per_item, owner=f"steps.{step.id}", noun="item")}
+    for name in step.model.outputs:
         if name == "images":
-            count = step.model.image_count(params)
-            available[name] = OutputList(
-                [Artifact("", _PLACEHOLDER_TYPES[name], 0, pending=True, origin=f"{origin}[{i}]") for i in range(count)],
-                owner=f"steps.{step.id}",
-            )
+            fields[name] = OutputList([image for outputs in per_item for image in outputs._available.get("images", [])],
+                                      owner=f"steps.{step.id}")
         else:
-            available[name] = Artifact("", _PLACEHOLDER_TYPES[name], 0, pending=True, origin=origin)
-    return StepOutputs(step.id, step.model.name, available)
+            fields[name] = OutputList([outputs._available[name] for outputs in per_item if name in outputs._available],
+                                      owner=f"steps.{step.id}", noun=name)
+    return StepOutputs(step.id, step.model.name, fields)
 
 
 def check_templates(pipeline: Pipeline, provider_override: str | None = None) -> list[Diagnostic]:
@@ -243,11 +264,15 @@ def check_templates(pipeline: Pipeline, provider_override: str | None = None) ->
     problems: list[Diagnostic] = []
     for step_id in pipeline.order():
         step = pipeline.steps[step_id]
-        request, found = resolve_step(pipeline, step, outputs, media, provider_override)
+        items, found = evaluate_for_each(pipeline, step, outputs)
         problems.extend(found)
         problems.extend(evaluate_when(pipeline, step, outputs)[1])
+        request = None
+        for item in enumerate(items) if items is not None else [None]:
+            request, found = resolve_step(pipeline, step, outputs, media, provider_override, item=item)
+            problems.extend(d for d in found if d not in problems)
         params = request.params if request else step.model.with_defaults({})
-        outputs[step_id] = placeholder_outputs(step, params)
+        outputs[step_id] = placeholder_outputs(step, params, len(items) if items is not None else None)
     problems.extend(check_output_templates(pipeline, outputs))
     return problems
 
@@ -259,10 +284,12 @@ def static_requests(pipeline: Pipeline, provider_override: str | None = None) ->
     requests: dict[str, StepRequest] = {}
     for step_id in pipeline.order():
         step = pipeline.steps[step_id]
-        request, _ = resolve_step(pipeline, step, outputs, media, provider_override)
-        if request is not None:
-            requests[step_id] = request
-            outputs[step_id] = placeholder_outputs(step, request.params)
+        items, _ = evaluate_for_each(pipeline, step, outputs)
+        for item in enumerate(items) if items is not None else [None]:
+            request, _ = resolve_step(pipeline, step, outputs, media, provider_override, item=item)
+            if request is not None:
+                requests[step_id if item is None else f"{step_id}[{item[0]}]"] = request
+                outputs[step_id] = placeholder_outputs(step, request.params, len(items) if items is not None else None)
     return requests
 
 

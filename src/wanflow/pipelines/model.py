@@ -11,7 +11,7 @@ from wanflow.catalog import ModelSpec
 from wanflow.pipelines.yaml_source import DataPath, SourceDocument
 
 # Step fields whose strings are templates, in the order they are resolved.
-TEMPLATED_STEP_FIELDS = ("when", "prompt", "negative_prompt", "images", "image", "audio", "params", "seed")
+TEMPLATED_STEP_FIELDS = ("when", "for_each", "prompt", "negative_prompt", "images", "image", "audio", "params", "seed")
 MEDIA_FIELDS = ("images", "image", "audio")
 
 
@@ -34,6 +34,7 @@ class StepSpec:
     conform: bool = True
     version: str | int | None = None
     when: bool | str | None = None
+    for_each: list[Any] | str | None = None
     description: str = ""
     depends_on: tuple[str, ...] = ()
 
@@ -58,6 +59,7 @@ class Pipeline:
     source: SourceDocument
     warnings: list[Diagnostic] = field(default_factory=list)
     allowed_paths: tuple[Path, ...] = ()  # folders outside base_dir that local inputs may come from
+    pinned_seeds: dict[str, int] = field(default_factory=dict)  # seeds drawn by --reseed, kept in the lockfile
 
     @property
     def base_dir(self) -> Path:

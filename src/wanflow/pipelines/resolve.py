@@ -181,13 +181,18 @@ def resolve_step(
     upstream: Mapping[str, StepOutputs],
     media: MediaResolver,
     provider_override: str | None = None,
+    item: tuple[int, Any] | None = None,
 ) -> tuple[StepRequest | None, list[Diagnostic]]:
     """Render and check ``step`` against ``upstream`` outputs.
 
-    Returns the request (None when there are errors) and every diagnostic, warnings included.
+    ``item`` is ``(index, value)`` for one sub-task of a ``for_each`` step: templates see them as
+    ``index`` and ``item``, and the sub-task gets a seed of its own. Returns the request (None
+    when there are errors) and every diagnostic, warnings included.
     """
     collector = _Collector(pipeline, step)
     context = base_context(pipeline, {dep: upstream[dep] for dep in step.depends_on if dep in upstream})
+    if item is not None:
+        context["index"], context["item"] = item
     model = step.model
 
     prompt = _render_text(collector, step, "prompt", context)
@@ -196,7 +201,7 @@ def resolve_step(
         collector.add(step.path(), f"{model.name} needs a prompt", code=model.prompt.code)
 
     params, explicit = _resolve_params(collector, pipeline, step, context)
-    seed, seed_source = _resolve_seed(collector, pipeline, step, context)
+    seed, seed_source = _resolve_seed(collector, pipeline, step, context, f"{step.id}[{item[0]}]" if item else step.id)
     params["seed"] = seed
     inputs, adaptations = _resolve_inputs(collector, step, params, context, media)
 
@@ -223,6 +228,30 @@ def resolve_step(
 
 
 _FALSE_WORDS = {"", "false", "no", "off", "0", "none", "null"}
+
+
+def evaluate_for_each(pipeline: Pipeline, step: StepSpec, upstream: Mapping[str, StepOutputs]) -> tuple[list[Any] | None, list[Diagnostic]]:
+    """The items of a ``for_each`` step (None when the step has none)."""
+    if step.for_each is None:
+        return None, []
+    if isinstance(step.for_each, list):
+        return list(step.for_each), []
+    collector = _Collector(pipeline, step)
+    context = base_context(pipeline, {dep: upstream[dep] for dep in step.depends_on if dep in upstream})
+    value = collector.render(step.for_each, context, step.path("for_each"))
+    if value is _FAILED:
+        return None, collector.diagnostics
+    if not isinstance(value, (list, tuple)):
+        collector.add(step.path("for_each"), f"for_each must give a list, got {type(value).__name__}",
+                      allowed="a list, a var that is a list, or an upstream step's images")
+        return None, collector.diagnostics
+    if len(value) > MAX_ITEMS:
+        collector.add(step.path("for_each"), f"for_each gave {len(value)} items", allowed=f"at most {MAX_ITEMS}")
+        return None, collector.diagnostics
+    return list(value), []
+
+
+MAX_ITEMS = 10_000
 
 
 def evaluate_when(pipeline: Pipeline, step: StepSpec, upstream: Mapping[str, StepOutputs]) -> tuple[bool, list[Diagnostic]]:
@@ -293,14 +322,18 @@ def _resolve_params(
     return completed, explicit
 
 
-def _resolve_seed(collector: _Collector, pipeline: Pipeline, step: StepSpec, context: Mapping[str, Any]) -> tuple[int, str]:
+def _resolve_seed(collector: _Collector, pipeline: Pipeline, step: StepSpec, context: Mapping[str, Any],
+                  seed_name: str) -> tuple[int, str]:
+    pinned = pipeline.pinned_seeds.get(seed_name)
+    if step.seed is None and pinned is not None:
+        return pinned, "reseeded (kept in the lockfile)"
     if step.seed is None:
         try:
             parent, _ = pipeline_seed(pipeline)
         except TemplateProblem as problem:
             collector.add(("defaults", "seed"), problem.message, code=step.model.seed_code)
             return 0, "invalid"
-        return derive_seed(parent, step.id), "derived from the pipeline seed and step id"
+        return derive_seed(parent, seed_name), "derived from the pipeline seed and step id"
     value = step.seed if isinstance(step.seed, int) else collector.render(step.seed, context, step.path("seed"))
     if value is _FAILED:
         return 0, "invalid"

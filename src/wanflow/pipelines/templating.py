@@ -210,16 +210,18 @@ class StepsNamespace(_Namespace):
 class OutputList(list):
     """A step's ``images``: indexing past the end names the step and its count."""
 
-    def __init__(self, items: list[Artifact], owner: str) -> None:
+    def __init__(self, items: list[Any], owner: str, noun: str = "image") -> None:
         super().__init__(items)
         self.owner = owner
+        self.noun = noun
 
     def __getitem__(self, index: Any) -> Any:  # type: ignore[override]
         try:
             return super().__getitem__(index)
         except IndexError:
+            field = "images" if self.noun == "image" else ("items" if self.noun == "item" else self.noun)
             raise TemplateReferenceError(
-                f"{self.owner}.images[{index}] does not exist: {self.owner} produced {len(self)} image(s)"
+                f"{self.owner}.{field}[{index}] does not exist: {self.owner} produced {len(self)} {self.noun}(s)"
             ) from None
 
 

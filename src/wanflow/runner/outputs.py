@@ -48,17 +48,19 @@ class OutputFolder:
         return MaterializedFile(label, target, artifact)
 
     def write_step(self, step_id: str, artifacts: list[tuple[str, Artifact]]) -> list[MaterializedFile]:
-        """Materialize one step's outputs as steps/<id>/<id>-<n>.<ext> (or <id>.<ext> when single)."""
+        """Materialize one step's outputs under steps/<id>/: ``<id>-<n>.<ext>``, or ``<id>.<ext>`` when
+        the step has a single file of that kind (one video, one text)."""
         stem = safe_name(step_id)
         owner = f"step:{step_id}"
+        totals: dict[str, int] = {}
+        for _, artifact in artifacts:
+            totals[artifact.kind] = totals.get(artifact.kind, 0) + 1
+        numbers: dict[str, int] = {}
         files = []
-        image_number = 0
         for label, artifact in artifacts:
-            if label.startswith("images"):
-                image_number += 1
-                name = f"{stem}-{image_number}{artifact.extension}"
-            else:
-                name = f"{stem}{artifact.extension}"
+            numbers[artifact.kind] = numbers.get(artifact.kind, 0) + 1
+            single = totals[artifact.kind] == 1 and artifact.kind != "image"
+            name = f"{stem}{artifact.extension}" if single else f"{stem}-{numbers[artifact.kind]}{artifact.extension}"
             files.append(self._place(f"steps/{stem}/{name}", artifact, label, owner))
         self._remove_stale({owner})
         return files

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Literal, Mapping
 
 from wanflow.catalog.pricing import estimate
-from wanflow.pipelines.load import placeholder_outputs
-from wanflow.pipelines.model import Pipeline
-from wanflow.pipelines.resolve import resolve_step
+from wanflow.pipelines.load import fan_in, placeholder_outputs
+from wanflow.pipelines.model import Pipeline, StepSpec
+from wanflow.pipelines.resolve import evaluate_for_each, evaluate_when, resolve_step
 from wanflow.pipelines.templating import StepOutputs
 from wanflow.providers.base import Provider
 from wanflow.runner.history import RequestHistory
@@ -17,7 +17,7 @@ from wanflow.runner.media_inputs import RuntimeMedia
 from wanflow.runner.scheduler import RunOptions, forced_reason, template_outputs
 from wanflow.runner.workspace import Workspace
 
-PlanStatus = Literal["cached", "run", "maybe"]
+PlanStatus = Literal["cached", "run", "maybe", "skip"]
 
 
 @dataclass
@@ -41,48 +41,71 @@ class PlannedStep:
 
 def total_estimate(planned: list[PlannedStep]) -> float:
     """Estimated cost of everything that would (or might) run."""
-    return round(sum(step.estimated_usd for step in planned if step.status != "cached"), 6)
+    return round(sum(step.estimated_usd for step in planned if step.status in ("run", "maybe")), 6)
 
 
 def plan_pipeline(
     pipeline: Pipeline, workspace: Workspace, providers: Mapping[str, Provider], options: RunOptions | None = None
 ) -> list[PlannedStep]:
-    """Resolve every step as far as the cache allows and say what a run would do."""
+    """Resolve every step (every item of a ``for_each`` step) as far as the cache allows, and say
+    what a run would do and why."""
     options = options or RunOptions()
-    media = RuntimeMedia(pipeline, options.provider_override, store=None)
-    history = RequestHistory(workspace.index_dir, pipeline.name)
-    cache = workspace.cache
-    prices = workspace.price_overrides
-    known: dict[str, StepOutputs] = {}  # real outputs of steps the cache already has
-    stand_ins: dict[str, StepOutputs] = {}
-    planned: list[PlannedStep] = []
+    planner = _Planner(pipeline, workspace, providers, options)
     for step_id in pipeline.order():
-        step = pipeline.steps[step_id]
-        waiting = [dep for dep in step.depends_on if dep not in known]
-        upstream = {**stand_ins, **known}
-        request, _ = resolve_step(pipeline, step, upstream, media, options.provider_override)
-        assert request is not None, "load_pipeline already checked every step"
-        provider = providers[request.provider]
-        cost = estimate(step.model, request.params, request.provider, prices)
-        if waiting:
-            stand_ins[step_id] = placeholder_outputs(step, request.params)
-            planned.append(
-                PlannedStep(step_id, step.model.name, request.provider, "maybe",
-                            f"after {', '.join(waiting)} run{'s' if len(waiting) == 1 else ''}; cached if their outputs are unchanged",
-                            request.seed, None, cost.usd, cost.basis)
-            )
-            continue
-        key = cache_key(request, provider.cache_salt)
-        forced = forced_reason(step, options)
-        entry = None if forced else cache.lookup(key, origin=f"steps.{step_id}")
-        if entry is not None:
-            known[step_id] = template_outputs(step, entry.outputs)
-            planned.append(PlannedStep(step_id, step.model.name, request.provider, "cached",
-                                       "same request as a stored result", request.seed, key, 0.0, "cached"))
-        else:
-            stand_ins[step_id] = placeholder_outputs(step, request.params)
-            reason = forced or history.explain_miss(step_id, key, request.canonical())
-            planned.append(PlannedStep(step_id, step.model.name, request.provider, "run", reason, request.seed, key,
-                                       cost.usd, cost.basis))
-    return planned
+        planner.plan_step(pipeline.steps[step_id])
+    return planner.planned
 
+
+class _Planner:
+    def __init__(self, pipeline: Pipeline, workspace: Workspace, providers: Mapping[str, Provider], options: RunOptions) -> None:
+        self.pipeline = pipeline
+        self.providers = providers
+        self.options = options
+        self.media = RuntimeMedia(pipeline, options.provider_override, store=None)
+        self.history = RequestHistory(workspace.index_dir, pipeline.name)
+        self.cache = workspace.cache
+        self.prices = workspace.price_overrides
+        self.known: dict[str, StepOutputs] = {}  # real outputs of steps the cache already has
+        self.stand_ins: dict[str, StepOutputs] = {}
+        self.skipped: set[str] = set()
+        self.planned: list[PlannedStep] = []
+
+    def plan_step(self, step: StepSpec) -> None:
+        upstream = {**self.stand_ins, **self.known}
+        waiting = [dep for dep in step.depends_on if dep not in self.known]
+        if any(dep in self.skipped for dep in step.depends_on) or (not waiting and not evaluate_when(self.pipeline, step, upstream)[0]):
+            self.skipped.add(step.id)
+            self.planned.append(PlannedStep(step.id, step.model.name, "-", "skip", "its condition (or an upstream one) is false", 0, None))
+            return
+        items, _ = evaluate_for_each(self.pipeline, step, upstream)
+        units = [None] if items is None else list(enumerate(items))
+        outputs: list[StepOutputs | None] = [self._plan_unit(step, unit, upstream, waiting) for unit in units]
+        params = self.pipeline.steps[step.id].model.with_defaults(dict(step.params))
+        if all(output is not None for output in outputs):
+            real = [output for output in outputs if output is not None]
+            self.known[step.id] = real[0] if items is None else fan_in(step, real)
+        else:
+            self.stand_ins[step.id] = placeholder_outputs(step, params, None if items is None else len(items))
+
+    def _plan_unit(self, step: StepSpec, unit: tuple[int, object] | None, upstream: dict[str, StepOutputs],
+                   waiting: list[str]) -> StepOutputs | None:
+        name = step.id if unit is None else f"{step.id}[{unit[0]}]"
+        request, _ = resolve_step(self.pipeline, step, upstream, self.media, self.options.provider_override, unit)
+        assert request is not None, "load_pipeline already checked every step"
+        cost = estimate(step.model, request.params, request.provider, self.prices)
+        if waiting:
+            reason = f"after {', '.join(waiting)} run{'s' if len(waiting) == 1 else ''}; cached if their outputs are unchanged"
+            self.planned.append(PlannedStep(name, step.model.name, request.provider, "maybe", reason, request.seed, None,
+                                            cost.usd, cost.basis))
+            return None
+        key = cache_key(request, self.providers[request.provider].cache_salt)
+        forced = forced_reason(step, self.options)
+        entry = None if forced else self.cache.lookup(key, origin=f"steps.{name}")
+        if entry is not None:
+            self.planned.append(PlannedStep(name, step.model.name, request.provider, "cached",
+                                            "same request as a stored result", request.seed, key, 0.0, "cached"))
+            return template_outputs(step, entry.outputs)
+        reason = forced or self.history.explain_miss(name, key, request.canonical())
+        self.planned.append(PlannedStep(name, step.model.name, request.provider, "run", reason, request.seed, key,
+                                        cost.usd, cost.basis))
+        return None

@@ -51,6 +51,8 @@ def step_record(step: StepResult, out_dir: Path) -> dict[str, Any]:
     }
     if step.error:
         record["error"] = step.error
+    if step.items is not None:
+        record["items"] = [step_record(item, out_dir) for item in step.items]
     return record
 
 

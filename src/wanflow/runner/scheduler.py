@@ -21,7 +21,8 @@ from wanflow.artifacts import Artifact
 from wanflow.catalog.pricing import estimate
 from wanflow.media import MediaError, probe
 from wanflow.pipelines.model import Pipeline, StepSpec
-from wanflow.pipelines.resolve import StepRequest, base_context, evaluate_when, pipeline_seed, resolve_step
+from wanflow.pipelines.load import fan_in
+from wanflow.pipelines.resolve import StepRequest, base_context, evaluate_for_each, evaluate_when, pipeline_seed, resolve_step
 from wanflow.pipelines.templating import OutputList, StepOutputs, TemplateProblem, referenced_steps, render
 from wanflow.providers.base import GenerationContext, GenerationResult, Provider, RemoteUrl
 from wanflow.runner.cache import StepOutputsData
@@ -194,9 +195,15 @@ class Runner:
                 result.reason = f"when: {step.when} is false"
                 return
             result.started_at = time.time()
-            await self._produce(step, result)
-            result.files = self.outputs_folder.write_step(step.id, result.outputs.all() if result.outputs else [])
-            self._outputs[step.id] = template_outputs(step, result.outputs)
+            items, problems = evaluate_for_each(self.pipeline, step, self._outputs)
+            if problems:
+                raise StepFailed("; ".join(problem.format() for problem in problems))
+            if items is None:
+                await self._produce(step, result)
+                result.files = self.outputs_folder.write_step(step.id, result.outputs.all() if result.outputs else [])
+                self._outputs[step.id] = template_outputs(step, result.outputs)
+            else:
+                await self._fan_out(step, result, items)
         except WanflowError as error:
             result.status, result.error = "failed", str(error)
         except Exception as error:  # a bug must fail one step, not take down its siblings
@@ -209,8 +216,38 @@ class Runner:
             self.recorder.write("running")
             self.reporter.step_finished(result)
 
-    async def _produce(self, step: StepSpec, result: StepResult) -> None:
-        request = self._resolve(step)
+    async def _fan_out(self, step: StepSpec, result: StepResult, items: list) -> None:
+        """One sub-task per item, all at once (within the limits); downstream sees lists in item order."""
+        result.items = [StepResult(f"{step.id}[{index}]", step.model.name) for index in range(len(items))]
+
+        async def one(index: int, item: object) -> None:
+            sub = result.items[index]
+            sub.started_at = time.time()
+            try:
+                await self._produce(step, sub, (index, item))
+            except WanflowError as error:
+                sub.status, sub.error = "failed", str(error)
+            finally:
+                sub.finished_at = time.time()
+
+        async with anyio.create_task_group() as group:
+            for index, item in enumerate(items):
+                group.start_soon(one, index, item)
+        failed = [sub for sub in result.items if sub.status == "failed"]
+        if failed:
+            raise StepFailed(f"{len(failed)} of {len(items)} items failed; first: {failed[0].step_id}: {failed[0].error}")
+        result.status = "ran" if any(sub.status == "ran" for sub in result.items) else "cached"
+        ran = sum(1 for sub in result.items if sub.status == "ran")
+        result.reason = f"{len(items)} items: {ran} ran, {len(items) - ran} cached"
+        result.seed = result.items[0].seed if result.items else None
+        result.provider = result.items[0].provider if result.items else None
+        labelled = [(f"items[{sub_index}].{label}", artifact) for sub_index, sub in enumerate(result.items)
+                    for label, artifact in (sub.outputs.all() if sub.outputs else [])]
+        result.files = self.outputs_folder.write_step(step.id, labelled)
+        self._outputs[step.id] = fan_in(step, [template_outputs(step, sub.outputs) for sub in result.items])
+
+    async def _produce(self, step: StepSpec, result: StepResult, item: tuple[int, object] | None = None) -> None:
+        request = self._resolve(step, item)
         provider = self.providers[request.provider]
         key = cache_key(request, provider.cache_salt)
         canonical = request.canonical()
@@ -218,7 +255,7 @@ class Runner:
         result.seed, result.seed_source = request.seed, request.seed_source
         result.adaptations = [dict(item) for item in request.adaptations]
         cost = estimate(request.model, request.params, request.provider, self._prices)
-        self.history.remember(step.id, key, canonical)
+        self.history.remember(result.step_id, key, canonical)
 
         forced = forced_reason(step, self.options)
         # One generation per key at a time, in this process and across processes sharing the
@@ -241,21 +278,21 @@ class Runner:
         self, step: StepSpec, request: StepRequest, provider: Provider, key: str, canonical: dict,
         result: StepResult, forced: str | None,
     ) -> None:
-        result.reason = forced or self.history.explain_miss(step.id, key, canonical)
+        result.reason = forced or self.history.explain_miss(result.step_id, key, canonical)
         result.status = "running"
         self.reporter.step_started(result)
         gates = self.limits.gates(provider.name, request.model.name)
         async with self._limiter, self.limits.slot(provider.name, request.model.name, on_queue=lambda depth: self._log(
             result, f"queued: {depth} waiting for {gates.label if gates else provider.name}"
         )):
-            workdir = self._workdir / step.id
+            workdir = self._workdir / result.step_id.replace("[", "-").replace("]", "")
             workdir.mkdir(parents=True, exist_ok=True)
             context = GenerationContext(
                 workdir=workdir,
                 cache_key=key,
                 log=lambda message: self._log(result, message),
                 known_urls=self._known_urls,
-                journal=KeyJournal(self.journal, key, step.id, provider.name) if provider.paid else None,
+                journal=KeyJournal(self.journal, key, result.step_id, provider.name) if provider.paid else None,
                 resubmit_unknown=self.options.resubmit_unknown,
                 cancel_on_interrupt=self.options.cancel_on_interrupt,
                 before_create=gates.submits.take if gates is not None and gates.submits is not None else None,
@@ -269,8 +306,8 @@ class Runner:
         self.journal.remove(key)  # the paid work is safely stored
         result.status = "ran"
 
-    def _resolve(self, step: StepSpec) -> StepRequest:
-        request, problems = resolve_step(self.pipeline, step, self._outputs, self.media, self.options.provider_override)
+    def _resolve(self, step: StepSpec, item: tuple[int, object] | None = None) -> StepRequest:
+        request, problems = resolve_step(self.pipeline, step, self._outputs, self.media, self.options.provider_override, item)
         if request is None:
             raise StepFailed("; ".join(problem.format() for problem in problems))
         return request

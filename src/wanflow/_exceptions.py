@@ -5,6 +5,7 @@ The hierarchy::
     WanflowError                 base class; never raised directly
     ├── PipelineError            the pipeline (or its vars) is invalid; carries Diagnostics. CLI exit 2
     ├── UsageError               a command-line or configuration mistake. CLI exit 2
+    │   └── FrozenMismatch       --frozen: the pipeline or vars would change a locked request
     ├── TemplateReferenceError   a template names a step, var or output field that does not exist
     ├── StepFailed               one step could not produce its outputs. CLI exit 1 (the run goes on)
     │   └── ProviderError        the provider refused or failed the generation
@@ -41,6 +42,17 @@ class PipelineError(WanflowError):
 
 class UsageError(WanflowError):
     """A command-line argument, environment variable or config value is wrong."""
+
+
+class FrozenMismatch(UsageError):
+    """``--frozen``: resolved requests differ from the lockfile; ``differences`` says how."""
+
+    def __init__(self, path: object, differences: list) -> None:
+        self.path = path
+        self.differences = differences
+        lines = "\n".join(f"  {difference.format()}" for difference in differences)
+        super().__init__(f"--frozen: {len(differences)} request(s) would differ from {getattr(path, 'name', path)}; "
+                         f"nothing was run:\n{lines}")
 
 
 class TemplateReferenceError(WanflowError):

@@ -32,6 +32,8 @@ examples:
   wanflow run examples/product-ad/product-ad.yaml --var product="blue hiking boot"
   wanflow plan examples/product-ad/product-ad.yaml --json
   wanflow run examples/product-ad/product-ad.yaml --fresh beach
+  wanflow run examples/product-ad/product-ad.yaml --frozen
+  wanflow explain examples/product-ad/product-ad.yaml --var product="blue boot"
   wanflow graph examples/product-ad/product-ad.yaml > graph.mmd
   wanflow models wan2.6-i2v
   wanflow cache verify
@@ -85,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     run.add_argument("--allow-paid", action="store_true",
                      help="let steps whose pipeline names a paid provider spend money (--provider dashscope|vtrix implies it)")
+    run.add_argument("--frozen", action="store_true",
+                     help="reproduce <pipeline>.lock exactly; refuse with a diff if any resolved request would change")
+    run.add_argument("--reseed", action="append", nargs="?", const=_ALL, metavar="STEP",
+                     help="draw new seeds on purpose (all steps, or only STEP; repeatable); the lockfile keeps them")
+    run.add_argument("--no-lock", action="store_true", help="do not write <pipeline>.lock")
     run.add_argument("--resubmit-unknown", action="store_true",
                      help="when an earlier create call's outcome is unknown and cannot be reconciled, submit again "
                           "(this may pay twice)")
@@ -102,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a pipeline without running it",
                                    description="Check schema, models, params, vars, references, templates and input files.")
     _pipeline_arguments(validate)
+
+    explain = commands.add_parser("explain", help="say why each step would run or hit the cache",
+                                  description="For each step (and item), whether it would run or be cached, and which "
+                                              "field of its resolved request changed since the lockfile or the last run.")
+    _pipeline_arguments(explain)
+    explain.add_argument("step", nargs="?", help="only this step (and its items)")
+    explain.add_argument("--json", action="store_true", help="print the explanation as JSON")
 
     graph = commands.add_parser("graph", help="print the step graph as a Mermaid flowchart")
     _pipeline_arguments(graph)
@@ -187,11 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fix_fresh_swallowing_pipeline(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """``wanflow run --fresh p.yaml``: argparse hands p.yaml to --fresh; give it back."""
-    fresh = getattr(args, "fresh", None)
-    if args.pipeline is None and fresh and fresh[-1] not in (None, _ALL) and fresh[-1].endswith((".yaml", ".yml")):
-        args.pipeline = Path(fresh.pop())
-        fresh.append(_ALL)
+    """``wanflow run --fresh p.yaml``: argparse hands p.yaml to --fresh (or --reseed); give it back."""
+    for option in ("fresh", "reseed"):
+        given = getattr(args, option, None)
+        if args.pipeline is None and given and given[-1] not in (None, _ALL) and given[-1].endswith((".yaml", ".yml")):
+            args.pipeline = Path(given.pop())
+            given.append(_ALL)
     if args.command != "models" and args.pipeline is None:
         parser.error(f"{args.command}: the pipeline file is required")
 
@@ -219,12 +234,8 @@ def _options(args: argparse.Namespace, pipeline, config_jobs: int | None = None)
     from wanflow.providers import PAID_PROVIDERS
     from wanflow.runner import RunOptions
 
-    fresh = [name for name in (getattr(args, "fresh", None) or [])]
-    fresh_all = _ALL in fresh
-    steps = frozenset(name for name in fresh if name != _ALL)
-    unknown = sorted(steps - set(pipeline.steps))
-    if unknown:
-        raise UsageError(f"--fresh: unknown step {', '.join(unknown)} (steps: {', '.join(pipeline.steps)})")
+    fresh_all, steps = _step_selection(args, "fresh", pipeline)
+    reseed_all, reseed_steps = _step_selection(args, "reseed", pipeline)
     jobs = getattr(args, "jobs", None) or config_jobs or 4
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -239,7 +250,21 @@ def _options(args: argparse.Namespace, pipeline, config_jobs: int | None = None)
         resubmit_unknown=bool(getattr(args, "resubmit_unknown", False)),
         cancel_on_interrupt=bool(getattr(args, "cancel_on_interrupt", False)),
         handle_signals=args.command == "run",
+        frozen=bool(getattr(args, "frozen", False)),
+        reseed_all=reseed_all,
+        reseed_steps=reseed_steps,
+        write_lock=args.command == "run" and not getattr(args, "no_lock", False),
     )
+
+
+def _step_selection(args: argparse.Namespace, option: str, pipeline) -> tuple[bool, frozenset[str]]:
+    """``--fresh`` / ``--reseed``: (every step?, the named steps)."""
+    given = list(getattr(args, option, None) or [])
+    steps = frozenset(name for name in given if name != _ALL)
+    unknown = sorted(steps - set(pipeline.steps))
+    if unknown:
+        raise UsageError(f"--{option}: unknown step {', '.join(unknown)} (steps: {', '.join(pipeline.steps)})")
+    return _ALL in given, steps
 
 
 def _workspace(args: argparse.Namespace):
@@ -276,6 +301,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     options = _options(args, pipeline, read_config(workspace.root).get("run", {}).get("jobs"))
     providers = providers_for(pipeline, options)
+    if args.command == "explain":
+        from wanflow.runner.explain import explain
+
+        lines = explain(pipeline, workspace, providers, options, only=args.step)
+        if args.json:
+            print(json.dumps([line.to_json() for line in lines], indent=2))
+        else:
+            for line in lines:
+                print(line.format())
+        return EXIT_OK
     if args.command == "plan":
         planned = plan_pipeline(pipeline, workspace, providers, options)
         if args.json:

@@ -324,9 +324,11 @@ def _resolve_params(
 
 def _resolve_seed(collector: _Collector, pipeline: Pipeline, step: StepSpec, context: Mapping[str, Any],
                   seed_name: str) -> tuple[int, str]:
-    pinned = pipeline.pinned_seeds.get(seed_name)
+    pinned = pipeline.pinned_seeds.get(step.id)
     if step.seed is None and pinned is not None:
-        return pinned, "reseeded (kept in the lockfile)"
+        # A reseeded step keeps its drawn seed (from the lockfile); its items derive from it.
+        seed = pinned if seed_name == step.id else derive_seed(pinned, seed_name)
+        return seed, "reseeded (kept in the lockfile)"
     if step.seed is None:
         try:
             parent, _ = pipeline_seed(pipeline)

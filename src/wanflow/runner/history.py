@@ -33,6 +33,10 @@ class RequestHistory:
             return "request changed"
         return "changed: " + "; ".join(changes[:4]) + (f" (+{len(changes) - 4} more)" if len(changes) > 4 else "")
 
+    def previous(self, step_id: str) -> dict[str, Any] | None:
+        """What ``step_id`` resolved to in the latest run ({key, request}), if anything."""
+        return self._entries.get(step_id)
+
     def remember(self, step_id: str, key: str, request: dict[str, Any]) -> None:
         """Note the request a step resolved to in this run."""
         self._updates[step_id] = {"key": key, "request": request}

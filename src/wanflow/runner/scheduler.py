@@ -26,6 +26,7 @@ from wanflow.pipelines.resolve import StepRequest, base_context, evaluate_for_ea
 from wanflow.pipelines.templating import OutputList, StepOutputs, TemplateProblem, referenced_steps, render
 from wanflow.providers.base import GenerationContext, GenerationResult, Provider, RemoteUrl
 from wanflow.runner.cache import StepOutputsData
+from wanflow.runner import lockfile
 from wanflow.runner.history import RequestHistory
 from wanflow.runner.journal import Journal, KeyJournal
 from wanflow.runner.limits import ProviderLimits
@@ -50,6 +51,11 @@ class RunOptions:
     resubmit_unknown: bool = False  # allow a new create when an earlier one's outcome is unknown
     cancel_on_interrupt: bool = False  # default: keep remote tasks running; the next run resumes them
     handle_signals: bool = False  # Ctrl-C / SIGTERM stop the run in order (the CLI turns this on)
+    frozen: bool = False  # reproduce the lockfile exactly, or refuse
+    reseed_all: bool = False  # draw new seeds for every step (kept in the lockfile)
+    reseed_steps: frozenset[str] = field(default_factory=frozenset)
+    write_lock: bool = True  # write <pipeline>.lock after a successful run
+    instance: str = "default"  # the lockfile section of this run (matrix and batch runs name theirs)
 
 
 class Reporter(Protocol):
@@ -123,6 +129,7 @@ class Runner:
         self._key_locks: dict[str, anyio.Lock] = {}
         self._known_urls: dict[str, RemoteUrl] = {}
         self.journal = Journal(workspace.journal_dir)
+        self._locked: dict | None = None
         self._prices = workspace.price_overrides
         self.limits = limits or ProviderLimits(workspace.config().get("limits", {}))
         self._workdir = workspace.tmp_dir / run_id
@@ -135,6 +142,11 @@ class Runner:
                 f"this run would spend money on {', '.join(paid)}; nothing was run. Choose it explicitly with "
                 f"--provider {paid[0]} or --allow-paid, or preview for free with --provider local"
             )
+        self._locked = lockfile.prepare(
+            self.pipeline, frozen=self.options.frozen, reseed_all=self.options.reseed_all,
+            reseed_steps=self.options.reseed_steps, provider_override=self.options.provider_override,
+            instance=self.options.instance,
+        )
         self.recorder.write("running")
         self._steps_scope = anyio.CancelScope()
         try:
@@ -153,6 +165,10 @@ class Runner:
                 self._finish("interrupted")
             raise
         self._finish("interrupted" if self.result.interrupted else "succeeded" if self.result.ok else "failed")
+        if self.result.ok and self.options.write_lock:
+            path = lockfile.lock_path(self.pipeline)
+            lockfile.write_lock(path, self.pipeline.name, {self.options.instance: lockfile.instance_entry(self.pipeline, self.result)},
+                                keep=lockfile.read_lock(path))
         return self.result
 
     async def _stop_on_signal(self, scope: anyio.CancelScope) -> None:
@@ -254,6 +270,12 @@ class Runner:
         result.provider, result.cache_key, result.request = request.provider, key, canonical
         result.seed, result.seed_source = request.seed, request.seed_source
         result.adaptations = [dict(item) for item in request.adaptations]
+        if self._locked is not None:
+            locked = (self._locked.get("steps") or {}).get(result.step_id)
+            changes = lockfile.compare({"steps": {result.step_id: locked}}, {result.step_id: canonical}, False) if locked else []
+            if changes or locked is None:
+                detail = changes[0].format() if changes else f"{result.step_id}: not in the lockfile"
+                raise StepFailed(f"--frozen: the resolved request differs from the lock ({detail})")
         cost = estimate(request.model, request.params, request.provider, self._prices)
         self.history.remember(result.step_id, key, canonical)
 

@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     run.add_argument("--allow-paid", action="store_true",
                      help="let steps whose pipeline names a paid provider spend money (--provider dashscope|vtrix implies it)")
+    run.add_argument("--batch", type=Path, metavar="ROWS",
+                     help="run one instance per row of a .csv (header = var names) or .jsonl file; bad rows are reported by line")
     run.add_argument("--frozen", action="store_true",
                      help="reproduce <pipeline>.lock exactly; refuse with a diff if any resolved request would change")
     run.add_argument("--reseed", action="append", nargs="?", const=_ALL, metavar="STEP",
@@ -257,6 +259,30 @@ def _options(args: argparse.Namespace, pipeline, config_jobs: int | None = None)
     )
 
 
+def _run_batch(args: argparse.Namespace, pipeline, workspace, providers, options) -> int:
+    import anyio
+
+    from wanflow.cli import reporting
+    from wanflow.pipelines.instances import expand
+    from wanflow.runner.batch import run_instances
+
+    instances, rejected = expand(pipeline, args.batch, strict=args.strict)
+    for row in rejected:
+        for problem in row.problems:
+            print(f"error: {row.label}: {problem}", file=sys.stderr)
+    display = reporting.PlainProgress(sys.stderr)
+    print(f"{pipeline.name}: {len(instances)} instance(s)" + (f", {len(rejected)} row(s) rejected" if rejected else ""),
+          file=sys.stderr)
+    batch = anyio.run(run_instances, instances, workspace, providers, options, display, rejected)
+    if args.json:
+        print(json.dumps(reporting.batch_json(batch), indent=2))
+    else:
+        reporting.print_batch(pipeline.name, batch)
+    if batch.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if batch.ok else EXIT_STEP_FAILED
+
+
 def _step_selection(args: argparse.Namespace, option: str, pipeline) -> tuple[bool, frozenset[str]]:
     """``--fresh`` / ``--reseed``: (every step?, the named steps)."""
     given = list(getattr(args, option, None) or [])
@@ -330,6 +356,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     import anyio
 
+    if args.batch is not None or pipeline.matrix:
+        return _run_batch(args, pipeline, workspace, providers, options)
     display = reporting.make_progress(pipeline, sys.stderr)
     runner = Runner(pipeline, workspace, providers, options, display)
     with display:

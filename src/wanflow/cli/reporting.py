@@ -218,3 +218,30 @@ def plan_json(pipeline: Pipeline, planned: list[PlannedStep]) -> dict[str, Any]:
         },
         "warnings": [warning.format() for warning in pipeline.warnings],
     }
+
+
+def print_batch(name: str, batch: Any, stream: TextIO | None = None) -> None:
+    """The human summary of a matrix or batch run: one line per instance."""
+    stream = stream or sys.stdout
+    ok = sum(1 for result in batch.instances.values() if result.ok)
+    print(f"\n{name}: {len(batch.instances)} instance(s), {ok} ok"
+          + (f", {len(batch.rejected)} row(s) rejected" if batch.rejected else ""), file=stream)
+    for instance, result in sorted(batch.instances.items()):
+        counts = result.counts()
+        summary = ", ".join(f"{counts[s]} {s}" for s in ("ran", "cached", "failed", "skipped") if counts.get(s))
+        outputs = " ".join(_display_path(file.path) for files in result.outputs.values() for file in files)
+        print(f"  {'✓' if result.ok else '✗'} {instance:<28} {summary:<26} {outputs}", file=stream)
+        for step in result.steps.values():
+            if step.status == "failed":
+                print(f"      {step.step_id}: {step.error}", file=stream)
+    for row in batch.rejected:
+        print(f"  ✗ {row.label}: " + "; ".join(row.problems), file=stream)
+
+
+def batch_json(batch: Any) -> dict[str, Any]:
+    """The ``--json`` summary of a matrix or batch run."""
+    return {
+        "ok": batch.ok,
+        "instances": {name: run_json(result) for name, result in sorted(batch.instances.items())},
+        "rejected": [{"row": row.label, "problems": row.problems} for row in batch.rejected],
+    }

@@ -65,8 +65,11 @@ def load_pipeline(
         outputs=dict(data.get("outputs") or {}),
         source=document,
         allowed_paths=tuple(Path(p) for p in allowed_paths),
+        matrix=data.get("matrix"),
     )
-    problems = step_problems + _check_default_params(pipeline)
+    from wanflow.pipelines.instances import matrix_diagnostics
+
+    problems = step_problems + _check_default_params(pipeline) + matrix_diagnostics(pipeline)
     if problems:
         raise PipelineError(problems)
     problems = link_steps(pipeline)

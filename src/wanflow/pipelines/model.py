@@ -60,6 +60,7 @@ class Pipeline:
     warnings: list[Diagnostic] = field(default_factory=list)
     allowed_paths: tuple[Path, ...] = ()  # folders outside base_dir that local inputs may come from
     pinned_seeds: dict[str, int] = field(default_factory=dict)  # seeds drawn by --reseed, kept in the lockfile
+    matrix: dict[str, Any] | None = None
 
     @property
     def base_dir(self) -> Path:

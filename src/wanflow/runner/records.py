@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from wanflow.pipelines.model import Pipeline
 from wanflow.preview.notice import PREVIEW_NOTICE
 from wanflow.runner.fsutil import atomic_write_json
 from wanflow.runner.results import RunResult, StepResult
+
+
+RUNNING_WRITE_SECONDS = 1.0
 
 
 def new_run_id(pipeline_name: str) -> str:
@@ -38,7 +42,8 @@ def step_record(step: StepResult, out_dir: Path) -> dict[str, Any]:
         "seed": step.seed,
         "seed_source": step.seed_source,
         "request": step.request,
-        "outputs": [file.to_record(out_dir) for file in step.files],
+        "outputs": [file.to_record(out_dir) for file in step.files] if step.files or step.outputs is None
+        else [{"field": label, **artifact.to_record()} for label, artifact in step.outputs.all()],
         "provider_info": step.provider_info,
         "adaptations": step.adaptations,
         "warnings": step.warnings,
@@ -69,6 +74,7 @@ class RunRecorder:
         self.started_at = dt.datetime.now(dt.timezone.utc).timestamp()
         self.finished_at: float | None = None
         self.pipeline_sha256 = hashlib.sha256(pipeline.path.read_bytes()).hexdigest()
+        self._last_write = 0.0
 
     def document(self, status: str) -> dict[str, Any]:
         """The record as JSON data."""
@@ -97,7 +103,15 @@ class RunRecorder:
         return document
 
     def write(self, status: str = "running") -> None:
-        """Save the record (under .wanflow/runs/ and as out/<pipeline>/run.json)."""
+        """Save the record (under .wanflow/runs/ and as out/<pipeline>/run.json).
+
+        While running, at most every RUNNING_WRITE_SECONDS (the journal, not the record, is what
+        makes paid work crash-safe); the final write always happens.
+        """
+        now = time.monotonic()
+        if status == "running" and self._last_write and now - self._last_write < RUNNING_WRITE_SECONDS:
+            return
+        self._last_write = now
         if status != "running":
             self.finished_at = dt.datetime.now(dt.timezone.utc).timestamp()
         document = self.document(status)

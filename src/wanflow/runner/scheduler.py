@@ -39,6 +39,17 @@ from wanflow.runner.results import RunResult, StepResult
 from wanflow.runner.workspace import Workspace
 
 
+@dataclass
+class SharedState:
+    """What the instances of one batch share: per-key locks, provider limits, the jobs bound,
+    and known result URLs. One step whose request several instances share runs once."""
+
+    limits: "ProviderLimits"
+    jobs: anyio.CapacityLimiter
+    key_locks: dict = field(default_factory=dict)
+    known_urls: dict = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How to run: concurrency, what to regenerate, which provider to force."""
@@ -90,6 +101,7 @@ class Runner:
         options: RunOptions | None = None,
         reporter: Reporter | None = None,
         limits: ProviderLimits | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.workspace = workspace
@@ -99,10 +111,13 @@ class Runner:
         self.store = workspace.store
         self.cache = workspace.cache
         self.media = RuntimeMedia(pipeline, self.options.provider_override, self.store)
-        self.history = RequestHistory(workspace.index_dir, pipeline.name)
+        instance = self.options.instance
+        self.history = RequestHistory(workspace.index_dir, pipeline.name if instance == "default" else f"{pipeline.name}@{instance}")
         out_root = workspace.out_dir / pipeline.name
+        if instance != "default":
+            out_root = out_root / instance
         self.outputs_folder = OutputFolder(out_root)
-        run_id = new_run_id(pipeline.name)
+        run_id = new_run_id(pipeline.name if self.options.instance == "default" else f"{pipeline.name}-{self.options.instance}")
         self.result = RunResult(
             run_id=run_id,
             pipeline_name=pipeline.name,
@@ -125,13 +140,14 @@ class Runner:
         )
         self._done = {step_id: anyio.Event() for step_id in pipeline.steps}
         self._outputs: dict[str, StepOutputs] = {}
-        self._limiter = anyio.CapacityLimiter(max(1, self.options.jobs))
-        self._key_locks: dict[str, anyio.Lock] = {}
-        self._known_urls: dict[str, RemoteUrl] = {}
+        self._shared = shared
+        self._limiter = shared.jobs if shared else anyio.CapacityLimiter(max(1, self.options.jobs))
+        self._key_locks: dict[str, anyio.Lock] = shared.key_locks if shared else {}
+        self._known_urls: dict[str, RemoteUrl] = shared.known_urls if shared else {}
         self.journal = Journal(workspace.journal_dir)
         self._locked: dict | None = None
         self._prices = workspace.price_overrides
-        self.limits = limits or ProviderLimits(workspace.config().get("limits", {}))
+        self.limits = shared.limits if shared else (limits or ProviderLimits(workspace.config().get("limits", {})))
         self._workdir = workspace.tmp_dir / run_id
 
     async def run(self) -> RunResult:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 import anyio
 
 from wanflow.pipelines.model import Pipeline
 from wanflow.pipelines.resolve import choose_provider
-from wanflow.providers import ProviderFactory, create_providers
+from wanflow.providers import ProviderFactory, close_providers, create_providers
 from wanflow.providers.base import Provider
 from wanflow.runner.plan import PlannedStep, plan_pipeline
 from wanflow.runner.results import RunResult
 from wanflow.runner.scheduler import Reporter, RunOptions, Runner
 from wanflow.runner.workspace import Workspace
+
+
+T = TypeVar("T")
 
 
 def providers_for(
@@ -37,7 +40,16 @@ def run(
     workspace = workspace or Workspace.discover()
     instances = providers_for(pipeline, options, providers)
     runner = Runner(pipeline, workspace, instances, options, reporter)
-    return anyio.run(runner.run)
+    return anyio.run(closing, instances, runner.run)
+
+
+async def closing(providers: Mapping[str, Provider], work: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run ``work`` and then close the providers' connections, whatever happened."""
+    try:
+        return await work(*args)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await close_providers(providers)
 
 
 def plan(

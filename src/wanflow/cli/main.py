@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fraction of creates that make the task, then drop the connection before answering")
     sim.add_argument("--url-ttl", type=float, default=86400.0, metavar="S", help="seconds result URLs stay valid (default 24 h)")
     sim.add_argument("--seed", type=int, default=None, help="seed for the simulator's dice (repeatable fault patterns)")
+    sim.add_argument("--tiny-results", action="store_true",
+                     help="return 64x64 images instead of full-size previews (for benchmarks of the client)")
     sim.add_argument("--moderate", metavar="WORD", default=None,
                      help="refuse prompts containing WORD with DataInspectionFailed (to exercise moderation handling)")
     return parser
@@ -273,7 +275,9 @@ def _run_batch(args: argparse.Namespace, pipeline, workspace, providers, options
     display = reporting.PlainProgress(sys.stderr)
     print(f"{pipeline.name}: {len(instances)} instance(s)" + (f", {len(rejected)} row(s) rejected" if rejected else ""),
           file=sys.stderr)
-    batch = anyio.run(run_instances, instances, workspace, providers, options, display, rejected)
+    from wanflow._api import closing
+
+    batch = anyio.run(closing, providers, run_instances, instances, workspace, providers, options, display, rejected)
     if args.json:
         print(json.dumps(reporting.batch_json(batch), indent=2))
     else:
@@ -360,8 +364,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run_batch(args, pipeline, workspace, providers, options)
     display = reporting.make_progress(pipeline, sys.stderr)
     runner = Runner(pipeline, workspace, providers, options, display)
+    from wanflow._api import closing
+
     with display:
-        result = anyio.run(runner.run)
+        result = anyio.run(closing, providers, runner.run)
     if args.json:
         print(json.dumps(reporting.run_json(result), indent=2))
     else:
@@ -425,6 +431,7 @@ def _sim(args: argparse.Namespace) -> int:
         keys=tuple(args.key or ["sim-key"]),
         seed=args.seed,
         moderate=args.moderate,
+        tiny_results=args.tiny_results,
     )
     serve(args.host, args.port, knobs)
     return EXIT_OK

@@ -69,8 +69,9 @@ class TemplateProblem(Exception):
         self.line = line
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(source: str) -> nodes.Template:
-    """Parse ``source``; syntax errors become TemplateProblem."""
+    """Parse ``source`` (cached); syntax errors become TemplateProblem."""
     try:
         return environment().parse(source)
     except TemplateSyntaxError as error:
@@ -132,15 +133,14 @@ def render(source: str, context: Mapping[str, Any]) -> Any:
     """Render ``source`` with ``context``: a native value for a lone expression, else text."""
     if not is_template(source):
         return source
-    env = environment()
     try:
-        match = _SINGLE_EXPRESSION.match(source)
-        if match and "{{" not in match["expr"] and "}}" not in match["expr"]:
-            value = env.compile_expression(match["expr"].strip(), undefined_to_none=False)(**context)
+        expression = _compiled_expression(source)
+        if expression is not None:
+            value = expression(**context)
             if isinstance(value, Undefined):
                 value._fail_with_undefined_error()
             return value
-        return env.from_string(source).render(**context)
+        return _compiled_template(source).render(**context)
     except TemplateSyntaxError as error:
         raise TemplateProblem(f"template syntax error: {error.message}", error.lineno) from None
     except TemplateReferenceError as error:
@@ -153,6 +153,23 @@ def render(source: str, context: Mapping[str, Any]) -> Any:
         raise TemplateProblem(f"template error: {error.message or error}") from None
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as error:
         raise TemplateProblem(f"template error: {error}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_expression(source: str) -> Any:
+    """The compiled lone ``{{ expression }}`` of ``source``, or None when it is mixed text.
+
+    Compiling costs far more than rendering, and a batch renders the same templates thousands of times.
+    """
+    match = _SINGLE_EXPRESSION.match(source)
+    if match and "{{" not in match["expr"] and "}}" not in match["expr"]:
+        return environment().compile_expression(match["expr"].strip(), undefined_to_none=False)
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_template(source: str) -> Any:
+    return environment().from_string(source)
 
 
 class _Namespace:

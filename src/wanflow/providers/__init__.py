@@ -36,4 +36,12 @@ def create_providers(names: set[str], factories: Mapping[str, ProviderFactory] |
     return providers
 
 
-__all__ = ["BUILTIN_PROVIDERS", "PAID_PROVIDERS", "GenerationResult", "ProducedFile", "Provider", "create_providers"]
+async def close_providers(providers: Mapping[str, Provider]) -> None:
+    """Release the providers' connections (those that hold any)."""
+    for provider in providers.values():
+        closer = getattr(provider, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+__all__ = ["BUILTIN_PROVIDERS", "close_providers", "PAID_PROVIDERS", "GenerationResult", "ProducedFile", "Provider", "create_providers"]

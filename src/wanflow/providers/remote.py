@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Literal
 
 import anyio
+import anyio.lowlevel
 import httpx
 
 from wanflow._exceptions import ProviderError
@@ -155,6 +156,27 @@ class RemoteProvider:
         self._rng = rng or random.Random()
         self._transport = transport
         self._timeout = timeout
+        self._clients_pair: tuple[httpx.AsyncClient, httpx.AsyncClient] | None = None
+        self._clients_loop: object = None
+
+    def _clients(self) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+        """One API client and one download client per provider and event loop.
+
+        Creating a client builds an SSL context (~40 ms); a batch of thousands of steps must not
+        pay that per step.
+        """
+        loop = anyio.lowlevel.current_token()
+        if self._clients_pair is None or self._clients_loop != loop:
+            self._clients_pair = (self._client(), self._client(downloads=True))
+            self._clients_loop = loop
+        return self._clients_pair
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients (idempotent)."""
+        if self._clients_pair is not None:
+            for client in self._clients_pair:
+                await client.aclose()
+            self._clients_pair = None
 
     # --- the whole task ------------------------------------------------------------------------
 
@@ -163,27 +185,27 @@ class RemoteProvider:
         inputs = self._encode_inputs(request, context)
         call = self.protocol.create_call(request, inputs)
         info: dict[str, Any] = {"request_ids": [], "task_ids": [], "request_fingerprint": call.fingerprint()}
-        async with self._client() as api, self._client(downloads=True) as downloads:
-            task_id = await self._recover(api, call, request, info, context)
-            for attempt in range(1, MAX_TASK_ATTEMPTS + 1):
-                if task_id is None:
-                    task_id = await self._submit(api, call, request, info, context)
-                state = await self._wait_or_cancel(api, task_id, request, info, context)
-                if state.status == "succeeded":
-                    break
-                if state.status == "unknown":
-                    _clear(context)
-                    raise ProviderError(f"task {task_id} is unknown to the service (expired after 24 h, or never existed); "
-                                        "its result cannot be fetched", code=state.error_code)
-                failure = classify(state.error_code, state.error_message or state.raw_status)
-                if not failure.retryable or attempt == MAX_TASK_ATTEMPTS:
-                    _clear(context)
-                    raise ProviderError(f"task {task_id} {state.raw_status}: {failure.describe()}", code=failure.code,
-                                        retryable=failure.retryable)
-                context.log(f"task {task_id} failed internally ({failure.code}); submitting a new task "
-                            f"(attempt {attempt + 1} of {MAX_TASK_ATTEMPTS})")
-                task_id = None
-            files = await self._download_all(downloads, state, context)
+        api, downloads = self._clients()
+        task_id = await self._recover(api, call, request, info, context)
+        for attempt in range(1, MAX_TASK_ATTEMPTS + 1):
+            if task_id is None:
+                task_id = await self._submit(api, call, request, info, context)
+            state = await self._wait_or_cancel(api, task_id, request, info, context)
+            if state.status == "succeeded":
+                break
+            if state.status == "unknown":
+                _clear(context)
+                raise ProviderError(f"task {task_id} is unknown to the service (expired after 24 h, or never existed); "
+                                    "its result cannot be fetched", code=state.error_code)
+            failure = classify(state.error_code, state.error_message or state.raw_status)
+            if not failure.retryable or attempt == MAX_TASK_ATTEMPTS:
+                _clear(context)
+                raise ProviderError(f"task {task_id} {state.raw_status}: {failure.describe()}", code=failure.code,
+                                    retryable=failure.retryable)
+            context.log(f"task {task_id} failed internally ({failure.code}); submitting a new task "
+                        f"(attempt {attempt + 1} of {MAX_TASK_ATTEMPTS})")
+            task_id = None
+        files = await self._download_all(downloads, state, context)
         info["task_id"] = info["task_ids"][-1]
         info["urls_expire_at"] = time.time() + RESULT_URL_LIFETIME - URL_SAFETY_MARGIN
         info["cost_usd"], info["cost_source"] = self._cost(state, request)

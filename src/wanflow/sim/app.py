@@ -240,7 +240,8 @@ class Simulator:
             folder = self.state.workdir / "results" / task.task_id
             folder.mkdir(parents=True, exist_ok=True)
             results = []
-            for produced in render_request(task.request, folder):
+            produced_files = _tiny(task, folder) if self.state.knobs.tiny_results else render_request(task.request, folder)
+            for produced in produced_files:
                 if produced.field == "text":
                     results.append({"field": "text", "text": produced.path.read_text("utf-8")})
                     continue
@@ -248,6 +249,22 @@ class Simulator:
                 url = base_url + self.state.publish(produced.path, media_type)
                 results.append({"field": "video" if produced.field == "video" else "image", "url": url})
             task.results = results
+
+
+def _tiny(task: SimTask, folder: Path) -> list:
+    """Small but real PNGs, one per requested image (video models are not supported in this mode)."""
+    from PIL import Image
+
+    from wanflow.providers.base import ProducedFile
+
+    if task.request.model.kind == "i2v":
+        return render_request(task.request, folder)
+    files = []
+    for index in range(task.request.model.image_count(task.request.params)):
+        path = folder / f"image-{index + 1}.png"
+        Image.new("RGB", (64, 64), (index * 40 % 256, 90, 160)).save(path)
+        files.append(ProducedFile(path, "images"))
+    return files
 
 
 def _parse_clock(text: str | None, default: float) -> float:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import random
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,7 +193,10 @@ def _decode(value: Any, state: SimState, base_url: str) -> Artifact:
         state.stats["inputs_by_data_uri"] += 1
         path = state.workdir / "inputs" / digest
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        if not path.exists():  # written atomically: concurrent requests may carry the same bytes
+            temp = path.with_name(f".{digest}.{uuid.uuid4().hex}")
+            temp.write_bytes(data)
+            os.replace(temp, path)
     elif value.startswith(("http://", "https://")):
         parsed = urlparse(value)
         parts = parsed.path.split("/")

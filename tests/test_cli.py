@@ -195,3 +195,10 @@ def test_sim_command_serves_stats_and_refuses_non_loopback(capsys, project):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_broken_config_file_is_a_clear_error(write_pipeline, project, capsys):
+    (project / "wanflow.toml").write_text("[paths\nout_dir = 3\n")
+    assert main(["run", str(write_pipeline(CHAIN))]) == 2
+    err = capsys.readouterr().err
+    assert "wanflow.toml: invalid TOML" in err and "Traceback" not in err

@@ -15,11 +15,11 @@ repr hides them. The user config lives at ``$WANFLOW_CONFIG`` or
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from wanflow._config_files import read_toml
 from wanflow._exceptions import UsageError
 
 DASHSCOPE_REGIONS = {
@@ -58,13 +58,7 @@ def user_config_path(environ: Mapping[str, str] | None = None) -> Path:
 
 def read_user_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The user's config ({} when absent)."""
-    path = user_config_path(environ)
-    if not path.is_file():
-        return {}
-    try:
-        return tomllib.loads(path.read_text("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise UsageError(f"{path}: invalid TOML ({error})") from None
+    return read_toml(user_config_path(environ))
 
 
 def service_config(name: str, environ: Mapping[str, str] | None = None) -> ServiceConfig:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wanflow._exceptions import UsageError
+from wanflow._config_files import read_toml
 from wanflow.runner.cache import StepCache
 from wanflow.runner.store import ArtifactStore
 
@@ -26,13 +25,7 @@ def find_project_root(start: Path) -> Path:
 
 def read_config(root: Path) -> dict[str, Any]:
     """The project's wanflow.toml as a dict ({} when absent)."""
-    path = root / CONFIG_NAME
-    if not path.is_file():
-        return {}
-    try:
-        return tomllib.loads(path.read_text("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise UsageError(f"{path}: invalid TOML ({error})") from None
+    return read_toml(root / CONFIG_NAME)
 
 
 @dataclass(frozen=True)

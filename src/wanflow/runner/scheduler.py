@@ -192,7 +192,7 @@ class Runner:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 self.result.interrupted = True
-                self.reporter.step_note(StepResult("*", "-", status="skipped"), f"{signal.Signals(signum).name}: stopping")
+                self._log(StepResult("*", "-", status="skipped"), f"{signal.Signals(signum).name}: stopping")
                 scope.cancel()
                 return
 

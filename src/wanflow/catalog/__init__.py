@@ -27,7 +27,6 @@ from wanflow.catalog.spec import (
 )
 
 OUTPUT_FIELDS = ("images", "video", "text")
-INPUT_FIELDS = ("images", "image", "audio")
 
 
 @dataclass(frozen=True)
@@ -46,10 +45,6 @@ class Catalog:
     def names(self) -> list[str]:
         """Canonical model names, in catalog order."""
         return list(self.models)
-
-    def all_names(self) -> list[str]:
-        """Canonical names and aliases."""
-        return [name for model in self.models.values() for name in (model.name, *model.aliases)]
 
     def all_param_names(self) -> set[str]:
         """Every parameter name any model accepts."""
@@ -72,7 +67,6 @@ def load_catalog() -> Catalog:
 __all__ = [
     "DEFAULT_MODE",
     "Catalog",
-    "INPUT_FIELDS",
     "InputSpec",
     "MediaRules",
     "Mode",

@@ -326,10 +326,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     from wanflow.runner import plan_pipeline
     from wanflow.runner.plan import total_estimate
     from wanflow.runner.scheduler import Runner
-    from wanflow.runner.workspace import read_config
 
     workspace = _workspace(args)
-    options = _options(args, pipeline, read_config(workspace.root).get("run", {}).get("jobs"))
+    options = _options(args, pipeline, workspace.config().get("run", {}).get("jobs"))
     providers = providers_for(pipeline, options)
     if args.command == "explain":
         from wanflow.runner.explain import explain

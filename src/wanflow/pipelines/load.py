@@ -260,40 +260,41 @@ def fan_in(step: StepSpec, per_item: list[StepOutputs]) -> StepOutputs:
     return StepOutputs(step.id, step.model.name, fields)
 
 
-def check_templates(pipeline: Pipeline, provider_override: str | None = None) -> list[Diagnostic]:
-    """Resolve every step and output against stand-in upstream outputs; return all problems."""
+def resolve_statically(pipeline: Pipeline, provider_override: str | None = None) -> tuple[dict[str, StepRequest], list[Diagnostic]]:
+    """Resolve every step (every item of a fan-out) against stand-in upstream outputs.
+
+    Returns the requests by unit name (``step`` or ``step[i]``: seeds, params and providers are
+    final, upstream inputs are not) and every problem found, outputs included.
+    """
     media = StaticMedia(pipeline, provider_override)
     outputs: dict[str, StepOutputs] = {}
+    requests: dict[str, StepRequest] = {}
     problems: list[Diagnostic] = []
     for step_id in pipeline.order():
         step = pipeline.steps[step_id]
         items, found = evaluate_for_each(pipeline, step, outputs)
         problems.extend(found)
         problems.extend(evaluate_when(pipeline, step, outputs)[1])
-        request = None
+        params = step.model.with_defaults({})
         for item in enumerate(items) if items is not None else [None]:
             request, found = resolve_step(pipeline, step, outputs, media, provider_override, item=item)
-            problems.extend(d for d in found if d not in problems)
-        params = request.params if request else step.model.with_defaults({})
+            problems.extend(found)
+            if request is not None:
+                requests[step_id if item is None else f"{step_id}[{item[0]}]"] = request
+                params = dict(request.params)
         outputs[step_id] = placeholder_outputs(step, params, len(items) if items is not None else None)
     problems.extend(check_output_templates(pipeline, outputs))
-    return problems
+    return requests, list(dict.fromkeys(problems))
+
+
+def check_templates(pipeline: Pipeline, provider_override: str | None = None) -> list[Diagnostic]:
+    """Every problem a static resolution finds (errors and warnings)."""
+    return resolve_statically(pipeline, provider_override)[1]
 
 
 def static_requests(pipeline: Pipeline, provider_override: str | None = None) -> dict[str, StepRequest]:
     """Requests resolved against stand-ins (seeds, params and providers are final; inputs are not)."""
-    media = StaticMedia(pipeline, provider_override)
-    outputs: dict[str, StepOutputs] = {}
-    requests: dict[str, StepRequest] = {}
-    for step_id in pipeline.order():
-        step = pipeline.steps[step_id]
-        items, _ = evaluate_for_each(pipeline, step, outputs)
-        for item in enumerate(items) if items is not None else [None]:
-            request, _ = resolve_step(pipeline, step, outputs, media, provider_override, item=item)
-            if request is not None:
-                requests[step_id if item is None else f"{step_id}[{item[0]}]"] = request
-                outputs[step_id] = placeholder_outputs(step, request.params, len(items) if items is not None else None)
-    return requests
+    return resolve_statically(pipeline, provider_override)[0]
 
 
 def check_output_templates(pipeline: Pipeline, outputs: Mapping[str, StepOutputs]) -> list[Diagnostic]:

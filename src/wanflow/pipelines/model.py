@@ -86,15 +86,3 @@ class Pipeline:
             else:  # pragma: no cover - cycles are rejected at load time
                 raise RuntimeError("dependency cycle")
         return done
-
-    def dependents(self, step_id: str) -> set[str]:
-        """Every step that directly or indirectly depends on ``step_id``."""
-        found: set[str] = set()
-        frontier = [step_id]
-        while frontier:
-            current = frontier.pop()
-            for other in self.steps.values():
-                if current in other.depends_on and other.id not in found:
-                    found.add(other.id)
-                    frontier.append(other.id)
-        return found

@@ -2,7 +2,7 @@
 
 from wanflow.runner.plan import PlannedStep, plan_pipeline
 from wanflow.runner.results import MaterializedFile, RunResult, StepResult
-from wanflow.runner.scheduler import Reporter, RunOptions, Runner, run_pipeline_async
+from wanflow.runner.scheduler import Reporter, RunOptions, Runner
 from wanflow.runner.workspace import Workspace
 
 __all__ = [
@@ -15,5 +15,4 @@ __all__ = [
     "StepResult",
     "Workspace",
     "plan_pipeline",
-    "run_pipeline_async",
 ]

@@ -18,7 +18,6 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from wanflow.runner.fsutil import atomic_write_json
 
@@ -117,7 +116,3 @@ class KeyJournal:
     def clear(self) -> None:
         self.journal.remove(self.key)
 
-
-def describe(entry: JournalEntry) -> dict[str, Any]:
-    """A journal entry for reports."""
-    return asdict(entry)

@@ -437,14 +437,3 @@ def template_outputs(step: StepSpec, outputs: StepOutputsData | None) -> StepOut
         available["text"] = outputs.text
     return StepOutputs(step.id, step.model.name, available)
 
-
-async def run_pipeline_async(
-    pipeline: Pipeline,
-    workspace: Workspace,
-    providers: Mapping[str, Provider],
-    options: RunOptions | None = None,
-    reporter: Reporter | None = None,
-) -> RunResult:
-    """Run ``pipeline`` inside the caller's event loop."""
-    return await Runner(pipeline, workspace, providers, options, reporter).run()
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,12 @@ class Workspace:
         return cls(root=root, state_dir=(root / state).resolve(), out_dir=(root / out).resolve())
 
     def config(self) -> dict[str, Any]:
-        """The project's wanflow.toml ({} when absent)."""
+        """The project's wanflow.toml ({} when absent), read once per workspace."""
+        return self._config
+
+    @functools.cached_property
+    def _config(self) -> dict[str, Any]:
+        # Batches build a Runner per instance; each asks for prices and limits.
         return read_config(self.root)
 
     @property

@@ -141,8 +141,11 @@ def test_same_request_gives_byte_identical_video(project, tmp_path):
     assert a.read_bytes() == b.read_bytes()
 
 
-def test_product_ad_example_runs_offline_end_to_end(workspace):
-    result = wanflow.run(wanflow.load_pipeline(EXAMPLES / "product-ad/product-ad.yaml"), workspace=workspace)
+def test_product_ad_example_runs_offline_end_to_end(workspace, project):
+    import shutil
+
+    shutil.copytree(EXAMPLES / "product-ad", project / "product-ad")  # a run writes its lockfile beside the pipeline
+    result = wanflow.run(wanflow.load_pipeline(project / "product-ad/product-ad.yaml"), workspace=workspace)
     assert result.ok
     assert result.preview
     assert {name: len(files) for name, files in result.outputs.items()} == {"poster": 1, "beach_clip": 1, "city_clip": 1}

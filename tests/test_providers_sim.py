@@ -115,7 +115,11 @@ def test_transient_errors_and_throttling_never_duplicate_a_task(sim_env, write_p
 def test_example_pipeline_completes_under_errors_and_throttling(sim_env, project):
     """The issue's acceptance run: the README example with --error-rate 0.1 --throttle-rps 2."""
     sim = sim_env(error_rate=0.1, throttle_rps=2.0)
-    example = Path(__file__).parent.parent / "examples/product-ad/product-ad.yaml"
+    import shutil
+
+    # A copy: a run writes its lockfile next to the pipeline, and the repository must stay clean.
+    shutil.copytree(Path(__file__).parent.parent / "examples/product-ad", project / "product-ad")
+    example = project / "product-ad/product-ad.yaml"
     for provider in ("dashscope", "vtrix"):
         result = _run(example, provider)
         assert result.ok, (provider, {k: s.error for k, s in result.steps.items()})

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from wanflow.cli.main import main
 from conftest import CHAIN, EXAMPLES, InstrumentedProvider
@@ -168,6 +167,77 @@ def test_live_progress_on_a_terminal_shows_each_step_state(write_pipeline, use_i
     for step in ("hero", "edit", "other"):
         assert step in screen
     assert "✓ ran" in screen
+
+
+def test_batch_progress_on_a_terminal_shows_instances_steps_and_queue_depth(project, use_instrumented_local):
+    import io
+
+    import anyio
+
+    import wanflow
+    from wanflow.cli.reporting import BatchProgress
+    from wanflow.pipelines.instances import expand
+    from wanflow.runner import RunOptions
+    from wanflow.runner.batch import batch_state, run_instances
+    from wanflow.runner.limits import QueueState
+
+    import shutil
+
+    shutil.copytree(EXAMPLES / "style-matrix", project / "style-matrix")
+    pipeline = wanflow.load_pipeline(project / "style-matrix/style-matrix.yaml")
+    instances, rejected = expand(pipeline, None)
+    workspace = wanflow.Workspace.discover()
+    options = RunOptions()
+    shared = batch_state(instances, workspace, options)
+    stream = io.StringIO()
+    display = BatchProgress(pipeline.name, len(instances), lambda: [QueueState("dashscope/wan2.6-t2i", 2, 340)],
+                            stream, force_terminal=True)
+    providers = {"local": InstrumentedProvider(use_instrumented_local)}
+    with display:
+        batch = anyio.run(run_instances, instances, workspace, providers, options, display, rejected, shared,
+                          display.instance_finished)
+    assert batch.ok
+    screen = stream.getvalue()
+    assert "6/6 instances done (6 ok, 0 failed)" in screen
+    assert "ran 7" in screen and "cached 5" in screen  # the shared upstream step ran once
+    assert "dashscope/wan2.6-t2i: 2 running, 340 waiting" in screen
+
+
+def test_queue_state_counts_tasks_holding_and_waiting_for_a_slot():
+    import anyio
+
+    from wanflow.runner.limits import ProviderLimits
+
+    async def scenario() -> list:
+        limits = ProviderLimits({"dashscope": {"concurrent": 2, "submits_per_second": 100}})
+        release = anyio.Event()
+        seen = []
+
+        async def task() -> None:
+            async with limits.slot("dashscope", "wan2.6-t2i"):
+                await release.wait()
+
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(task)
+            await anyio.wait_all_tasks_blocked()
+            seen.append(limits.queues())
+            release.set()
+        seen.append(limits.queues())
+        return seen
+
+    during, after = anyio.run(scenario)
+    assert [(q.label, q.running, q.waiting) for q in during] == [("dashscope/wan2.6-t2i", 2, 3)]
+    assert [(q.running, q.waiting) for q in after] == [(0, 0)]
+
+
+def test_a_batch_without_a_terminal_prints_a_line_per_finished_instance(project, capsys, use_instrumented_local):
+    import shutil
+
+    shutil.copytree(EXAMPLES / "style-matrix", project / "style-matrix")
+    assert main(["run", str(project / "style-matrix/style-matrix.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert err.count(" done ") == 6 and "style-neon-noir_light-candlelight" in err
 
 
 def test_sim_command_serves_stats_and_refuses_non_loopback(capsys, project):

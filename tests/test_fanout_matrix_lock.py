@@ -258,3 +258,71 @@ def test_reseed_draws_new_seeds_records_them_and_keeps_them(write_pipeline, caps
     again = _json_run(capsys, str(path))
     assert again["steps"]["hero"]["seed"] == reseeded["steps"]["hero"]["seed"]
     assert use_instrumented_local.calls == []
+
+
+def test_fresh_in_a_matrix_regenerates_the_shared_step_once(project, capsys, use_instrumented_local):
+    shutil.copytree(EXAMPLES / "style-matrix", project / "style-matrix")
+    path = str(project / "style-matrix/style-matrix.yaml")
+    assert _json_run(capsys, path)["ok"]
+    use_instrumented_local.calls.clear()
+    summary = _json_run(capsys, path, "--fresh")
+    assert summary["ok"]
+    assert use_instrumented_local.steps().count("product") == 1  # not once per instance
+    assert use_instrumented_local.steps().count("styled") == 6
+    reasons = sorted(instance["steps"]["product"]["reason"] for instance in summary["instances"].values())
+    assert reasons.count("--fresh") == 1
+    assert reasons.count("same request as a result this run generated") == 5
+
+
+def test_plan_covers_every_batch_row_and_counts_a_shared_request_once(project, capsys, use_instrumented_local, monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "never-used")
+    monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", "http://127.0.0.1:9/api/v1")
+    shutil.copytree(EXAMPLES / "batch-products", project / "bp")
+    rows = project / "bp/rows.csv"
+    rows.write_text("name,product,setting,animate\n"
+                    "a,red sneaker,a marble pedestal,false\n"
+                    "b,red sneaker,a marble pedestal,false\n"
+                    "c,blue boot,wet sand,maybe\n")
+    pipeline = str(project / "bp/batch-products.yaml")
+    assert main(["plan", pipeline, "--batch", str(rows), "--provider", "dashscope", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert sorted(plan["instances"]) == ["a", "b"]
+    assert [r["row"] for r in plan["rejected"]] == ["rows.csv:4"]
+    assert plan["instances"]["a"]["hero"]["status"] == "run"
+    assert plan["instances"]["b"]["hero"]["status"] == "shared"
+    assert plan["instances"]["b"]["hero"]["reason"].startswith("same request as a/hero")
+    assert plan["instances"]["b"]["hero"]["estimated_cost_usd"] == 0
+    per_instance = sum(step["estimated_cost_usd"] for step in plan["instances"]["a"].values())
+    assert plan["estimated_cost_usd"] == pytest.approx(per_instance + sum(
+        step["estimated_cost_usd"] for step in plan["instances"]["b"].values()))
+    assert use_instrumented_local.calls == []  # planning generates nothing
+
+
+def test_budget_counts_every_instance_of_a_batch(project, capsys, monkeypatch):
+    shutil.copytree(EXAMPLES / "batch-products", project / "bp")
+    rows = project / "bp/rows.csv"
+    rows.write_text("product,setting,animate\n" + "".join(f"item {n},a shelf,false\n" for n in range(10)))
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "never-used")
+    monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", "http://127.0.0.1:9/api/v1")  # nothing listens: nothing may be sent
+    pipeline = str(project / "bp/batch-products.yaml")
+    main(["plan", pipeline, "--batch", str(rows), "--provider", "dashscope", "--json"])
+    total = json.loads(capsys.readouterr().out)["estimated_cost_usd"]
+    one = total / 10
+    code = main(["run", pipeline, "--batch", str(rows), "--provider", "dashscope", "--budget", f"{one * 2:.2f}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"estimated cost ${total:.2f} exceeds --budget" in err and "nothing was run" in err
+
+
+def test_explain_on_a_matrix_names_each_instance_and_the_shared_step(project, capsys):
+    shutil.copytree(EXAMPLES / "style-matrix", project / "sm")
+    pipeline = str(project / "sm/style-matrix.yaml")
+    assert main(["run", pipeline]) == 0
+    capsys.readouterr()
+    assert main(["explain", pipeline, "--var", "product=a blue vase", "--json"]) == 0
+    lines = {line["step"]: line for line in json.loads(capsys.readouterr().out)}
+    assert len(lines) == 12
+    first = "style-watercolor_light-morning-sun/product"
+    assert lines[first]["status"] == "run" and lines[first]["changed"] == ["prompt"]
+    shared = [unit for unit, line in lines.items() if unit.endswith("/product") and line["status"] == "shared"]
+    assert len(shared) == 5

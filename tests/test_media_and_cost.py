@@ -42,6 +42,24 @@ def test_unsupported_image_format_is_an_error(write_pipeline, project):
     assert "pipe.yaml:3:" in error and "steps.a.images[0]" in error and "not a supported image" in error
 
 
+@pytest.mark.parametrize("damage", ["truncated", "cut before IEND", "bit flipped"])
+def test_a_damaged_png_is_rejected_without_decoding_it(tmp_path, damage):
+    from wanflow.media import MediaError, probe
+
+    Image.effect_noise((300, 200), 60).convert("RGB").save(tmp_path / "ok.png")
+    data = bytearray((tmp_path / "ok.png").read_bytes())
+    assert probe(tmp_path / "ok.png").width == 300
+    if damage == "truncated":
+        data = data[: len(data) // 3]
+    elif damage == "cut before IEND":
+        data = data[:-12]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    (tmp_path / "bad.png").write_bytes(bytes(data))
+    with pytest.raises(MediaError, match="not a readable image"):
+        probe(tmp_path / "bad.png")
+
+
 def test_mislabeled_file_is_judged_by_content(write_pipeline, project):
     Image.new("RGB", (500, 500)).save(project / "photo.png", format="JPEG")  # a JPEG named .png
     path = write_pipeline("name: m\nsteps:\n  a: {model: wan2.6-image, prompt: x, images: [photo.png]}\n")

@@ -266,3 +266,18 @@ def _data_uri() -> str:
     buffer = io.BytesIO()
     Image.new("RGB", (640, 480), (200, 50, 50)).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_a_step_queued_behind_one_models_limit_does_not_hold_a_job_another_model_could_use(sim_env, write_pipeline, project):
+    """jobs=2, wan2.6-t2i limited to 1 task at a time: the edit step must not wait behind the t2i queue."""
+    sim_env(task_seconds=0.6)
+    (project / "wanflow.toml").write_text('[limits.dashscope."wan2.6-t2i"]\nconcurrent = 1\n'
+                                          '[limits.dashscope]\nsubmits_per_second = 50\n')
+    text = "name: mixed\ndefaults: {seed: 1}\nsteps:\n" + "".join(
+        f"  t{i}: {{model: wan2.6-t2i, prompt: picture {i}, params: {{n: 1}}}}\n" for i in range(4)) + \
+        "  edit: {model: wan2.6-image, images: [photo.png], prompt: make it blue, params: {n: 1}}\n"
+    result = _run(write_pipeline(text), "dashscope", jobs=2)
+    assert result.ok, {k: s.error for k, s in result.steps.items()}
+    first_t2i_done = min(result.steps[f"t{i}"].finished_at for i in range(4))
+    edit_submitted = min(e["at"] for e in result.steps["edit"].events if e["message"].startswith("submitted task"))
+    assert edit_submitted < first_t2i_done  # it ran beside the first t2i task, not after the queue

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from PIL import Image
 
 import wanflow
 from wanflow.cli.main import main
+from wanflow.runner.journal import Journal, JournalEntry, KeyJournal
 from wanflow.sim.server import SimServer
 from wanflow.sim.state import Knobs
 
@@ -69,8 +71,7 @@ def _summary(process: subprocess.Popen, timeout: float = 120) -> tuple[int, dict
 
 
 def _journal(project: Path) -> list[dict]:
-    folder = project / ".wanflow" / "journal"
-    return [json.loads(path.read_text()) for path in folder.glob("*.json")] if folder.is_dir() else []
+    return [asdict(entry) for entry in Journal(project / ".wanflow" / "journal").entries()]
 
 
 # --- kill -9 and resume --------------------------------------------------------------------------
@@ -128,6 +129,37 @@ def test_thirty_random_kill_9_trials_each_resume_to_completion_without_duplicate
         stats = server.stats()
         assert stats["duplicate_creates"] == 0
         assert stats["creates"] <= 12  # two steps per trial at most, never more
+
+
+def test_the_journal_keeps_the_last_complete_event_of_each_task(tmp_path):
+    """Each event is appended and fsync'd; a line torn by a power cut falls back to the one before."""
+    journal = Journal(tmp_path / "journal")
+    step = KeyJournal(journal, "k" * 64, "hero", "dashscope")
+    entry = step.intent("f" * 64)
+    assert journal.get("k" * 64).task_id is None
+    step.submitted(entry, "task-1", "req-1")
+    assert (journal.get("k" * 64).task_id, journal.get("k" * 64).request_ids) == ("task-1", ["req-1"])
+    log = tmp_path / "journal" / f"{'k' * 64}.jsonl"
+    assert len(log.read_text().splitlines()) == 2
+    with open(log, "a") as handle:
+        handle.write('{"key": "' + "k" * 64 + '", "task_id": "task-2", "st')  # torn mid-append
+    assert journal.get("k" * 64).task_id == "task-1"
+    assert [found.task_id for found in journal.entries()] == ["task-1"]
+    step.clear()
+    assert journal.get("k" * 64) is None and journal.entries() == []
+
+
+def test_a_pending_task_journaled_by_wanflow_0_1_is_still_resumed(tmp_path):
+    """0.1 wrote one indented JSON file per key; an upgrade must not forget a paid task in flight."""
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    old = JournalEntry("a" * 64, "hero", "vtrix", "f" * 64, time.time(), "task-old", time.time(), ["r"])
+    (folder / f"{'a' * 64}.json").write_text(json.dumps(asdict(old), indent=2))
+    journal = Journal(folder)
+    assert journal.get("a" * 64) == old
+    assert journal.claimed_task_ids() == {"task-old"}
+    journal.remove("a" * 64)
+    assert journal.entries() == [] and not list(folder.iterdir())
 
 
 # --- lost create answers -------------------------------------------------------------------------
@@ -297,3 +329,127 @@ def test_the_api_key_never_appears_in_anything_a_run_writes_or_prints(sim, proje
     assert len(written) > 10
     for file in written:
         assert SECRET.encode() not in file.read_bytes(), file
+
+
+# --- per-key locks -------------------------------------------------------------------------------
+
+KEY_A, KEY_B = "a" * 64, "b" * 64
+
+HOLD_LOCK = """
+import sys, time, anyio
+from pathlib import Path
+from wanflow.runner.locks import process_lock
+
+async def main():
+    async with process_lock(Path(sys.argv[1]), sys.argv[2]):
+        print("held", flush=True)
+        time.sleep(60)
+
+anyio.run(main)
+"""
+
+
+def _try_lock(locks: Path, key: str, lock=None) -> bool:
+    """Whether ``key`` can be taken within 0.3 s (then released)."""
+    import anyio
+
+    from wanflow.runner.locks import process_lock
+
+    async def attempt() -> bool:
+        with anyio.move_on_after(0.3):
+            async with (lock or process_lock)(locks, key):
+                return True
+        return False
+
+    return anyio.run(attempt)
+
+
+def test_a_key_held_by_another_process_waits_and_is_freed_when_that_process_is_killed(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "locks"), KEY_A],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert not _try_lock(tmp_path / "locks", KEY_A)
+        assert _try_lock(tmp_path / "locks", KEY_B)  # other keys are free
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _try_lock(tmp_path / "locks", KEY_A)  # kill -9 released it
+    assert [p.name for p in (tmp_path / "locks").iterdir()] == ["keys.lock"]  # no file per key
+
+
+def test_two_runners_in_one_process_exclude_each_other_per_key(tmp_path):
+    import anyio
+
+    from wanflow.runner.locks import process_lock
+
+    order = []
+
+    async def hold(name: str, key: str) -> None:
+        async with process_lock(tmp_path, key, on_wait=lambda: order.append(f"{name} waits")):
+            order.append(f"{name} in")
+            await anyio.sleep(0.25)
+            order.append(f"{name} out")
+
+    async def scenario() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(hold, "first", KEY_A)
+            await anyio.sleep(0.05)
+            group.start_soon(hold, "second", KEY_A)
+            group.start_soon(hold, "other", KEY_B)
+
+    anyio.run(scenario)
+    assert order.index("first out") < order.index("second in")
+    assert "second waits" in order and "other waits" not in order
+    assert order.index("other in") < order.index("first out")
+
+
+def test_the_portable_lock_used_without_fcntl_also_excludes_and_waits(tmp_path):
+    from wanflow.runner.locks import _filelock
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK.replace(
+        "from wanflow.runner.locks import process_lock", "from wanflow.runner.locks import _filelock as process_lock").replace(
+        "process_lock(Path(sys.argv[1]), sys.argv[2])", "process_lock(Path(sys.argv[1]), sys.argv[2], None)"),
+        str(tmp_path), KEY_A], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        lock = lambda locks, key: _filelock(locks, key, None)  # noqa: E731
+        assert not _try_lock(tmp_path, KEY_A, lock)
+        assert _try_lock(tmp_path, KEY_B, lock)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _try_lock(tmp_path, KEY_A, lambda locks, key: _filelock(locks, key, None))
+
+
+def test_paid_work_is_fsynced_and_rebuildable_files_are_not(tmp_path, monkeypatch):
+    """Journal lines, stored objects and cache entries survive a power cut; records and output
+    copies are only atomic (they are rebuilt from the former)."""
+    from wanflow.runner import fsutil
+    from wanflow.runner.store import ArtifactStore
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+
+    journal = KeyJournal(Journal(tmp_path / "journal"), "c" * 64, "hero", "dashscope")
+    entry = journal.intent("f" * 64)
+    assert len(synced) == 2  # the new log and its folder
+    journal.submitted(entry, "task-9", None)
+    assert len(synced) == 3  # an append: the log only
+
+    (tmp_path / "download.png").write_bytes(b"\x89PNG fake bytes")
+    artifact = ArtifactStore(tmp_path / "objects").put_file(tmp_path / "download.png", "image/png", move=True)
+    assert len(synced) == 4 and not (tmp_path / "download.png").exists()
+    assert fsutil.sha256_file(artifact.path) == artifact.sha256
+
+    fsutil.atomic_write_json(tmp_path / "cache" / "entry.json", {"key": 1}, compact=True)
+    assert len(synced) == 6  # the entry and its folder
+
+    before = len(synced)
+    fsutil.atomic_write_json(tmp_path / "out" / "run.json", {"status": "ok"}, durable=False)
+    fsutil.atomic_copy(artifact.path, tmp_path / "out" / "hero.png", durable=False)
+    assert len(synced) == before
+    assert json.loads((tmp_path / "out" / "run.json").read_text()) == {"status": "ok"}
+    assert (tmp_path / "out" / "hero.png").read_bytes() == b"\x89PNG fake bytes"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["hero.png", "run.json"]  # no temp files left

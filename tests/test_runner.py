@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import pytest
 
 import wanflow
 from conftest import CHAIN, TWO_BRANCHES

@@ -67,7 +67,9 @@ def _probe_image(path: Path) -> MediaInfo:
 
     try:
         with Image.open(path) as image:
-            image.load()  # a truncated file fails here, not later in a provider
+            # A truncated or damaged file fails here, not later in a provider. For PNG, checking
+            # every chunk's CRC up to IEND proves that without decoding the pixels.
+            image.verify() if image.format == "PNG" else image.load()
             media_type = _IMAGE_TYPES.get(image.format or "")
             if media_type is None:
                 raise MediaError(f"{path.name} is {image.format}, not PNG, JPEG, WEBP or BMP")

@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _pipeline_arguments(plan)
     _fresh_argument(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--batch", type=Path, metavar="ROWS", help="plan one instance per row of a .csv or .jsonl file")
 
     validate = commands.add_parser("validate", help="check a pipeline without running it",
                                    description="Check schema, models, params, vars, references, templates and input files.")
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     _pipeline_arguments(explain)
     explain.add_argument("step", nargs="?", help="only this step (and its items)")
     explain.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    explain.add_argument("--batch", type=Path, metavar="ROWS", help="explain one instance per row of a .csv or .jsonl file")
 
     graph = commands.add_parser("graph", help="print the step graph as a Mermaid flowchart")
     _pipeline_arguments(graph)
@@ -157,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--url-ttl", type=float, default=86400.0, metavar="S", help="seconds result URLs stay valid (default 24 h)")
     sim.add_argument("--seed", type=int, default=None, help="seed for the simulator's dice (repeatable fault patterns)")
     sim.add_argument("--tiny-results", action="store_true",
-                     help="return 64x64 images instead of full-size previews (for benchmarks of the client)")
+                     help="return plain 512x512 images instead of rendered previews (for benchmarks of the client)")
     sim.add_argument("--moderate", metavar="WORD", default=None,
                      help="refuse prompts containing WORD with DataInspectionFailed (to exercise moderation handling)")
     return parser
@@ -261,25 +263,55 @@ def _options(args: argparse.Namespace, pipeline, config_jobs: int | None = None)
     )
 
 
-def _run_batch(args: argparse.Namespace, pipeline, workspace, providers, options) -> int:
+def _print_json(value: object) -> None:
+    """``--json`` output: indented on a terminal, one line when piped (a thousand-instance batch
+    summary takes seconds to indent in pure Python, and programs do not need it)."""
+    if sys.stdout.isatty():
+        print(json.dumps(value, indent=2))
+    else:
+        print(json.dumps(value, separators=(",", ":")))
+
+
+def _explain(args: argparse.Namespace, pipeline, workspace, providers, options, instances) -> int:
+    from dataclasses import replace
+
+    from wanflow.runner.explain import explain
+    from wanflow.runner.plan import plan_instances
+
+    if instances is None:
+        lines = explain(pipeline, workspace, providers, options, only=args.step)
+    else:
+        plans = plan_instances(instances, workspace, providers, options)
+        lines = [replace(line, unit=f"{instance.name}/{line.unit}") for instance in instances
+                 for line in explain(instance.pipeline, workspace, providers, replace(options, instance=instance.name),
+                                     only=args.step, planned_steps=plans[instance.name])]
+    if args.json:
+        _print_json([line.to_json() for line in lines])
+    else:
+        for line in lines:
+            print(line.format())
+    return EXIT_OK
+
+
+def _run_batch(args: argparse.Namespace, pipeline, workspace, providers, options, instances, rejected) -> int:
     import anyio
 
     from wanflow.cli import reporting
-    from wanflow.pipelines.instances import expand
-    from wanflow.runner.batch import run_instances
+    from wanflow.runner.batch import batch_state, run_instances
 
-    instances, rejected = expand(pipeline, args.batch, strict=args.strict)
     for row in rejected:
         for problem in row.problems:
             print(f"error: {row.label}: {problem}", file=sys.stderr)
-    display = reporting.PlainProgress(sys.stderr)
     print(f"{pipeline.name}: {len(instances)} instance(s)" + (f", {len(rejected)} row(s) rejected" if rejected else ""),
           file=sys.stderr)
     from wanflow._api import closing
 
-    batch = anyio.run(closing, providers, run_instances, instances, workspace, providers, options, display, rejected)
+    shared = batch_state(instances, workspace, options)
+    with reporting.make_batch_progress(pipeline.name, len(instances), shared.limits.queues, sys.stderr) as display:
+        batch = anyio.run(closing, providers, run_instances, instances, workspace, providers, options, display, rejected,
+                          shared, display.instance_finished)
     if args.json:
-        print(json.dumps(reporting.batch_json(batch), indent=2))
+        _print_json(reporting.batch_json(batch))
     else:
         reporting.print_batch(pipeline.name, batch)
     if batch.interrupted:
@@ -324,43 +356,51 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     from wanflow._api import providers_for
     from wanflow.runner import plan_pipeline
-    from wanflow.runner.plan import total_estimate
+    from wanflow.runner.plan import plan_instances, total_estimate
     from wanflow.runner.scheduler import Runner
 
     workspace = _workspace(args)
     options = _options(args, pipeline, workspace.config().get("run", {}).get("jobs"))
     providers = providers_for(pipeline, options)
-    if args.command == "explain":
-        from wanflow.runner.explain import explain
+    instances = rejected = None
+    if getattr(args, "batch", None) is not None or pipeline.matrix:
+        from wanflow.pipelines.instances import expand
 
-        lines = explain(pipeline, workspace, providers, options, only=args.step)
-        if args.json:
-            print(json.dumps([line.to_json() for line in lines], indent=2))
-        else:
-            for line in lines:
-                print(line.format())
-        return EXIT_OK
+        instances, rejected = expand(pipeline, args.batch, strict=args.strict)
+    if args.command == "explain":
+        return _explain(args, pipeline, workspace, providers, options, instances)
     if args.command == "plan":
-        planned = plan_pipeline(pipeline, workspace, providers, options)
-        if args.json:
-            print(json.dumps(reporting.plan_json(pipeline, planned), indent=2))
+        if instances is None:
+            planned = plan_pipeline(pipeline, workspace, providers, options)
+            if args.json:
+                _print_json(reporting.plan_json(pipeline, planned))
+            else:
+                reporting.print_plan(pipeline, planned)
         else:
-            reporting.print_plan(pipeline, planned)
+            plans = plan_instances(instances, workspace, providers, options)
+            if args.json:
+                _print_json(reporting.instance_plans_json(pipeline, plans, rejected or []))
+            else:
+                reporting.print_instance_plans(pipeline, plans, rejected or [])
         return EXIT_OK
 
     if args.budget is not None:
-        planned = plan_pipeline(pipeline, workspace, providers, options)
-        total = total_estimate(planned)
+        # Every instance of a matrix or batch counts: the budget is for the whole run.
+        plans = plan_instances(instances, workspace, providers, options) if instances is not None \
+            else {"": plan_pipeline(pipeline, workspace, providers, options)}
+        total = round(sum(total_estimate(planned) for planned in plans.values()), 6)
         if total > args.budget:
-            for step in planned:
-                if step.status != "cached" and step.estimated_usd:
-                    print(f"  {step.step_id:<16} ~${step.estimated_usd:.2f}  {step.estimate_basis}", file=sys.stderr)
+            for instance, planned in plans.items():
+                for step in planned:
+                    if step.status in ("run", "maybe") and step.estimated_usd:
+                        unit = f"{instance}/{step.step_id}" if instance else step.step_id
+                        print(f"  {unit:<16} ~${step.estimated_usd:.2f}  {step.estimate_basis}", file=sys.stderr)
             raise UsageError(f"estimated cost ${total:.2f} exceeds --budget ${args.budget:.2f}; nothing was run")
 
     import anyio
 
-    if args.batch is not None or pipeline.matrix:
-        return _run_batch(args, pipeline, workspace, providers, options)
+    if instances is not None:
+        return _run_batch(args, pipeline, workspace, providers, options, instances, rejected or [])
     display = reporting.make_progress(pipeline, sys.stderr)
     runner = Runner(pipeline, workspace, providers, options, display)
     from wanflow._api import closing
@@ -368,7 +408,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     with display:
         result = anyio.run(closing, providers, runner.run)
     if args.json:
-        print(json.dumps(reporting.run_json(result), indent=2))
+        _print_json(reporting.run_json(result))
     else:
         reporting.print_summary(result)
     if result.interrupted:
@@ -388,7 +428,7 @@ def _cache(args: argparse.Namespace) -> int:
     if args.action == "verify":
         report = maintenance.verify(workspace)
         if args.json:
-            print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
+            _print_json({**asdict(report), "ok": report.ok})
         else:
             print(f"checked {report.objects_checked} objects and {report.entries_checked} cache entries in {workspace.state_dir}")
             for name in report.corrupt:
@@ -399,7 +439,7 @@ def _cache(args: argparse.Namespace) -> int:
         return EXIT_OK if report.ok else EXIT_STEP_FAILED
     gc = maintenance.collect_garbage(workspace, keep_days=args.keep_days, dry_run=args.dry_run)
     if args.json:
-        print(json.dumps(asdict(gc), indent=2))
+        _print_json(asdict(gc))
         return EXIT_OK
     verb = "would remove" if gc.dry_run else "removed"
     print(f"policy: {gc.policy}")
@@ -449,7 +489,7 @@ def _models(args: argparse.Namespace) -> int:
     elif args.markdown:
         sys.stdout.write(docs.models_markdown())
     elif args.json:
-        print(json.dumps(docs.models_json(), indent=2))
+        _print_json(docs.models_json())
     else:
         sys.stdout.write(docs.models_summary())
     return EXIT_OK

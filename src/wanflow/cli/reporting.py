@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from wanflow.pipelines.model import Pipeline
 from wanflow.preview.notice import PREVIEW_NOTICE
 from wanflow.runner.plan import PlannedStep, total_estimate
+from wanflow.runner.limits import QueueState
 from wanflow.runner.results import RunResult, StepResult
 
 _MARKS = {"ran": "✓ ran", "cached": "✓ cached", "failed": "✗ failed", "skipped": "- skipped", "running": "… running", "pending": "· waiting"}
@@ -53,6 +54,11 @@ class PlainProgress:
 
     def step_note(self, step: StepResult, message: str) -> None:
         self._line(f"{step.step_id:<16} {'':<9} {message}")
+
+    def instance_finished(self, name: str, result: RunResult) -> None:
+        """One line when an instance of a batch is done."""
+        self._line(f"{name:<16} {'done' if result.ok else 'FAILED':<9} " + ", ".join(
+            f"{count} {status}" for status, count in result.counts().items() if count))
 
 
 class LiveProgress:
@@ -108,6 +114,81 @@ class LiveProgress:
         self.notes[step.step_id] = message
         self.states[step.step_id] = step
         self.live.update(self._table())
+
+
+class BatchProgress:
+    """A rich live summary of a matrix or batch run on a terminal: instances done, steps by status,
+    and each provider/model gate's running and waiting tasks (the queue depth), refreshed 4 times
+    a second. Events only update counters, so a thousand instances cost no redraws."""
+
+    def __init__(self, name: str, instances: int, queues: Callable[[], list[QueueState]], stream: TextIO,
+                 *, force_terminal: bool | None = None) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.name = name
+        self.total = instances
+        self.queues = queues
+        self.status: dict[str, str] = {}
+        self.done = 0
+        self.failed_instances = 0
+        self.last_failure = ""
+        self.start = time.monotonic()
+        self.console = Console(file=stream, force_terminal=force_terminal)
+        self.live = Live(console=self.console, refresh_per_second=4, transient=False, get_renderable=self.render)
+
+    def __enter__(self) -> "BatchProgress":
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.refresh()
+        self.live.stop()
+
+    def render(self) -> Any:
+        """The summary as a rich renderable."""
+        from rich.table import Table
+
+        counts: dict[str, int] = {}
+        for status in self.status.values():
+            counts[status] = counts.get(status, 0) + 1
+        table = Table(box=None, show_header=False)
+        table.add_column(style="bold")
+        table.add_column()
+        ok = self.done - self.failed_instances
+        table.add_row(self.name, f"{self.done}/{self.total} instances done ({ok} ok, {self.failed_instances} failed)"
+                      f"   {time.monotonic() - self.start:.1f}s")
+        table.add_row("steps", "  ".join(f"{status} {counts[status]}" for status in
+                                         ("running", "ran", "cached", "failed", "skipped") if counts.get(status)) or "-")
+        for index, queue in enumerate(self.queues()):
+            table.add_row("queue" if index == 0 else "", f"{queue.label}: {queue.running} running, {queue.waiting} waiting")
+        if self.last_failure:
+            table.add_row("failed", f"[red]{self.last_failure}[/]")
+        return table
+
+    def step_started(self, step: StepResult) -> None:
+        self.status[step.step_id] = step.status
+
+    def step_finished(self, step: StepResult) -> None:
+        self.status[step.step_id] = step.status
+        if step.status == "failed":
+            self.last_failure = f"{step.step_id}: {step.error}"
+
+    def step_note(self, step: StepResult, message: str) -> None:
+        pass  # per-step detail would scroll past unread; the queues line carries the depth
+
+    def instance_finished(self, name: str, result: RunResult) -> None:
+        """Count a finished instance."""
+        self.done += 1
+        self.failed_instances += 0 if result.ok else 1
+
+
+def make_batch_progress(name: str, instances: int, queues: Callable[[], list[QueueState]],
+                        stream: TextIO) -> "PlainProgress | BatchProgress":
+    """The live batch summary on a terminal, plain lines (queue depth as notes) otherwise."""
+    if stream.isatty():
+        return BatchProgress(name, instances, queues, stream)
+    return PlainProgress(stream)
 
 
 def make_progress(pipeline: Pipeline, stream: TextIO) -> PlainProgress | LiveProgress:
@@ -185,17 +266,52 @@ def run_json(result: RunResult) -> dict[str, Any]:
 def print_plan(pipeline: Pipeline, planned: list[PlannedStep], stream: TextIO | None = None) -> None:
     """The human form of ``wanflow plan``."""
     stream = stream or sys.stdout
-    labels = {"cached": "cached", "run": "run", "maybe": "run?", "skip": "skip"}
     print(f"{pipeline.name}: plan", file=stream)
-    for step in planned:
-        cost = f"${step.estimated_usd:6.2f}"
-        print(f"  {labels[step.status]:<7} {step.step_id:<16} {step.model:<20} {step.provider:<9} {cost}  "
-              f"seed {step.seed:<10}  {step.reason}", file=stream)
-        if step.status != "cached" and step.estimate_basis:
-            print(f"  {'':<7} {'':<16} {'':<20} {'':<9} {'':<7}  ({step.estimate_basis})", file=stream)
+    _print_plan_steps(planned, stream, "  ")
     runs = sum(1 for step in planned if step.status in ("run", "maybe"))
     print(f"{runs} of {len(planned)} steps would run; estimated cost ${total_estimate(planned):.2f} "
           "(estimates from public list prices; run? = runs unless its inputs come out byte-identical)", file=stream)
+
+
+_PLAN_LABELS = {"cached": "cached", "run": "run", "shared": "shared", "maybe": "run?", "skip": "skip"}
+
+
+def _print_plan_steps(planned: list[PlannedStep], stream: TextIO, indent: str) -> None:
+    for step in planned:
+        cost = f"${step.estimated_usd:6.2f}"
+        print(f"{indent}{_PLAN_LABELS[step.status]:<7} {step.step_id:<16} {step.model:<20} {step.provider:<9} {cost}  "
+              f"seed {step.seed:<10}  {step.reason}", file=stream)
+        if step.status in ("run", "maybe") and step.estimate_basis:
+            print(f"{indent}{'':<7} {'':<16} {'':<20} {'':<9} {'':<7}  ({step.estimate_basis})", file=stream)
+
+
+def print_instance_plans(pipeline: Pipeline, plans: dict[str, list[PlannedStep]], rejected: list[Any],
+                         stream: TextIO | None = None) -> None:
+    """The human form of ``wanflow plan`` for a matrix or batch: each instance, then the totals."""
+    stream = stream or sys.stdout
+    print(f"{pipeline.name}: plan for {len(plans)} instance(s)", file=stream)
+    for instance, planned in plans.items():
+        print(f"  {instance}", file=stream)
+        _print_plan_steps(planned, stream, "    ")
+    for row in rejected:
+        print(f"  ✗ {row.label}: " + "; ".join(row.problems), file=stream)
+    steps = [step for planned in plans.values() for step in planned]
+    runs = sum(1 for step in steps if step.status in ("run", "maybe"))
+    shared = sum(1 for step in steps if step.status == "shared")
+    total = sum(total_estimate(planned) for planned in plans.values())
+    print(f"{runs} of {len(steps)} steps would run ({shared} more share a request that runs once); "
+          f"estimated cost ${total:.2f} (estimates from public list prices)", file=stream)
+
+
+def instance_plans_json(pipeline: Pipeline, plans: dict[str, list[PlannedStep]], rejected: list[Any]) -> dict[str, Any]:
+    """The ``--json`` form of ``wanflow plan`` for a matrix or batch."""
+    return {
+        "pipeline": pipeline.name,
+        "estimated_cost_usd": round(sum(total_estimate(planned) for planned in plans.values()), 6),
+        "instances": {instance: plan_json(pipeline, planned)["steps"] for instance, planned in plans.items()},
+        "rejected": [{"row": row.label, "problems": row.problems} for row in rejected],
+        "warnings": [warning.format() for warning in pipeline.warnings],
+    }
 
 
 def plan_json(pipeline: Pipeline, planned: list[PlannedStep]) -> dict[str, Any]:
@@ -226,11 +342,12 @@ def print_batch(name: str, batch: Any, stream: TextIO | None = None) -> None:
     ok = sum(1 for result in batch.instances.values() if result.ok)
     print(f"\n{name}: {len(batch.instances)} instance(s), {ok} ok"
           + (f", {len(batch.rejected)} row(s) rejected" if batch.rejected else ""), file=stream)
+    width = max((len(instance) for instance in batch.instances), default=0)
     for instance, result in sorted(batch.instances.items()):
         counts = result.counts()
         summary = ", ".join(f"{counts[s]} {s}" for s in ("ran", "cached", "failed", "skipped") if counts.get(s))
         outputs = " ".join(_display_path(file.path) for files in result.outputs.values() for file in files)
-        print(f"  {'✓' if result.ok else '✗'} {instance:<28} {summary:<26} {outputs}", file=stream)
+        print(f"  {'✓' if result.ok else '✗'} {instance:<{width}}  {summary:<24} {outputs}", file=stream)
         for step in result.steps.values():
             if step.status == "failed":
                 print(f"      {step.step_id}: {step.error}", file=stream)

@@ -21,6 +21,7 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Literal
 
@@ -43,6 +44,12 @@ RESULT_URL_LIFETIME = 24 * 3600
 URL_SAFETY_MARGIN = 3600  # pass an upstream URL along only while it has an hour to live
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 MAX_TASK_ATTEMPTS = 3  # one task, plus two new ones after internal failures
+# Keep every pooled connection alive: httpcore closes idle connections whenever the pool holds
+# more than max_keepalive, so a lower keep-alive bound means a new TCP (and TLS) handshake per
+# request in a busy batch. Eight connections carry the documented task limits with room to spare;
+# httpcore's pool checks every connection on every request, so more of them cost CPU per request
+# in a large batch without adding throughput (requests beyond them wait for a free one).
+CONNECTION_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=8, keepalive_expiry=30)
 _EXTENSIONS = {"images": ".png", "video": ".mp4", "text": ".txt"}
 
 
@@ -80,6 +87,7 @@ class CreateCall:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
 
+    @cached_property
     def fingerprint(self) -> str:
         """sha256 of the canonical body: names the request in messages and journals."""
         text = json.dumps(self.body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -184,7 +192,7 @@ class RemoteProvider:
         """Submit (or resume), wait for and download one generation."""
         inputs = self._encode_inputs(request, context)
         call = self.protocol.create_call(request, inputs)
-        info: dict[str, Any] = {"request_ids": [], "task_ids": [], "request_fingerprint": call.fingerprint()}
+        info: dict[str, Any] = {"request_ids": [], "task_ids": [], "request_fingerprint": call.fingerprint}
         api, downloads = self._clients()
         task_id = await self._recover(api, call, request, info, context)
         for attempt in range(1, MAX_TASK_ATTEMPTS + 1):
@@ -250,7 +258,7 @@ class RemoteProvider:
     async def _submit(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
                       context: GenerationContext) -> str:
         journal = context.journal
-        entry = journal.intent(call.fingerprint()) if journal is not None else None
+        entry = journal.intent(call.fingerprint) if journal is not None else None
         try:
             task_id = await self._create(client, call, info, context)
         except ProviderError as error:
@@ -367,9 +375,9 @@ class RemoteProvider:
         if downloads:
             # Presigned result URLs: no Authorization header, few redirects, http(s) only.
             return httpx.AsyncClient(timeout=self._timeout, follow_redirects=True, max_redirects=3,
-                                     transport=self._transport)
+                                     transport=self._transport, limits=CONNECTION_LIMITS)
         return httpx.AsyncClient(base_url=self.config.base_url, timeout=self._timeout, follow_redirects=False,
-                                 transport=self._transport)
+                                 transport=self._transport, limits=CONNECTION_LIMITS)
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config.api_key}"}
@@ -390,7 +398,7 @@ class RemoteProvider:
             except httpx.TransportError as error:
                 raise ProviderError(
                     f"the create call was sent at {sent_at} but its answer was lost ({type(error).__name__}); "
-                    f"a billed task may exist, so it was not resent (request fingerprint {call.fingerprint()[:16]})",
+                    f"a billed task may exist, so it was not resent (request fingerprint {call.fingerprint[:16]})",
                     code="create-outcome-unknown",
                 ) from None
             payload = _json(response)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Callable, Mapping
 
 import anyio
 
@@ -43,7 +43,12 @@ class _Prefixed:
         self.instance = instance
 
     def _named(self, step: StepResult) -> StepResult:
-        return replace(step, step_id=f"{self.instance}/{step.step_id}")
+        # A shallow copy under another name; dataclasses.replace re-runs __init__ over every field,
+        # which is measurable at thousands of events.
+        named = object.__new__(StepResult)
+        named.__dict__.update(step.__dict__)
+        named.step_id = f"{self.instance}/{step.step_id}"
+        return named
 
     def step_started(self, step: StepResult) -> None:
         self.reporter.step_started(self._named(step))
@@ -57,6 +62,13 @@ class _Prefixed:
             note(self._named(step), message)
 
 
+def batch_state(instances: list[Instance], workspace: Workspace, options: RunOptions) -> SharedState:
+    """What the instances will share: limits and jobs from the config and options, the lockfile."""
+    lock_data = lockfile.read_lock(lockfile.lock_path(instances[0].pipeline)) if instances else None
+    return SharedState(ProviderLimits(workspace.config().get("limits", {})), anyio.CapacityLimiter(max(1, options.jobs)),
+                       lock_data=lock_data)
+
+
 async def run_instances(
     instances: list[Instance],
     workspace: Workspace,
@@ -64,9 +76,14 @@ async def run_instances(
     options: RunOptions,
     reporter: Reporter,
     rejected: list[RejectedRow] | None = None,
+    shared: SharedState | None = None,
+    on_instance_done: Callable[[str, RunResult], None] | None = None,
 ) -> BatchResult:
-    """Run every instance concurrently within the shared limits; write one lockfile at the end."""
-    shared = SharedState(ProviderLimits(workspace.config().get("limits", {})), anyio.CapacityLimiter(max(1, options.jobs)))
+    """Run every instance concurrently within the shared limits; write one lockfile at the end.
+
+    ``shared`` defaults to batch_state(); pass one to watch its queues while the batch runs.
+    """
+    shared = shared or batch_state(instances, workspace, options)
     batch = BatchResult(rejected=list(rejected or []))
     runners = [
         Runner(instance.pipeline, workspace, providers,
@@ -76,7 +93,9 @@ async def run_instances(
     ]
 
     async def one(runner: Runner) -> None:
-        batch.instances[runner.options.instance] = await runner.run()
+        result = batch.instances[runner.options.instance] = await runner.run()
+        if on_instance_done is not None:
+            on_instance_done(runner.options.instance, result)
 
     async with anyio.create_task_group() as outer:
         if options.handle_signals:
@@ -89,7 +108,7 @@ async def run_instances(
         entries = {runner.options.instance: lockfile.instance_entry(runner.pipeline, batch.instances[runner.options.instance])
                    for runner in runners if runner.options.instance in batch.instances and batch.instances[runner.options.instance].ok}
         path = lockfile.lock_path(instances[0].pipeline)
-        lockfile.write_lock(path, instances[0].pipeline.name, entries, keep=lockfile.read_lock(path))
+        lockfile.write_lock(path, instances[0].pipeline.name, entries, keep=lockfile.read_lock(path))  # re-read: another run may have written it
     return batch
 
 

@@ -92,6 +92,7 @@ class StepCache:
                 "provider": provider_info,
                 "created_at": time.time(),
             },
+            compact=True,
         )
 
     def _outputs_from(self, raw: dict[str, Any], origin: str) -> StepOutputsData:

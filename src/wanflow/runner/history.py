@@ -6,8 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from wanflow.pipelines.model import Pipeline
 from wanflow.runner.fsutil import atomic_write_json
 from wanflow.runner.keys import diff_requests
+
+
+def history_name(pipeline: Pipeline, instance: str = "default") -> str:
+    """The history file of a pipeline, or of one instance of a matrix or batch run."""
+    return pipeline.name if instance == "default" else f"{pipeline.name}@{instance}"
 
 
 class RequestHistory:
@@ -46,4 +52,5 @@ class RequestHistory:
         if not self._updates:
             return
         entries = {**self._entries, **self._updates}
-        atomic_write_json(self.path, {"steps": entries})
+        # Rebuilt by the next run if lost, so it skips the fsyncs.
+        atomic_write_json(self.path, {"steps": entries}, durable=False, compact=True)

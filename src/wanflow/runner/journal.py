@@ -1,11 +1,16 @@
 """The task journal: paid work in flight, written to disk before and after every create call.
 
-One small JSON file per cache key under ``.wanflow/journal/``, replaced atomically and fsync'd:
+One small append-only log per cache key under ``.wanflow/journal/<key>.jsonl``; every event
+appends the whole entry as one JSON line and fsyncs it before wanflow goes on:
 
 - ``intent``: about to send a create call (time, provider, request fingerprint). If the process
   dies now, nobody knows whether a task exists: the next run reconciles before creating.
 - ``submitted``: the service answered with a task id. The next run resumes polling this task
   instead of creating another one.
+
+The last complete line is the entry: a line torn by a power cut is ignored, which falls back to
+the event before it (an ``intent`` then makes the next run reconcile, never resubmit blindly).
+Appending costs one fsync where replacing a file would cost two (the file and its folder).
 
 The entry is removed once the step's outputs are safely in the store (or the task failed for
 good). A crash, ``kill -9``, a closed laptop, a deadline or a failed download therefore leave an
@@ -15,11 +20,12 @@ entry behind, and the following run of any pipeline with the same request picks 
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from wanflow.runner.fsutil import atomic_write_json
+from wanflow.runner.fsutil import canonical_json, fsync_dir
 
 TASK_LIFETIME = 24 * 3600  # DashScope and vtrix keep task ids and results for 24 hours
 
@@ -50,21 +56,35 @@ class Journal:
         self.root = root
 
     def _path(self, key: str) -> Path:
-        return self.root / f"{key}.json"
+        return self.root / f"{key}.jsonl"
 
     def get(self, key: str) -> JournalEntry | None:
         """The entry for ``key``, if a previous run left one."""
         try:
-            data = json.loads(self._path(key).read_text("utf-8"))
-            return JournalEntry(**data)
-        except (OSError, ValueError, TypeError):
+            lines = self._path(key).read_text("utf-8").splitlines()
+        except FileNotFoundError:
+            lines = self._legacy_lines(key)
+        except OSError:
             return None
+        for line in reversed(lines):
+            try:
+                return JournalEntry(**json.loads(line))
+            except (ValueError, TypeError):
+                continue  # torn by a crash mid-append: the line before it holds
+        return None
+
+    def _legacy_lines(self, key: str) -> list[str]:
+        """wanflow 0.1 kept one indented JSON file per key; a pending one must still be honoured."""
+        try:
+            return [json.dumps(json.loads((self.root / f"{key}.json").read_text("utf-8")))]
+        except (OSError, ValueError):
+            return []
 
     def entries(self) -> list[JournalEntry]:
         """Every entry (for reconciliation and ``wanflow cache`` reports)."""
         found = []
-        for path in sorted(self.root.glob("*.json")):
-            entry = self.get(path.stem)
+        for key in sorted({path.stem for pattern in ("*.jsonl", "*.json") for path in self.root.glob(pattern)}):
+            entry = self.get(key)
             if entry is not None:
                 found.append(entry)
         return found
@@ -74,12 +94,29 @@ class Journal:
         return {entry.task_id for entry in self.entries() if entry.task_id}
 
     def write(self, entry: JournalEntry) -> None:
-        """Durably record ``entry`` (atomic replace, fsync'd)."""
-        atomic_write_json(self._path(entry.key), asdict(entry))
+        """Durably record ``entry``: append it as one line and fsync (and the folder, for a new log)."""
+        path = self._path(entry.key)
+        data = (canonical_json({**vars(entry), "request_ids": list(entry.request_ids)}) + "\n").encode("utf-8")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        try:
+            fd, created = os.open(path, flags | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            fd, created = os.open(path, flags, 0o644), False
+        except FileNotFoundError:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, created = os.open(path, flags, 0o644), True
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            fsync_dir(self.root)
 
     def remove(self, key: str) -> None:
         """Forget ``key``: its outputs are stored, or it failed for good."""
         self._path(key).unlink(missing_ok=True)
+        (self.root / f"{key}.json").unlink(missing_ok=True)  # a wanflow 0.1 entry
 
 
 class KeyJournal:

@@ -44,6 +44,15 @@ class TokenBucket:
             await anyio.sleep(wait)
 
 
+@dataclass(frozen=True)
+class QueueState:
+    """One gate at one moment, for progress displays."""
+
+    label: str
+    running: int
+    waiting: int
+
+
 @dataclass
 class ModelLimits:
     """The gates of one (provider, model)."""
@@ -93,6 +102,14 @@ class ProviderLimits:
                 TokenBucket(rate) if rate else None,
             )
         return self._gates[key]
+
+    def queues(self) -> list[QueueState]:
+        """Every gate in use: tasks holding a slot and tasks waiting for one."""
+        states = []
+        for gates in self._gates.values():
+            waiting = gates.queued()
+            states.append(QueueState(gates.label, gates.claimed - waiting, waiting))
+        return states
 
     @asynccontextmanager
     async def slot(self, provider: str, model: str,

@@ -134,16 +134,17 @@ def static_units(pipeline: Pipeline, provider_override: str | None) -> dict[str,
     return {name: request.canonical() for name, request in static_requests(pipeline, provider_override).items()}
 
 
-def prepare(pipeline: Pipeline, *, frozen: bool, reseed_all: bool, reseed_steps: frozenset[str],
-            provider_override: str | None, instance: str = DEFAULT_INSTANCE) -> dict[str, Any] | None:
-    """Apply the lockfile before a run: keep reseeded seeds, draw new ones, check ``--frozen``.
+def prepare(pipeline: Pipeline, data: Mapping[str, Any] | None, *, frozen: bool, reseed_all: bool,
+            reseed_steps: frozenset[str], provider_override: str | None,
+            instance: str = DEFAULT_INSTANCE) -> dict[str, Any] | None:
+    """Apply the lockfile ``data`` (see read_lock) before a run: keep reseeded seeds, draw new ones,
+    check ``--frozen``.
 
     Returns the locked instance for run-time checks under ``--frozen`` (else None). Raises
     FrozenMismatch (nothing has run) when the pipeline or vars would change a locked request.
     """
     import secrets
 
-    data = read_lock(lock_path(pipeline))
     pipeline.pinned_seeds = pinned_seeds(data, instance)
     if frozen and (reseed_all or reseed_steps):
         raise UsageError("--frozen reproduces the locked seeds; it cannot be combined with --reseed")

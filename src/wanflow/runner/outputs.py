@@ -43,7 +43,7 @@ class OutputFolder:
     def _place(self, relative: str, artifact: Artifact, label: str, owner: str) -> MaterializedFile:
         target = self.root / relative
         assert artifact.path is not None
-        atomic_copy(artifact.path, target)
+        atomic_copy(artifact.path, target, durable=False)  # a copy of a durable store file
         self._written[relative] = {"sha256": artifact.sha256, "owner": owner}
         return MaterializedFile(label, target, artifact)
 
@@ -88,4 +88,4 @@ class OutputFolder:
         gone = {entry.get("owner", "") for entry in self._previous.values()} - current
         self._remove_stale(gone)
         merged = {**self._previous, **self._written}
-        atomic_write_json(self.root / MANIFEST, {"files": dict(sorted(merged.items()))})
+        atomic_write_json(self.root / MANIFEST, {"files": dict(sorted(merged.items()))}, durable=False, compact=True)

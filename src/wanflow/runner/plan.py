@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Mapping
 
 from wanflow.catalog.pricing import estimate
 from wanflow.pipelines.load import fan_in, placeholder_outputs
+from wanflow.pipelines.instances import Instance
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import evaluate_for_each, evaluate_when, resolve_step
 from wanflow.pipelines.templating import StepOutputs
 from wanflow.providers.base import Provider
-from wanflow.runner.history import RequestHistory
+from wanflow.runner.history import RequestHistory, history_name
 from wanflow.runner.keys import cache_key
 from wanflow.runner.media_inputs import RuntimeMedia
 from wanflow.runner.scheduler import RunOptions, forced_reason, template_outputs
 from wanflow.runner.workspace import Workspace
 
-PlanStatus = Literal["cached", "run", "maybe", "skip"]
+PlanStatus = Literal["cached", "run", "shared", "maybe", "skip"]
 
 
 @dataclass
@@ -25,7 +26,8 @@ class PlannedStep:
     """One step's fate in the planned run.
 
     ``maybe``: an upstream step will run first; this one is cached only if that yields
-    byte-identical outputs.
+    byte-identical outputs. ``shared``: an earlier step (of this instance or another one) makes
+    the identical request, so this one reuses that result and costs nothing more.
     """
 
     step_id: str
@@ -50,19 +52,38 @@ def plan_pipeline(
     """Resolve every step (every item of a ``for_each`` step) as far as the cache allows, and say
     what a run would do and why."""
     options = options or RunOptions()
-    planner = _Planner(pipeline, workspace, providers, options)
+    return _plan(pipeline, workspace, providers, options, {})
+
+
+def plan_instances(
+    instances: list[Instance], workspace: Workspace, providers: Mapping[str, Provider], options: RunOptions | None = None
+) -> dict[str, list[PlannedStep]]:
+    """Plan every instance of a matrix or batch run. A request several instances share is planned
+    to run once (in the first instance that makes it) and is ``shared`` everywhere else."""
+    options = options or RunOptions()
+    first_makers: dict[str, str] = {}
+    return {instance.name: _plan(instance.pipeline, workspace, providers, replace(options, instance=instance.name),
+                                 first_makers)
+            for instance in instances}
+
+
+def _plan(pipeline: Pipeline, workspace: Workspace, providers: Mapping[str, Provider], options: RunOptions,
+          first_makers: dict[str, str]) -> list[PlannedStep]:
+    planner = _Planner(pipeline, workspace, providers, options, first_makers)
     for step_id in pipeline.order():
         planner.plan_step(pipeline.steps[step_id])
     return planner.planned
 
 
 class _Planner:
-    def __init__(self, pipeline: Pipeline, workspace: Workspace, providers: Mapping[str, Provider], options: RunOptions) -> None:
+    def __init__(self, pipeline: Pipeline, workspace: Workspace, providers: Mapping[str, Provider], options: RunOptions,
+                 first_makers: dict[str, str]) -> None:
         self.pipeline = pipeline
         self.providers = providers
         self.options = options
+        self.first_makers = first_makers  # cache key -> the unit planned to generate it
         self.media = RuntimeMedia(pipeline, options.provider_override, store=None)
-        self.history = RequestHistory(workspace.index_dir, pipeline.name)
+        self.history = RequestHistory(workspace.index_dir, history_name(pipeline, options.instance))
         self.cache = workspace.cache
         self.prices = workspace.price_overrides
         self.known: dict[str, StepOutputs] = {}  # real outputs of steps the cache already has
@@ -105,6 +126,13 @@ class _Planner:
             self.planned.append(PlannedStep(name, step.model.name, request.provider, "cached",
                                             "same request as a stored result", request.seed, key, 0.0, "cached"))
             return template_outputs(step, entry.outputs)
+        maker = self.first_makers.get(key)
+        if maker is not None:
+            self.planned.append(PlannedStep(name, step.model.name, request.provider, "shared",
+                                            f"same request as {maker}: generated once for the whole run", request.seed,
+                                            key, 0.0, "shared"))
+            return None
+        self.first_makers[key] = name if self.options.instance == "default" else f"{self.options.instance}/{name}"
         reason = forced or self.history.explain_miss(name, key, request.canonical())
         self.planned.append(PlannedStep(name, step.model.name, request.provider, "run", reason, request.seed, key,
                                         cost.usd, cost.basis))

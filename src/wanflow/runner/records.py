@@ -12,7 +12,7 @@ from typing import Any
 from wanflow import __version__
 from wanflow.pipelines.model import Pipeline
 from wanflow.preview.notice import PREVIEW_NOTICE
-from wanflow.runner.fsutil import atomic_write_json
+from wanflow.runner.fsutil import atomic_write_bytes, json_document
 from wanflow.runner.results import RunResult, StepResult
 
 
@@ -62,9 +62,15 @@ def step_record(step: StepResult, out_dir: Path) -> dict[str, Any]:
 
 
 class RunRecorder:
-    """Writes the run record at the start, after every step, and at the end (atomically each time)."""
+    """Writes the run record at the start, after every step, and at the end (atomically each time).
 
-    def __init__(self, pipeline: Pipeline, result: RunResult, runs_dir: Path, out_dir: Path, extra: dict[str, Any]) -> None:
+    With ``interim_writes`` off, only the final record is written, as one line of JSON: that is
+    how the instances of a matrix or batch write theirs (indenting a thousand records costs more
+    than some of their steps).
+    """
+
+    def __init__(self, pipeline: Pipeline, result: RunResult, runs_dir: Path, out_dir: Path, extra: dict[str, Any],
+                 interim_writes: bool = True) -> None:
         self.pipeline = pipeline
         self.result = result
         self.path = runs_dir / f"{result.run_id}.json"
@@ -75,6 +81,7 @@ class RunRecorder:
         self.finished_at: float | None = None
         self.pipeline_sha256 = hashlib.sha256(pipeline.path.read_bytes()).hexdigest()
         self._last_write = 0.0
+        self._interim_writes = interim_writes
 
     def document(self, status: str) -> dict[str, Any]:
         """The record as JSON data."""
@@ -109,12 +116,15 @@ class RunRecorder:
         makes paid work crash-safe); the final write always happens.
         """
         now = time.monotonic()
+        if status == "running" and not self._interim_writes:
+            return
         if status == "running" and self._last_write and now - self._last_write < RUNNING_WRITE_SECONDS:
             return
         self._last_write = now
         if status != "running":
             self.finished_at = dt.datetime.now(dt.timezone.utc).timestamp()
-        document = self.document(status)
-        atomic_write_json(self.path, document)
-        atomic_write_json(self.latest, document)
+        # Records describe work whose results are already durable (journal, store, cache).
+        data = json_document(self.document(status), compact=not self._interim_writes)
+        atomic_write_bytes(self.path, data, durable=False)
+        atomic_write_bytes(self.latest, data, durable=False)
         self.result.record_path = self.path

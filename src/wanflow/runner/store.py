@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
 
 from wanflow._exceptions import StoreError
 from wanflow.artifacts import Artifact
-from wanflow.runner.fsutil import copy_hashing, sha256_file
+from wanflow.runner.fsutil import CHUNK, copy_hashing, sha256_file
 
 
 class ArtifactStore:
@@ -21,12 +22,18 @@ class ArtifactStore:
         """Where the object ``sha256`` is (or would be) stored."""
         return self.root / sha256[:2] / sha256
 
-    def put_file(self, source: Path, media_type: str, **meta: object) -> Artifact:
-        """Copy ``source`` into the store and return its artifact.
+    def put_file(self, source: Path, media_type: str, move: bool = False, **meta: object) -> Artifact:
+        """Copy ``source`` into the store (or, with ``move``, rename it there) and return its artifact.
 
         The hash is computed from the bytes actually written, so a stored object always matches
-        its name; an object that already exists is not written again.
+        its name; an object that already exists is not written again. ``move`` is for files wanflow
+        itself just wrote (downloads, renders): hashing them in place and renaming saves a copy.
         """
+        if move:
+            try:
+                return self._move_in(source, media_type, meta)
+            except OSError:
+                pass  # another filesystem, or a race: fall back to copying
         self.root.mkdir(parents=True, exist_ok=True)
         temp = self.root / f".incoming-{secrets.token_hex(6)}"
         try:
@@ -45,6 +52,22 @@ class ArtifactStore:
         finally:
             temp.unlink(missing_ok=True)
         return Artifact(sha256=digest, media_type=media_type, size=size, path=final, **meta)  # type: ignore[arg-type]
+
+    def _move_in(self, source: Path, media_type: str, meta: dict[str, object]) -> Artifact:
+        with open(source, "rb") as reader:
+            digest = hashlib.sha256()
+            size = 0
+            while chunk := reader.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+            os.fsync(reader.fileno())
+        final = self.path_for(digest.hexdigest())
+        if final.exists() and final.stat().st_size == size:
+            source.unlink()
+        else:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, final)
+        return Artifact(sha256=digest.hexdigest(), media_type=media_type, size=size, path=final, **meta)  # type: ignore[arg-type]
 
     def put_bytes(self, data: bytes, media_type: str) -> Artifact:
         """Store ``data`` (used for text outputs)."""

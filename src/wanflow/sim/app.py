@@ -251,6 +251,9 @@ class Simulator:
             task.results = results
 
 
+TINY_SIDE = 512  # a few hundred bytes as PNG, yet a valid input for every model (no conforming)
+
+
 def _tiny(task: SimTask, folder: Path) -> list:
     """Small but real PNGs, one per requested image (video models are not supported in this mode)."""
     from PIL import Image
@@ -262,7 +265,7 @@ def _tiny(task: SimTask, folder: Path) -> list:
     files = []
     for index in range(task.request.model.image_count(task.request.params)):
         path = folder / f"image-{index + 1}.png"
-        Image.new("RGB", (64, 64), (index * 40 % 256, 90, 160)).save(path)
+        Image.new("RGB", (TINY_SIDE, TINY_SIDE), (index * 40 % 256, 90, 160)).save(path)
         files.append(ProducedFile(path, "images"))
     return files
 

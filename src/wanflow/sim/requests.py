@@ -22,7 +22,6 @@ from wanflow.catalog.rules import (
     check_input_count,
     check_media,
     check_params,
-    check_text,
     coerce_param,
     truncate_text,
 )

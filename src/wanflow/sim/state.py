@@ -27,7 +27,7 @@ class Knobs:
     keys: tuple[str, ...] = ("sim-key",)
     seed: int | None = None
     moderate: str | None = None  # prompts containing this word are refused with DataInspectionFailed
-    tiny_results: bool = False  # 64x64 images instead of full-size previews (benchmarks measure the client, not rendering)
+    tiny_results: bool = False  # plain 512x512 images instead of rendered previews (benchmarks measure the client, not rendering)
 
 
 @dataclass

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 import httpx
@@ -122,6 +123,8 @@ def main() -> None:
         "process_start_cpu_seconds": round(small["cpu"] - small["steps"] * marginal / 1000, 2),
         "wall_ms_per_step": round(big["wall"] / steps * 1000, 2),
         "runner_peak_rss_mb": round(big["peak_mb"], 1),
+        # How fast Python is on this machine, to compare figures across machines (a 2024 laptop: ~10).
+        "python_speed_sum_range_1000_us": round(min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6, 1),
         "failed_steps": sum(1 for i in summary["instances"].values() for s in i["steps"].values() if s["status"] == "failed"),
         "first_errors": errors[:3],
         "targets": {"wanflow_overhead_ms_per_step": 5.0, "runner_peak_rss_mb": 200.0},

@@ -34,6 +34,8 @@ examples:
   wanflow run examples/product-ad/product-ad.yaml --fresh beach
   wanflow run examples/product-ad/product-ad.yaml --frozen
   wanflow explain examples/product-ad/product-ad.yaml --var product="blue boot"
+  wanflow plan examples/batch-products/batch-products.yaml --batch examples/batch-products/products.csv
+  wanflow run examples/style-matrix/style-matrix.yaml
   wanflow graph examples/product-ad/product-ad.yaml > graph.mmd
   wanflow models wan2.6-i2v
   wanflow cache verify

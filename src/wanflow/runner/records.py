@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import secrets
 import time
@@ -61,6 +62,17 @@ def step_record(step: StepResult, out_dir: Path) -> dict[str, Any]:
     return record
 
 
+def _file_sha256(path: Path) -> str:
+    """The file's sha256, read once however many instances of a batch record it."""
+    stat = path.stat()
+    return _sha256_of_version(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of_version(path: Path, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 class RunRecorder:
     """Writes the run record at the start, after every step, and at the end (atomically each time).
 
@@ -79,7 +91,7 @@ class RunRecorder:
         self.extra = extra
         self.started_at = dt.datetime.now(dt.timezone.utc).timestamp()
         self.finished_at: float | None = None
-        self.pipeline_sha256 = hashlib.sha256(pipeline.path.read_bytes()).hexdigest()
+        self.pipeline_sha256 = _file_sha256(pipeline.path)
         self._last_write = 0.0
         self._interim_writes = interim_writes
 

@@ -98,6 +98,21 @@ def test_a_paid_provider_needs_a_key(write_pipeline, capsys, monkeypatch):
     assert "needs an API key: set DASHSCOPE_API_KEY" in capsys.readouterr().err
 
 
+def test_plan_and_explain_need_no_api_key(write_pipeline, capsys, monkeypatch):
+    """Seeing what a paid run would cost must not require an account first."""
+    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    monkeypatch.setenv("WANFLOW_CONFIG", "/nonexistent/config.toml")
+    monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", "http://127.0.0.1:9/api/v1")  # nothing listens: nothing may be sent
+    path = str(write_pipeline(CHAIN))
+    assert main(["plan", path, "--provider", "dashscope", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["estimated_cost_usd"] > 0 and {step["provider"] for step in plan["steps"].values()} == {"dashscope"}
+    assert main(["explain", path, "--provider", "dashscope"]) == 0
+    assert "would run" in capsys.readouterr().out
+    assert main(["run", path, "--provider", "dashscope", "--budget", "100"]) == 2  # running still needs one
+    assert "needs an API key" in capsys.readouterr().err
+
+
 def test_a_paid_provider_named_only_in_the_pipeline_is_not_used_without_consent(write_pipeline, capsys, monkeypatch):
     monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-not-used")
     monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", "http://127.0.0.1:9/api/v1")  # nothing listens there

@@ -74,8 +74,9 @@ def test_service_config_from_env_regions_and_user_file(tmp_path):
     vtrix = service_config("vtrix", {"WANFLOW_CONFIG": str(config_file)})
     assert vtrix.api_key == "vt-secret" and vtrix.base_url == "http://127.0.0.1:2"
     assert "vt-secret" not in repr(vtrix)
+    keyless = service_config("vtrix", {"WANFLOW_CONFIG": str(tmp_path / "none.toml")})  # fine for planning
     with pytest.raises(wanflow.UsageError, match="needs an API key: set VTRIX_API_KEY"):
-        service_config("vtrix", {"WANFLOW_CONFIG": str(tmp_path / "none.toml")})
+        keyless.require_key()
 
 
 # --- the client with a scripted transport --------------------------------------------------------

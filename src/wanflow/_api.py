@@ -20,11 +20,13 @@ T = TypeVar("T")
 
 
 def providers_for(
-    pipeline: Pipeline, options: RunOptions, factories: Mapping[str, ProviderFactory] | None = None
+    pipeline: Pipeline, options: RunOptions, factories: Mapping[str, ProviderFactory] | None = None,
+    check_ready: bool = True,
 ) -> dict[str, Provider]:
-    """The providers the pipeline's steps will use (raises UsageError before anything runs)."""
+    """The providers the pipeline's steps will use (raises UsageError before anything runs;
+    ``check_ready=False`` lets planning go on without API keys)."""
     names = {choose_provider(pipeline, step, options.provider_override) for step in pipeline.steps.values()}
-    return create_providers(names, factories)
+    return create_providers(names, factories, check_ready)
 
 
 def run(
@@ -62,4 +64,4 @@ def plan(
     """What a run would do, step by step, without generating anything."""
     options = options or RunOptions()
     workspace = workspace or Workspace.discover()
-    return plan_pipeline(pipeline, workspace, providers_for(pipeline, options, providers), options)
+    return plan_pipeline(pipeline, workspace, providers_for(pipeline, options, providers, check_ready=False), options)

@@ -363,7 +363,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     workspace = _workspace(args)
     options = _options(args, pipeline, workspace.config().get("run", {}).get("jobs"))
-    providers = providers_for(pipeline, options)
+    providers = providers_for(pipeline, options, check_ready=args.command == "run")  # planning needs no API key
     instances = rejected = None
     if getattr(args, "batch", None) is not None or pipeline.matrix:
         from wanflow.pipelines.instances import expand

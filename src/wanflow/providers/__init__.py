@@ -24,8 +24,10 @@ BUILTIN_PROVIDERS: Mapping[str, ProviderFactory] = {
 PAID_PROVIDERS = frozenset({"dashscope", "vtrix"})
 
 
-def create_providers(names: set[str], factories: Mapping[str, ProviderFactory] | None = None) -> dict[str, Provider]:
-    """Instantiate the providers a run needs; an unavailable one is a UsageError before anything runs."""
+def create_providers(names: set[str], factories: Mapping[str, ProviderFactory] | None = None,
+                     check_ready: bool = True) -> dict[str, Provider]:
+    """Instantiate the providers a run needs; an unavailable one (unknown, or without its API key)
+    is a UsageError before anything runs. ``check_ready=False`` is for planning, which calls no one."""
     factories = factories if factories is not None else BUILTIN_PROVIDERS
     providers: dict[str, Provider] = {}
     for name in sorted(names):
@@ -33,6 +35,9 @@ def create_providers(names: set[str], factories: Mapping[str, ProviderFactory] |
         if factory is None:
             raise UsageError(f"unknown provider '{name}' (available: {', '.join(sorted(factories))})")
         providers[name] = factory()
+        ready = getattr(providers[name], "check_ready", None)
+        if check_ready and ready is not None:
+            ready()
     return providers
 
 

@@ -41,10 +41,17 @@ class ServiceConfig:
 
     name: str
     base_url: str
-    api_key: str = field(repr=False)
+    api_key: str = field(repr=False)  # "" when none is configured: planning needs none
+    missing_key_hint: str = ""  # where to put a key, for the error a paid call without one raises
 
     def __repr__(self) -> str:
         return f"ServiceConfig(name={self.name!r}, base_url={self.base_url!r}, api_key=<hidden>)"
+
+    def require_key(self) -> str:
+        """The API key; a UsageError saying where to set one when there is none."""
+        if not self.api_key:
+            raise UsageError(self.missing_key_hint or f"provider '{self.name}' needs an API key")
+        return self.api_key
 
 
 def user_config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -62,15 +69,13 @@ def read_user_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]
 
 
 def service_config(name: str, environ: Mapping[str, str] | None = None) -> ServiceConfig:
-    """The settings of ``name``; a missing key is a UsageError that says where to put one."""
+    """The settings of ``name``. A missing key is not an error yet (``plan`` needs none); a call
+    that needs one raises a UsageError saying where to put it (ServiceConfig.require_key)."""
     env = environ if environ is not None else os.environ
     key_var, base_var = _SERVICES[name]
     section = read_user_config(env).get("providers", {}).get(name, {})
     api_key = env.get(key_var, "").strip() or str(section.get("api_key", "")).strip()
-    if not api_key:
-        raise UsageError(
-            f"provider '{name}' needs an API key: set {key_var} or api_key under [providers.{name}] in {user_config_path(env)}"
-        )
+    hint = f"provider '{name}' needs an API key: set {key_var} or api_key under [providers.{name}] in {user_config_path(env)}"
     base = env.get(base_var, "").strip() or str(section.get("base_url", "")).strip()
     if not base and name == "dashscope":
         region = (env.get("DASHSCOPE_REGION", "") or str(section.get("region", "singapore"))).strip().lower()
@@ -81,4 +86,4 @@ def service_config(name: str, environ: Mapping[str, str] | None = None) -> Servi
         base = VTRIX_DEFAULT_BASE
     if not base.startswith(("http://", "https://")):
         raise UsageError(f"{base_var} must be an http(s) URL")
-    return ServiceConfig(name=name, base_url=base.rstrip("/"), api_key=api_key)
+    return ServiceConfig(name=name, base_url=base.rstrip("/"), api_key=api_key, missing_key_hint=hint)

@@ -179,6 +179,10 @@ class RemoteProvider:
             self._clients_loop = loop
         return self._clients_pair
 
+    def check_ready(self) -> None:
+        """Raise a UsageError now, before anything runs, if a call would need a missing key."""
+        self.config.require_key()
+
     async def aclose(self) -> None:
         """Close the HTTP clients (idempotent)."""
         if self._clients_pair is not None:
@@ -380,7 +384,7 @@ class RemoteProvider:
                                  transport=self._transport, limits=CONNECTION_LIMITS)
 
     def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.config.api_key}"}
+        return {"Authorization": f"Bearer {self.config.require_key()}"}
 
     async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: dict[str, Any],
                       context: GenerationContext) -> str:

@@ -308,7 +308,7 @@ def instance_plans_json(pipeline: Pipeline, plans: dict[str, list[PlannedStep]],
     return {
         "pipeline": pipeline.name,
         "estimated_cost_usd": round(sum(total_estimate(planned) for planned in plans.values()), 6),
-        "instances": {instance: plan_json(pipeline, planned)["steps"] for instance, planned in plans.items()},
+        "instances": {instance: _plan_steps_json(planned) for instance, planned in plans.items()},
         "rejected": [{"row": row.label, "problems": row.problems} for row in rejected],
         "warnings": [warning.format() for warning in pipeline.warnings],
     }
@@ -319,20 +319,24 @@ def plan_json(pipeline: Pipeline, planned: list[PlannedStep]) -> dict[str, Any]:
     return {
         "pipeline": pipeline.name,
         "estimated_cost_usd": total_estimate(planned),
-        "steps": {
-            step.step_id: {
-                "status": step.status,
-                "reason": step.reason,
-                "model": step.model,
-                "provider": step.provider,
-                "seed": step.seed,
-                "cache_key": step.cache_key,
-                "estimated_cost_usd": step.estimated_usd,
-                "estimate_basis": step.estimate_basis,
-            }
-            for step in planned
-        },
+        "steps": _plan_steps_json(planned),
         "warnings": [warning.format() for warning in pipeline.warnings],
+    }
+
+
+def _plan_steps_json(planned: list[PlannedStep]) -> dict[str, Any]:
+    return {
+        step.step_id: {
+            "status": step.status,
+            "reason": step.reason,
+            "model": step.model,
+            "provider": step.provider,
+            "seed": step.seed,
+            "cache_key": step.cache_key,
+            "estimated_cost_usd": step.estimated_usd,
+            "estimate_basis": step.estimate_basis,
+        }
+        for step in planned
     }
 
 

@@ -80,24 +80,23 @@ def atomic_write_json(path: Path, value: Any, durable: bool = True, compact: boo
     atomic_write_bytes(path, json_document(value, compact), durable)
 
 
-def copy_hashing(source: BinaryIO, target: BinaryIO) -> tuple[str, int]:
-    """Copy a stream while computing its sha256; returns (hex digest, byte count)."""
+def copy_hashing(source: BinaryIO, target: BinaryIO | None = None) -> tuple[str, int]:
+    """Read a stream to its end, computing its sha256 (and copying it to ``target`` if given);
+    returns (hex digest, byte count)."""
     digest = hashlib.sha256()
     size = 0
     while chunk := source.read(CHUNK):
         digest.update(chunk)
-        target.write(chunk)
+        if target is not None:
+            target.write(chunk)
         size += len(chunk)
     return digest.hexdigest(), size
 
 
 def sha256_file(path: Path) -> str:
     """The sha256 of a file's content."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return copy_hashing(handle)[0]
 
 
 def atomic_copy(source: Path, target: Path, durable: bool = True) -> None:

@@ -63,7 +63,11 @@ class Journal:
         try:
             lines = self._path(key).read_text("utf-8").splitlines()
         except FileNotFoundError:
-            lines = self._legacy_lines(key)
+            # wanflow 0.1 kept one indented JSON file per key; a pending one must still be honoured.
+            try:
+                lines = [self._legacy_path(key).read_text("utf-8")]
+            except OSError:
+                return None
         except OSError:
             return None
         for line in reversed(lines):
@@ -73,12 +77,8 @@ class Journal:
                 continue  # torn by a crash mid-append: the line before it holds
         return None
 
-    def _legacy_lines(self, key: str) -> list[str]:
-        """wanflow 0.1 kept one indented JSON file per key; a pending one must still be honoured."""
-        try:
-            return [json.dumps(json.loads((self.root / f"{key}.json").read_text("utf-8")))]
-        except (OSError, ValueError):
-            return []
+    def _legacy_path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
 
     def entries(self) -> list[JournalEntry]:
         """Every entry (for reconciliation and ``wanflow cache`` reports)."""
@@ -116,7 +116,7 @@ class Journal:
     def remove(self, key: str) -> None:
         """Forget ``key``: its outputs are stored, or it failed for good."""
         self._path(key).unlink(missing_ok=True)
-        (self.root / f"{key}.json").unlink(missing_ok=True)  # a wanflow 0.1 entry
+        self._legacy_path(key).unlink(missing_ok=True)
 
 
 class KeyJournal:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import secrets
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 from wanflow import __version__
 from wanflow.pipelines.model import Pipeline
 from wanflow.preview.notice import PREVIEW_NOTICE
-from wanflow.runner.fsutil import atomic_write_bytes, json_document
+from wanflow.runner.fsutil import atomic_write_bytes, json_document, sha256_file
 from wanflow.runner.results import RunResult, StepResult
 
 
@@ -70,7 +69,7 @@ def _file_sha256(path: Path) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _sha256_of_version(path: Path, mtime_ns: int, size: int) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 class RunRecorder:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 from pathlib import Path
 
 from wanflow._exceptions import StoreError
 from wanflow.artifacts import Artifact
-from wanflow.runner.fsutil import CHUNK, copy_hashing, sha256_file
+from wanflow.runner.fsutil import copy_hashing, sha256_file
 
 
 class ArtifactStore:
@@ -41,12 +40,7 @@ class ArtifactStore:
                 digest, size = copy_hashing(reader, writer)
                 writer.flush()
                 os.fsync(writer.fileno())
-            final = self.path_for(digest)
-            if final.exists() and final.stat().st_size == size:
-                temp.unlink()
-            else:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(temp, final)
+            final = self._settle(temp, digest, size)
         except OSError as error:
             raise StoreError(f"cannot store {source.name}: {error.strerror or error}") from None
         finally:
@@ -55,19 +49,21 @@ class ArtifactStore:
 
     def _move_in(self, source: Path, media_type: str, meta: dict[str, object]) -> Artifact:
         with open(source, "rb") as reader:
-            digest = hashlib.sha256()
-            size = 0
-            while chunk := reader.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
+            digest, size = copy_hashing(reader)
             os.fsync(reader.fileno())
-        final = self.path_for(digest.hexdigest())
+        final = self._settle(source, digest, size)
+        return Artifact(sha256=digest, media_type=media_type, size=size, path=final, **meta)  # type: ignore[arg-type]
+
+    def _settle(self, incoming: Path, digest: str, size: int) -> Path:
+        """Rename a complete, fsync'd ``incoming`` file to its object path (or drop it when that
+        object is already stored)."""
+        final = self.path_for(digest)
         if final.exists() and final.stat().st_size == size:
-            source.unlink()
+            incoming.unlink()
         else:
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, final)
-        return Artifact(sha256=digest.hexdigest(), media_type=media_type, size=size, path=final, **meta)  # type: ignore[arg-type]
+            os.replace(incoming, final)
+        return final
 
     def put_bytes(self, data: bytes, media_type: str) -> Artifact:
         """Store ``data`` (used for text outputs)."""

@@ -6,10 +6,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from wanflow.catalog.rules import (
 )
 from wanflow.media import MediaError, probe
 from wanflow.pipelines.resolve import StepRequest
+from wanflow.runner.fsutil import atomic_write_bytes
 from wanflow.sim.state import SimState
 
 class Rejection(Exception):
@@ -191,11 +190,8 @@ def _decode(value: Any, state: SimState, base_url: str) -> Artifact:
         digest = hashlib.sha256(data).hexdigest()
         state.stats["inputs_by_data_uri"] += 1
         path = state.workdir / "inputs" / digest
-        path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():  # written atomically: concurrent requests may carry the same bytes
-            temp = path.with_name(f".{digest}.{uuid.uuid4().hex}")
-            temp.write_bytes(data)
-            os.replace(temp, path)
+            atomic_write_bytes(path, data, durable=False)
     elif value.startswith(("http://", "https://")):
         parsed = urlparse(value)
         parts = parsed.path.split("/")

@@ -35,6 +35,9 @@ steps:
 outputs: {poster: "{{ steps.edit.images[0] }}", clip: "{{ steps.clip.video }}"}
 """
 
+# The poll that finds a video task done renders its preview first: seconds on a busy machine.
+RENDER_TIMEOUT = 60
+
 FOUR_IMAGES = """
 name: four
 defaults: {seed: 3}
@@ -203,13 +206,14 @@ def test_a_client_written_from_the_documents_works_unchanged(sim_env):
     seen = set()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        body = httpx.get(f"{sim.dashscope_url}/tasks/{task_id}", headers={"Authorization": "Bearer sim-key"}).json()
+        body = httpx.get(f"{sim.dashscope_url}/tasks/{task_id}", headers={"Authorization": "Bearer sim-key"},
+                         timeout=RENDER_TIMEOUT).json()
         seen.add(body["output"]["task_status"])
         if body["output"]["task_status"] == "SUCCEEDED":
             break
         time.sleep(0.05)
     assert {"RUNNING", "SUCCEEDED"} <= seen
-    video = httpx.get(body["output"]["video_url"])
+    video = httpx.get(body["output"]["video_url"], timeout=RENDER_TIMEOUT)
     assert video.status_code == 200 and video.content[4:8] == b"ftyp"
     unknown = httpx.get(f"{sim.dashscope_url}/tasks/no-such-task", headers={"Authorization": "Bearer sim-key"}).json()
     assert unknown["output"]["task_status"] == "UNKNOWN"
@@ -223,7 +227,7 @@ def test_vtrix_video_uses_its_own_status_words(sim_env):
     words = set()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        body = httpx.get(f"{sim.url}/model/v1/generation/task/{created['id']}", headers=headers).json()
+        body = httpx.get(f"{sim.url}/model/v1/generation/task/{created['id']}", headers=headers, timeout=RENDER_TIMEOUT).json()
         words.add(body["status"])
         if body["status"] == "done":
             break

@@ -60,7 +60,9 @@ def run_batch(env: dict[str, str], instances: int, label: str) -> dict:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "wanflow", "run", "bench.yaml", "--provider", "dashscope",
-                               "--batch", "rows.jsonl", "--jobs", str(JOBS), "--json"], cwd=project, env=env,
+                               "--batch", "rows.jsonl", "--jobs", str(JOBS), "--json",
+                               "--yes", "--no-report"],  # a simulated spend; the runner alone is measured
+                              cwd=project, env=env,
                               capture_output=True, text=True)
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import anyio
 import pytest
@@ -18,6 +19,14 @@ from wanflow.providers.local import LocalPreviewProvider
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_user_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Learned task durations go to a folder of this test session, never the user's real cache
+    (subprocesses inherit it; their environments drop WANFLOW_* variables, not XDG_*)."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user-cache"))
+    os.environ.pop("WANFLOW_CACHE_DIR", None)
 
 
 @pytest.fixture

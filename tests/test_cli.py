@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-from wanflow.cli.main import main
 from conftest import CHAIN, EXAMPLES, InstrumentedProvider
+from wanflow.cli.main import main
 
 
 def test_run_json_reports_every_step(write_pipeline, capsys, use_instrumented_local):
@@ -186,6 +185,7 @@ def test_live_progress_on_a_terminal_shows_each_step_state(write_pipeline, use_i
 
 def test_batch_progress_on_a_terminal_shows_instances_steps_and_queue_depth(project, use_instrumented_local):
     import io
+    import shutil
 
     import anyio
 
@@ -195,8 +195,6 @@ def test_batch_progress_on_a_terminal_shows_instances_steps_and_queue_depth(proj
     from wanflow.runner import RunOptions
     from wanflow.runner.batch import batch_state, run_instances
     from wanflow.runner.limits import QueueState
-
-    import shutil
 
     shutil.copytree(EXAMPLES / "style-matrix", project / "style-matrix")
     pipeline = wanflow.load_pipeline(project / "style-matrix/style-matrix.yaml")
@@ -286,4 +284,4 @@ def test_a_broken_config_file_is_a_clear_error(write_pipeline, project, capsys):
     (project / "wanflow.toml").write_text("[paths\nout_dir = 3\n")
     assert main(["run", str(write_pipeline(CHAIN))]) == 2
     err = capsys.readouterr().err
-    assert "wanflow.toml: invalid TOML" in err and "Traceback" not in err
+    assert "wanflow.toml:1:7: invalid TOML: Expected ']'" in err and "Traceback" not in err

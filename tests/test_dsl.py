@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-
 import pytest
 from jsonschema import Draft202012Validator
 
 import wanflow
+from conftest import CHAIN, EXAMPLES
 from wanflow.pipelines.schema_check import pipeline_schema
 from wanflow.pipelines.templating import TemplateProblem, referenced_steps, render
 from wanflow.pipelines.variables import coerce_override
 from wanflow.pipelines.yaml_source import load_yaml_text
-from conftest import CHAIN, EXAMPLES
-
 
 # --- YAML with positions ---------------------------------------------------------------------
 

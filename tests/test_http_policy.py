@@ -24,7 +24,6 @@ from wanflow.providers.policies import POLL_POLICIES, RetryPolicy, parse_retry_a
 from wanflow.providers.remote import RemoteProvider
 from wanflow.providers.vtrix import VtrixProtocol
 
-
 # --- policies ------------------------------------------------------------------------------------
 
 def test_poll_pace_suits_each_kind_and_has_jitter():
@@ -215,8 +214,9 @@ def test_task_failures_are_classified():
 
 def test_vtrix_status_vocabularies_and_reported_cost():
     protocol = VtrixProtocol()
-    assert [protocol.status(w) for w in ("pending", "in_queue", "processing", "completed", "done", "failed")] == [
-        "queued", "queued", "running", "succeeded", "succeeded", "failed"]
+    words = ("pending", "in_queue", "processing", "in_progress", "completed", "done", "failed")
+    assert [protocol.state_for(w).status for w in words] == [
+        "queued", "queued", "running", "running", "succeeded", "succeeded", "failed"]
     state = protocol.task_state({"status": "done", "output": [{"content": [{"type": "video", "url": "http://x.invalid/v.mp4"}]}],
                                  "usage": {"cost": "0.5000"}}, _request("wan2.6-i2v", resolution="720P"))
     assert state.status == "succeeded" and state.cost_usd == 0.5 and state.outputs[0].field == "video"

@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 
 import wanflow
+from conftest import InstrumentedProvider, Recorder
 from wanflow.catalog import load_catalog
 from wanflow.catalog.pricing import estimate, list_price
 from wanflow.cli.main import main
 from wanflow.pipelines.load import static_requests
-from conftest import InstrumentedProvider, Recorder
 
 
 def _wav(path: Path, seconds: float, rate: int = 8000) -> Path:

@@ -6,26 +6,71 @@ The public API is small and re-exported here; everything else lives in private o
     pipeline = wanflow.load_pipeline("examples/product-ad/product-ad.yaml")
     result = wanflow.run(pipeline)
     print(result.ok, {step: s.status for step, s in result.steps.items()})
+
+Names are imported on first use, so ``import wanflow`` (and the command line's start) stays
+cheap: nothing heavy (httpx, anyio, Pillow, PyAV, Jinja) loads until something needs it.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from wanflow._diagnostics import Diagnostic, Location  # noqa: E402
-from wanflow._exceptions import (  # noqa: E402
-    PipelineError,
-    ProviderError,
-    StepFailed,
-    StoreError,
-    TemplateReferenceError,
-    UsageError,
-    WanflowError,
-)
-from wanflow._api import plan, run  # noqa: E402
-from wanflow.artifacts import Artifact  # noqa: E402
-from wanflow.pipelines import Pipeline, load_pipeline  # noqa: E402
-from wanflow.runner import RunOptions, RunResult, StepResult, Workspace  # noqa: E402
+# public name -> the module that defines it
+_EXPORTS = {
+    "plan": "wanflow._api",
+    "run": "wanflow._api",
+    "Diagnostic": "wanflow._diagnostics",
+    "Location": "wanflow._diagnostics",
+    "PipelineError": "wanflow._exceptions",
+    "ProviderError": "wanflow._exceptions",
+    "StepFailed": "wanflow._exceptions",
+    "StoreError": "wanflow._exceptions",
+    "TemplateReferenceError": "wanflow._exceptions",
+    "UsageError": "wanflow._exceptions",
+    "WanflowError": "wanflow._exceptions",
+    "WorkspaceBusy": "wanflow._exceptions",
+    "Artifact": "wanflow.artifacts",
+    "Pipeline": "wanflow.pipelines",
+    "load_pipeline": "wanflow.pipelines",
+    "RunOptions": "wanflow.runner",
+    "RunResult": "wanflow.runner",
+    "StepResult": "wanflow.runner",
+    "Workspace": "wanflow.runner",
+}
+
+if TYPE_CHECKING:
+    from wanflow._api import plan, run
+    from wanflow._diagnostics import Diagnostic, Location
+    from wanflow._exceptions import (
+        PipelineError,
+        ProviderError,
+        StepFailed,
+        StoreError,
+        TemplateReferenceError,
+        UsageError,
+        WanflowError,
+        WorkspaceBusy,
+    )
+    from wanflow.artifacts import Artifact
+    from wanflow.pipelines import Pipeline, load_pipeline
+    from wanflow.runner import RunOptions, RunResult, StepResult, Workspace
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wanflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*_EXPORTS, "__version__"])
+
 
 __all__ = [
     "Artifact",
@@ -43,6 +88,7 @@ __all__ = [
     "UsageError",
     "WanflowError",
     "Workspace",
+    "WorkspaceBusy",
     "__version__",
     "load_pipeline",
     "plan",

@@ -2,6 +2,6 @@
 
 import sys
 
-from wanflow.cli.main import main
+from wanflow.cli.entry import main
 
 sys.exit(main())

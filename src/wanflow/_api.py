@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Mapping, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import anyio
 
@@ -12,9 +13,8 @@ from wanflow.providers import ProviderFactory, close_providers, create_providers
 from wanflow.providers.base import Provider
 from wanflow.runner.plan import PlannedStep, plan_pipeline
 from wanflow.runner.results import RunResult
-from wanflow.runner.scheduler import Reporter, RunOptions, Runner
+from wanflow.runner.scheduler import Reporter, Runner, RunOptions
 from wanflow.runner.workspace import Workspace
-
 
 T = TypeVar("T")
 

@@ -47,7 +47,21 @@ class Diagnostic:
             text += f" [service code {self.code}]"
         return text
 
-    def at(self, location: Location | None, path: str | None = None) -> "Diagnostic":
+    def to_json(self) -> dict[str, object]:
+        """The diagnostic as plain JSON data (``--json`` output): every field, null when unknown."""
+        return {
+            "file": self.location.file if self.location else None,
+            "line": self.location.line if self.location else None,
+            "column": self.location.column if self.location else None,
+            "path": self.path,
+            "message": self.message,
+            "allowed": self.allowed,
+            "code": self.code,
+            "severity": self.severity,
+            "text": self.format(),
+        }
+
+    def at(self, location: Location | None, path: str | None = None) -> Diagnostic:
         """Return a copy placed at ``location`` (and ``path`` when given)."""
         return replace(self, location=location, path=path if path is not None else self.path)
 

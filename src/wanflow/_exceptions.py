@@ -9,7 +9,9 @@ The hierarchy::
     ├── TemplateReferenceError   a template names a step, var or output field that does not exist
     ├── StepFailed               one step could not produce its outputs. CLI exit 1 (the run goes on)
     │   └── ProviderError        the provider refused or failed the generation
-    └── StoreError               the artifact store or step cache cannot be read or written
+    ├── StoreError               the artifact store or step cache cannot be read or written
+    │   └── FileSystemError      a folder is a file, unwritable, read-only or full (also an OSError)
+    └── WorkspaceBusy            a run holds the workspace, so ``cache gc`` would be unsafe. CLI exit 1
 
 Only ``PipelineError`` and ``UsageError`` mean "nothing was run"; the others surface per step in
 the run summary and the run record.
@@ -33,7 +35,7 @@ class PipelineError(WanflowError):
     ``diagnostics`` lists every problem found, each with file, line, column and field path.
     """
 
-    def __init__(self, diagnostics: list["Diagnostic"]) -> None:
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
         self.diagnostics = diagnostics
         first = diagnostics[0].format() if diagnostics else "invalid pipeline"
         more = f" (and {len(diagnostics) - 1} more)" if len(diagnostics) > 1 else ""
@@ -81,3 +83,23 @@ class ProviderError(StepFailed):
 
 class StoreError(WanflowError):
     """The artifact store or the step cache could not be read or written."""
+
+
+class FileSystemError(StoreError, OSError):
+    """Writing a file failed: the message names the path, what is wrong and what to do.
+
+    Also an OSError (with the original ``errno`` and ``filename``), so code that handles OSError
+    still does; a step that meets one fails with the message instead of an internal error.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, filename: object = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.filename = filename
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class WorkspaceBusy(WanflowError):
+    """Another wanflow process holds the workspace in a mode that excludes this command."""

@@ -75,7 +75,7 @@ class Artifact:
         return record
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], path: Path | None, origin: str = "") -> "Artifact":
+    def from_record(cls, record: dict[str, Any], path: Path | None, origin: str = "") -> Artifact:
         """Rebuild an artifact from ``to_record`` output."""
         return cls(
             sha256=record["sha256"],

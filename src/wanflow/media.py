@@ -38,11 +38,11 @@ class MediaInfo:
 def _sniff(path: Path) -> str:
     with open(path, "rb") as handle:
         head = handle.read(16)
-    if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff") or head[:4] == b"RIFF" and head[8:12] == b"WEBP" or head.startswith(b"BM"):
+    if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff") or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head.startswith(b"BM"):
         return "image"
     if head[4:8] == b"ftyp":
         return "video"
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE" or head.startswith(b"ID3") or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+    if (head[:4] == b"RIFF" and head[8:12] == b"WAVE") or head.startswith(b"ID3") or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
         return "audio"
     return "unknown"
 
@@ -104,3 +104,57 @@ def _probe_av(path: Path, kind: str) -> MediaInfo:
         raise
     except (av.error.FFmpegError, StopIteration, OSError, ValueError) as error:
         raise MediaError(f"{path.name} is not readable {kind} ({error})") from None
+
+
+def has_audio_stream(path: Path) -> bool:
+    """Whether a video file carries an audio track."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.audio)
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        raise MediaError(f"{path.name} is not readable video ({error})") from None
+
+
+def verify_complete(path: Path) -> None:
+    """Decode all of ``path``, to the last frame; raises MediaError for damaged or truncated media.
+
+    ``probe`` reads just enough to measure a file; a download can have the right length and a
+    valid header and still carry flipped bytes, which only a full decode finds. Images are
+    decoded whole (and PNG chunk CRCs checked); video and audio packet by packet to the end,
+    and the decoded time must reach the container's stated duration.
+    """
+    kind = _sniff(path)
+    if kind == "image":
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                image.verify()  # PNG: every chunk's CRC
+            with Image.open(path) as image:
+                image.load()
+        except Exception as error:  # Pillow raises many types for damaged data
+            raise MediaError(f"{path.name} is a damaged image ({type(error).__name__}: {error})") from None
+        return
+    if kind not in ("video", "audio"):
+        raise MediaError(f"{path.name} is not a supported media file")
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stated = container.duration / 1_000_000 if container.duration else None
+            reached, frames = 0.0, 0
+            for packet in container.demux():
+                for frame in packet.decode():
+                    frames += 1
+                    moment = getattr(frame, "time", None)  # subtitles have none
+                    if moment is not None:
+                        reached = max(reached, float(moment))
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        raise MediaError(f"{path.name} is damaged {kind} ({error})") from None
+    if frames == 0:
+        raise MediaError(f"{path.name} has no decodable frames")
+    # The last frame starts one frame (or one audio packet) before the end: allow half a second.
+    if stated is not None and reached + 0.5 < stated * 0.95:
+        raise MediaError(f"{path.name} stops at {reached:.1f} s of its stated {stated:.1f} s")

@@ -38,7 +38,7 @@ def target_size(width: int, height: int, slot: InputSpec) -> tuple[int, int]:
     if slot.min_side is not None and min(width, height) * scale < slot.min_side:
         scale = slot.min_side / min(width, height)
     new_w, new_h = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
-    if slot.max_side is not None and max(new_w, new_h) > slot.max_side or slot.min_side is not None and min(new_w, new_h) < slot.min_side:
+    if (slot.max_side is not None and max(new_w, new_h) > slot.max_side) or (slot.min_side is not None and min(new_w, new_h) < slot.min_side):
         raise ConformError(
             f"{width}x{height} cannot be resized to {slot.min_side}-{slot.max_side} pixels per side "
             "without changing its aspect ratio; crop it first"
@@ -79,7 +79,7 @@ def conform_image(path: Path, slot: InputSpec, rules: MediaRules) -> Conformed:
     return Conformed(data, media_type, width, height, tuple(actions))
 
 
-def _encode(image: "object", fmt: str, quality: int) -> tuple[bytes, str]:
+def _encode(image: object, fmt: str, quality: int) -> tuple[bytes, str]:
     buffer = io.BytesIO()
     if fmt == "JPEG":
         image.save(buffer, format="JPEG", quality=quality, optimize=False)  # type: ignore[attr-defined]

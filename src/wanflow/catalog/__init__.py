@@ -7,12 +7,13 @@ step produce with these params?", "is this size allowed?") instead of branching 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Mapping
 
 import yaml
 
+from wanflow.catalog.services import Envelope, ServiceSpec, TaskListSpec, UploadSpec, parse_service
 from wanflow.catalog.spec import (
     DEFAULT_MODE,
     InputSpec,
@@ -35,6 +36,7 @@ class Catalog:
 
     models: Mapping[str, ModelSpec]
     media: Mapping[str, MediaRules]
+    services: Mapping[str, ServiceSpec]
     _by_name: Mapping[str, str]
 
     def get(self, name: str) -> ModelSpec | None:
@@ -61,19 +63,24 @@ def load_catalog() -> Catalog:
     for name, model in models.items():
         for alias in (name, *model.aliases):
             by_name[alias.lower()] = name
-    return Catalog(models, parse_media(raw.get("media", {})), by_name)
+    services = {name: parse_service(name, data) for name, data in raw.get("services", {}).items()}
+    return Catalog(models, parse_media(raw.get("media", {})), services, by_name)
 
 
 __all__ = [
     "DEFAULT_MODE",
+    "OUTPUT_FIELDS",
     "Catalog",
+    "Envelope",
     "InputSpec",
     "MediaRules",
     "Mode",
     "ModelSpec",
-    "OUTPUT_FIELDS",
     "OutputSpec",
     "ParamSpec",
     "PriceSpec",
+    "ServiceSpec",
+    "TaskListSpec",
+    "UploadSpec",
     "load_catalog",
 ]

@@ -6,8 +6,9 @@ returns is an estimate. ``[prices."<model>"]`` in wanflow.toml replaces ``usd`` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from wanflow._exceptions import UsageError
 from wanflow.catalog.spec import ModelSpec, PriceSpec

@@ -7,8 +7,9 @@ documents define one. The pipeline resolver places them in the file.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from wanflow.catalog.spec import InputSpec, MediaRules, ModelSpec, ParamSpec, TextSpec
 
@@ -270,7 +271,7 @@ def check_media(slot: InputSpec, rules: MediaRules, facts: MediaFacts) -> MediaV
     if rules.kind == "image":
         if facts.width is not None and facts.height is not None:
             small, large = min(facts.width, facts.height), max(facts.width, facts.height)
-            if slot.min_side is not None and small < slot.min_side or slot.max_side is not None and large > slot.max_side:
+            if (slot.min_side is not None and small < slot.min_side) or (slot.max_side is not None and large > slot.max_side):
                 fixable.append(f"{facts.width}x{facts.height} is outside {slot.min_side}-{slot.max_side} pixels per side")
         if facts.has_alpha and not rules.alpha:
             fixable.append("has transparency, which is not accepted")

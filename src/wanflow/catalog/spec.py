@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 Kind = Literal["t2i", "edit", "i2v"]
 DEFAULT_MODE = "default"
@@ -230,8 +231,8 @@ def parse_param(name: str, data: Mapping[str, Any]) -> ParamSpec:
         maximum=data.get("max"),
         options=tuple(data.get("options", ())),
         tiers=tuple(data.get("tiers", ())),
-        pixels=tuple(data["pixels"]) if "pixels" in data else None,  # type: ignore[arg-type]
-        aspect=tuple(data["aspect"]) if "aspect" in data else None,  # type: ignore[arg-type]
+        pixels=tuple(data["pixels"]) if "pixels" in data else None,
+        aspect=tuple(data["aspect"]) if "aspect" in data else None,
         round_to=data.get("round"),
         disputed=data.get("disputed", {}),
         recommended=tuple(data.get("recommended", ())),

@@ -6,11 +6,13 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from wanflow import __version__
+from wanflow._diagnostics import Diagnostic
 from wanflow._exceptions import PipelineError, UsageError, WanflowError
+from wanflow.cli.values import add_batch_delimiter, non_negative_float, positive_int, print_errors_json, wants_json
 from wanflow.pipelines.variables import parse_var_assignment
 
 EXIT_OK, EXIT_STEP_FAILED, EXIT_INVALID, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -37,6 +39,10 @@ examples:
   wanflow plan examples/batch-products/batch-products.yaml --batch examples/batch-products/products.csv
   wanflow run examples/style-matrix/style-matrix.yaml
   wanflow graph examples/product-ad/product-ad.yaml > graph.mmd
+  wanflow runs
+  wanflow runs diff latest             # the latest run against the one before it
+  wanflow report                       # rewrite out/<pipeline>/index.html of the latest run
+  wanflow init my-project
   wanflow models wan2.6-i2v
   wanflow cache verify
   wanflow cache gc --dry-run
@@ -85,12 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
                                           "cached steps make no provider call.")
     _pipeline_arguments(run)
     _fresh_argument(run)
-    run.add_argument("--jobs", "-j", type=int, default=None, metavar="N", help="steps generating at once (default 4)")
+    run.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
+                     help="steps generating at once, at least 1 (default 4)")
     run.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     run.add_argument("--allow-paid", action="store_true",
                      help="let steps whose pipeline names a paid provider spend money (--provider dashscope|vtrix implies it)")
     run.add_argument("--batch", type=Path, metavar="ROWS",
                      help="run one instance per row of a .csv (header = var names) or .jsonl file; bad rows are reported by line")
+    add_batch_delimiter(run)
     run.add_argument("--frozen", action="store_true",
                      help="reproduce <pipeline>.lock exactly; refuse with a diff if any resolved request would change")
     run.add_argument("--reseed", action="append", nargs="?", const=_ALL, metavar="STEP",
@@ -101,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(this may pay twice)")
     run.add_argument("--cancel-on-interrupt", action="store_true",
                      help="on Ctrl-C / SIGTERM cancel still-queued remote tasks (default: keep them; the next run resumes them)")
-    run.add_argument("--budget", type=float, metavar="USD",
+    run.add_argument("--budget", type=non_negative_float, metavar="USD",
                      help="refuse to start when the estimated cost of the steps that would run exceeds USD")
 
     plan = commands.add_parser("plan", help="show which steps would run and which are cached",
@@ -110,10 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     _fresh_argument(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("--batch", type=Path, metavar="ROWS", help="plan one instance per row of a .csv or .jsonl file")
+    add_batch_delimiter(plan)
 
     validate = commands.add_parser("validate", help="check a pipeline without running it",
-                                   description="Check schema, models, params, vars, references, templates and input files.")
+                                   description="Check schema, models, params, vars, references, templates, input files "
+                                               "and the project's wanflow.toml.")
     _pipeline_arguments(validate)
+    validate.add_argument("--json", action="store_true",
+                          help="print the result as JSON: the steps, or every problem with file, line, column, path and code")
 
     explain = commands.add_parser("explain", help="say why each step would run or hit the cache",
                                   description="For each step (and item), whether it would run or be cached, and which "
@@ -122,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("step", nargs="?", help="only this step (and its items)")
     explain.add_argument("--json", action="store_true", help="print the explanation as JSON")
     explain.add_argument("--batch", type=Path, metavar="ROWS", help="explain one instance per row of a .csv or .jsonl file")
+    add_batch_delimiter(explain)
 
-    graph = commands.add_parser("graph", help="print the step graph as a Mermaid flowchart")
+    graph = commands.add_parser("graph", help="print the step graph as a Mermaid flowchart (fan-out steps as stacks)")
     _pipeline_arguments(graph)
 
     models = commands.add_parser("models", help="list the models with their parameters, ranges and defaults",
@@ -137,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "gc: remove what no recent run record, lockfile or in-flight task refers to.")
     cache.add_argument("action", choices=["verify", "gc"])
     cache.add_argument("--dry-run", action="store_true", help="gc: show what would be removed, remove nothing")
-    cache.add_argument("--keep-days", type=float, default=30.0, metavar="N",
+    cache.add_argument("--keep-days", type=non_negative_float, default=30.0, metavar="N",
                        help="gc: keep what any run of the last N days refers to (default 30)")
     cache.add_argument("--state-dir", type=Path, metavar="DIR", help="the state folder (default: .wanflow/ in the project)")
     cache.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -159,34 +172,68 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--drop-rate", type=float, default=0.0, metavar="F",
                      help="fraction of creates that make the task, then drop the connection before answering")
     sim.add_argument("--url-ttl", type=float, default=86400.0, metavar="S", help="seconds result URLs stay valid (default 24 h)")
+    sim.add_argument("--corrupt-rate", type=float, default=0.0, metavar="F",
+                     help="fraction of result downloads with 256 flipped bytes and the right length")
+    sim.add_argument("--short-rate", type=float, default=0.0, metavar="F",
+                     help="fraction of result downloads cut off after half the announced length")
+    sim.add_argument("--reset-rate", type=float, default=0.0, metavar="F",
+                     help="fraction of result downloads whose connection resets before any body")
     sim.add_argument("--seed", type=int, default=None, help="seed for the simulator's dice (repeatable fault patterns)")
     sim.add_argument("--tiny-results", action="store_true",
                      help="return plain 512x512 images instead of rendered previews (for benchmarks of the client)")
     sim.add_argument("--moderate", metavar="WORD", default=None,
                      help="refuse prompts containing WORD with DataInspectionFailed (to exercise moderation handling)")
+    # The many voices of public material; docs/simulator.md says where each shape comes from.
+    sim.add_argument("--vtrix-dialect", choices=["documented", "gateway"], default="documented",
+                     help="vtrix envelope: documented (default) or the vendor CLI's gateway envelope under /gateway")
+    sim.add_argument("--status-words", choices=["documented", "vendor", "novel", "mixed"], default="documented",
+                     help="vtrix status words: documented (default), vendor (in_progress), novel (unknown running "
+                          "words) or mixed (a random synonym per poll)")
+    sim.add_argument("--status-in-output", action="store_true",
+                     help="vtrix status only inside output[0].status, as the i2v page shows")
+    sim.add_argument("--error-shape", choices=["object", "string", "numeric", "message-only"], default="object",
+                     help="vtrix error bodies and failed-task errors: object (default), string, numeric or message-only")
+    sim.add_argument("--suspend-rate", type=float, default=0.0, metavar="F",
+                     help="fraction of DashScope tasks that spend part of their run SUSPENDED")
+    sim.add_argument("--list-clock-offset", default="+00:00", metavar="+HH:MM",
+                     help="DashScope's service clock zone for the task list and timestamps (default +00:00)")
+    sim.add_argument("--upload-ttl", type=float, default=172800.0, metavar="S",
+                     help="seconds DashScope's temporary oss:// uploads live (default 48 h)")
+    sim.add_argument("--ignore-params", action="store_true",
+                     help="the service drops `parameters` and renders its defaults (t2i: 4 images, i2v: 1080P)")
+    sim.add_argument("--poll-throttle-rps", type=float, default=0.0, metavar="R",
+                     help="per-key task-poll rate; faster polls get 429 with Retry-After")
+    from wanflow.cli import see_commands
+
+    see_commands.add_parsers(commands)  # runs, report, init; --yes and --no-report on run
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wanflow`` console script; returns the exit code."""
+    args: argparse.Namespace | None = None  # known once parsed: --json turns errors into JSON on stdout
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
         if not args.command:
             parser.print_help()
             return EXIT_INVALID
-        if args.command not in ("models", "sim", "cache"):
+        if args.command not in ("models", "sim", "cache", "runs", "report", "init"):
             _fix_fresh_swallowing_pipeline(args, parser)
         return _dispatch(args)
     except SystemExit as exit_request:  # --help, --version and usage errors
         return int(exit_request.code or 0)
     except PipelineError as error:
+        if wants_json(args):
+            print_errors_json(error.diagnostics, "invalid pipeline")
         for diagnostic in error.diagnostics:
             print(f"error: {diagnostic.format()}" if diagnostic.severity == "error" else diagnostic.format(), file=sys.stderr)
         count = len(error.diagnostics)
         print(f"wanflow: {count} problem{'s' if count != 1 else ''} found; nothing was run", file=sys.stderr)
         return EXIT_INVALID
     except UsageError as error:
+        if wants_json(args):
+            print_errors_json([Diagnostic(str(error))], "usage")
         print(f"wanflow: error: {error}", file=sys.stderr)
         return EXIT_INVALID
     except BrokenPipeError:
@@ -201,6 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wanflow: error: {error}", file=sys.stderr)
         return EXIT_STEP_FAILED
     except Exception as error:  # never a bare traceback for the user; WANFLOW_DEBUG=1 shows it
+        from wanflow.runner import fs_errors
+
+        if isinstance(error, OSError) and fs_errors.is_file_system_error(error):  # a full disk mid-run: fixable
+            print(f"wanflow: error: {fs_errors.describe(error)}", file=sys.stderr)
+            return EXIT_STEP_FAILED
         if os.environ.get("WANFLOW_DEBUG"):
             raise
         print(f"wanflow: internal error: {type(error).__name__}: {error}\n"
@@ -316,6 +368,9 @@ def _run_batch(args: argparse.Namespace, pipeline, workspace, providers, options
         _print_json(reporting.batch_json(batch))
     else:
         reporting.print_batch(pipeline.name, batch)
+    from wanflow.cli import run_hooks
+
+    run_hooks.after_batch(args, pipeline, workspace, instances, rejected, batch)  # batch record, cost, report
     if batch.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if batch.ok else EXIT_STEP_FAILED
@@ -346,9 +401,21 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _sim(args)
     if args.command == "cache":
         return _cache(args)
+    if args.command in ("runs", "report", "init"):
+        from wanflow.cli import see_commands
+
+        return see_commands.dispatch(args)
+    from wanflow.runner.config_check import check_project
+    from wanflow.runner.workspace import find_project_root
+
+    check_project(find_project_root(Path.cwd().resolve()))  # wanflow.toml: every command that reads it checks it
     pipeline = _load(args)
     if args.command == "validate":
-        print(f"{args.pipeline}: ok ({len(pipeline.steps)} steps: {', '.join(pipeline.order())})")
+        if args.json:
+            _print_json({"ok": True, "file": str(args.pipeline), "steps": pipeline.order(),
+                         "warnings": [warning.to_json() for warning in pipeline.warnings]})
+        else:
+            print(f"{args.pipeline}: ok ({len(pipeline.steps)} steps: {', '.join(pipeline.order())})")
         return EXIT_OK
     if args.command == "graph":
         from wanflow.pipelines import to_mermaid
@@ -368,7 +435,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if getattr(args, "batch", None) is not None or pipeline.matrix:
         from wanflow.pipelines.instances import expand
 
-        instances, rejected = expand(pipeline, args.batch, strict=args.strict)
+        instances, rejected = expand(pipeline, args.batch, strict=args.strict, delimiter=getattr(args, "batch_delimiter", None))
     if args.command == "explain":
         return _explain(args, pipeline, workspace, providers, options, instances)
     if args.command == "plan":
@@ -398,6 +465,14 @@ def _dispatch(args: argparse.Namespace) -> int:
                         unit = f"{instance}/{step.step_id}" if instance else step.step_id
                         print(f"  {unit:<16} ~${step.estimated_usd:.2f}  {step.estimate_basis}", file=sys.stderr)
             raise UsageError(f"estimated cost ${total:.2f} exceeds --budget ${args.budget:.2f}; nothing was run")
+    from wanflow.runner.preflight import prepare_run
+
+    prepare_run(workspace, pipeline, [instance.name for instance in instances or []], options.write_lock)  # exit 2 now, not mid-run
+    from wanflow.cli import run_hooks
+
+    run_hooks.confirm_paid_start(args, workspace, providers, lambda: sum(total_estimate(planned) for planned in (
+        plan_instances(instances, workspace, providers, options) if instances is not None
+        else {"": plan_pipeline(pipeline, workspace, providers, options)}).values()))
 
     import anyio
 
@@ -413,6 +488,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print_json(reporting.run_json(result))
     else:
         reporting.print_summary(result)
+    run_hooks.after_run(args, pipeline, workspace, result)  # cost of paid steps, out/<pipeline>/index.html
     if result.interrupted:
         print("wanflow: interrupted; finished results are kept, remote tasks in flight are journaled, "
               "and the next run resumes them", file=sys.stderr)
@@ -427,6 +503,8 @@ def _cache(args: argparse.Namespace) -> int:
     from wanflow.runner.workspace import Workspace
 
     workspace = Workspace.discover(state_dir=args.state_dir)
+    if workspace.state_dir.exists() and not workspace.state_dir.is_dir():
+        raise UsageError(f"the state folder {workspace.state_dir} is a file, not a folder; choose another with --state-dir")
     if args.action == "verify":
         report = maintenance.verify(workspace)
         if args.json:
@@ -437,6 +515,8 @@ def _cache(args: argparse.Namespace) -> int:
                 print(f"  corrupt object {name}: moved to quarantine; the steps needing it will run again")
             for key in report.entries_missing_objects:
                 print(f"  cache entry {key[:16]} lost an object: its step will run again")
+            for run_id in report.abandoned:
+                print(f"  run {run_id} was left running by a process that died: marked abandoned")
             print("ok" if report.ok else "problems found (nothing corrupt will be served)")
         return EXIT_OK if report.ok else EXIT_STEP_FAILED
     gc = maintenance.collect_garbage(workspace, keep_days=args.keep_days, dry_run=args.dry_run)
@@ -459,28 +539,42 @@ def _sim(args: argparse.Namespace) -> int:
     from wanflow.sim.server import serve
     from wanflow.sim.state import Knobs
 
-    for name in ("error_rate", "fail_rate", "drop_rate"):
+    for name in ("error_rate", "fail_rate", "drop_rate", "suspend_rate", "corrupt_rate", "short_rate", "reset_rate"):
         if not 0 <= getattr(args, name) <= 1:
             raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 1")
-    knobs = Knobs(
-        task_seconds=args.task_seconds,
-        error_rate=args.error_rate,
-        throttle_rps=args.throttle_rps,
-        fail_rate=args.fail_rate,
-        drop_rate=args.drop_rate,
-        url_ttl=args.url_ttl,
-        keys=tuple(args.key or ["sim-key"]),
-        seed=args.seed,
-        moderate=args.moderate,
-        tiny_results=args.tiny_results,
-    )
+    try:
+        knobs = Knobs(
+            task_seconds=args.task_seconds,
+            error_rate=args.error_rate,
+            throttle_rps=args.throttle_rps,
+            fail_rate=args.fail_rate,
+            drop_rate=args.drop_rate,
+            corrupt_rate=args.corrupt_rate,
+            short_rate=args.short_rate,
+            reset_rate=args.reset_rate,
+            url_ttl=args.url_ttl,
+            keys=tuple(args.key or ["sim-key"]),
+            seed=args.seed,
+            moderate=args.moderate,
+            tiny_results=args.tiny_results,
+            vtrix_dialect=args.vtrix_dialect,
+            status_words=args.status_words,
+            status_in_output=args.status_in_output,
+            error_shape=args.error_shape,
+            suspend_rate=args.suspend_rate,
+            list_clock_offset=args.list_clock_offset,
+            upload_ttl=args.upload_ttl,
+            ignore_params=args.ignore_params,
+            poll_throttle_rps=args.poll_throttle_rps,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     serve(args.host, args.port, knobs)
     return EXIT_OK
 
 
 def _models(args: argparse.Namespace) -> int:
-    from wanflow.catalog import load_catalog
-    from wanflow.catalog import docs
+    from wanflow.catalog import docs, load_catalog
 
     catalog = load_catalog()
     if args.model:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from wanflow.pipelines.model import Pipeline
 from wanflow.preview.notice import PREVIEW_NOTICE
-from wanflow.runner.plan import PlannedStep, total_estimate
 from wanflow.runner.limits import QueueState
+from wanflow.runner.plan import PlannedStep, total_estimate
 from wanflow.runner.results import RunResult, StepResult
 
 _MARKS = {"ran": "✓ ran", "cached": "✓ cached", "failed": "✗ failed", "skipped": "- skipped", "running": "… running", "pending": "· waiting"}
@@ -34,7 +35,7 @@ class PlainProgress:
         self.stream = stream
         self.start = time.monotonic()
 
-    def __enter__(self) -> "PlainProgress":
+    def __enter__(self) -> PlainProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -94,7 +95,7 @@ class LiveProgress:
         table.caption = f"{time.monotonic() - self.start:.1f}s"
         return table
 
-    def __enter__(self) -> "LiveProgress":
+    def __enter__(self) -> LiveProgress:
         self.live.start()
         return self
 
@@ -137,7 +138,7 @@ class BatchProgress:
         self.console = Console(file=stream, force_terminal=force_terminal)
         self.live = Live(console=self.console, refresh_per_second=4, transient=False, get_renderable=self.render)
 
-    def __enter__(self) -> "BatchProgress":
+    def __enter__(self) -> BatchProgress:
         self.live.start()
         return self
 
@@ -184,7 +185,7 @@ class BatchProgress:
 
 
 def make_batch_progress(name: str, instances: int, queues: Callable[[], list[QueueState]],
-                        stream: TextIO) -> "PlainProgress | BatchProgress":
+                        stream: TextIO) -> PlainProgress | BatchProgress:
     """The live batch summary on a terminal, plain lines (queue depth as notes) otherwise."""
     if stream.isatty():
         return BatchProgress(name, instances, queues, stream)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from wanflow._diagnostics import Diagnostic, format_path
 from wanflow.pipelines.model import TEMPLATED_STEP_FIELDS, Pipeline, StepSpec
@@ -123,12 +124,19 @@ def find_cycle(pipeline: Pipeline) -> list[str] | None:
 
 def to_mermaid(pipeline: Pipeline) -> str:
     """A Mermaid flowchart of the steps, their models and the named outputs."""
+    from wanflow.pipelines.fanout import fan_out_label
+
     lines = ["flowchart LR"]
     for step in pipeline.steps.values():
-        lines.append(f'  {step.id}["{step.id}<br/><small>{step.model.name}</small>"]')
+        fan_out = fan_out_label(pipeline, step)
+        if fan_out:  # a fan-out step is drawn as a stack (subroutine shape) saying how many sub-tasks
+            lines.append(f'  {step.id}[["{step.id}<br/><small>{step.model.name}</small><br/><small>{fan_out}</small>"]]')
+        else:
+            lines.append(f'  {step.id}["{step.id}<br/><small>{step.model.name}</small>"]')
     for step in pipeline.steps.values():
+        sources = referenced_steps(str(step.for_each)).steps if isinstance(step.for_each, str) else ()
         for dep in step.depends_on:
-            lines.append(f"  {dep} --> {step.id}")
+            lines.append(f"  {dep} -- for each --> {step.id}" if dep in sources else f"  {dep} --> {step.id}")
     for name, text in pipeline.outputs.items():
         node = f"out_{_mermaid_id(name)}"
         lines.append(f'  {node}(["{name}"])')

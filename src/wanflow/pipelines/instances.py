@@ -1,21 +1,24 @@
 """Many instances of one pipeline: a ``matrix`` of vars (cross product with include/exclude) and
-``--batch`` rows from CSV or JSON Lines. Each instance is the pipeline with its own vars."""
+``--batch`` rows from CSV or JSON Lines (read by ``batch_file``). Each instance is the pipeline
+with its own vars, in its own folder ``out/<pipeline>/<instance>/``."""
 
 from __future__ import annotations
 
-import csv
+import difflib
 import itertools
-import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from wanflow._diagnostics import Diagnostic, Location
 from wanflow._exceptions import PipelineError, UsageError
+from wanflow.pipelines import batch_file
+from wanflow.pipelines.batch_file import BatchRow
 from wanflow.pipelines.load import check_templates
 from wanflow.pipelines.model import Pipeline
-from wanflow.pipelines.variables import coerce_override
+from wanflow.pipelines.variables import check_typed_value
 
 MAX_INSTANCES = 100_000
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -36,6 +39,7 @@ class RejectedRow:
 
     label: str
     problems: list[str]
+    line: int | None = None  # the batch file's line number
 
 
 def _slug(values: Mapping[str, Any]) -> str:
@@ -43,47 +47,39 @@ def _slug(values: Mapping[str, Any]) -> str:
     return _NAME_UNSAFE.sub("-", text).strip("-.")[:80] or "instance"
 
 
-def matrix_combinations(pipeline: Pipeline) -> list[dict[str, Any]]:
-    """The matrix's var combinations: the cross product, minus ``exclude``, plus ``include``."""
+def matrix_combinations(pipeline: Pipeline, chosen: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The matrix's var combinations: the cross product, minus ``exclude``, plus ``include``.
+
+    A matrix axis set on purpose (``--var style=neon``, the vars file, or a batch row's column:
+    ``chosen``, default the pipeline's chosen vars) keeps only the combinations with that value.
+    """
     matrix = dict(pipeline.matrix or {})
     if not matrix:
         return [{}]
     include = matrix.pop("include", []) or []
     exclude = matrix.pop("exclude", []) or []
     axes = list(matrix)
-    combos = [dict(zip(axes, values)) for values in itertools.product(*(matrix[axis] for axis in axes))]
+    combos = [dict(zip(axes, values, strict=True)) for values in itertools.product(*(matrix[axis] for axis in axes))]
     combos = [combo for combo in combos if not any(all(combo.get(k) == v for k, v in rule.items()) for rule in exclude)]
     for extra in include:
         if dict(extra) not in combos:
             combos.append(dict(extra))
-    return combos
+    if chosen is None:
+        chosen = {name: pipeline.vars[name] for name in pipeline.chosen_vars if name in pipeline.vars}
+    return _pick(combos, chosen, axes)
 
 
-def read_batch(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """Rows of a CSV (with a header) or JSON Lines file, each with its line number."""
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"--batch {path}: cannot read it ({error})") from None
-    rows: list[tuple[int, dict[str, Any]]] = []
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except ValueError as error:
-                value = {"__error__": f"not JSON ({error.msg})"}
-            rows.append((number, value if isinstance(value, dict) else {"__error__": "a row must be a JSON object"}))
-    elif path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        for row in reader:
-            rows.append((reader.line_num, {key.strip(): value for key, value in row.items() if key is not None}))
-    else:
-        raise UsageError(f"--batch {path}: use a .csv (with a header row) or .jsonl file")
-    if len(rows) > MAX_INSTANCES:
-        raise UsageError(f"--batch {path}: {len(rows)} rows (at most {MAX_INSTANCES})")
-    return rows
+def _pick(combos: list[dict[str, Any]], chosen: Mapping[str, Any], axes: Iterable[str]) -> list[dict[str, Any]]:
+    """The combinations that agree with the values ``chosen`` for matrix axes (all when none is chosen)."""
+    picked = {name: chosen[name] for name in axes if name in chosen}
+    if not picked:
+        return combos
+    return [combo for combo in combos if all(combo.get(name, value) == value for name, value in picked.items())]
+
+
+def read_batch(path: Path, delimiter: str | None = None) -> list[BatchRow]:
+    """Rows of a CSV (with a header) or JSON Lines file, each with its line number (see batch_file)."""
+    return batch_file.read_batch(path, delimiter)
 
 
 def instantiate(base: Pipeline, values: Mapping[str, Any], strict: bool = False) -> Pipeline:
@@ -97,66 +93,123 @@ def instantiate(base: Pipeline, values: Mapping[str, Any], strict: bool = False)
     return pipeline
 
 
-def expand(base: Pipeline, batch: Path | None = None, strict: bool = False) -> tuple[list[Instance], list[RejectedRow]]:
-    """Every instance to run, and the batch rows that cannot run (with their line numbers)."""
-    combos = matrix_combinations(base)
-    rows: list[tuple[int | None, dict[str, Any]]] = read_batch(batch) if batch else [(None, {})]
+def expand(base: Pipeline, batch: Path | None = None, strict: bool = False,
+           delimiter: str | None = None) -> tuple[list[Instance], list[RejectedRow]]:
+    """Every instance to run, and the batch rows that cannot run (with their line numbers).
+
+    Raises PipelineError before anything runs when the batch file is broken, when two rows (or
+    matrix combinations) would write to the same folder, or when no row can run at all.
+    """
+    rows = read_batch(batch, delimiter) if batch else [BatchRow(0, {})]
+    combinations = matrix_combinations(base)  # --var already picked its axis values; a row may pick more
+    axes = [axis for axis in base.matrix or {} if axis not in ("include", "exclude")]
+    named = [(row, _row_name(row.values, row.line) if batch else "") for row in rows]
+    _refuse_duplicate_names(named, batch)
     instances: list[Instance] = []
     rejected: list[RejectedRow] = []
-    for number, row in rows:
-        label = f"{batch.name}:{number}" if batch and number is not None else "pipeline"
+    for row, row_name in named:
+        number = row.line if batch else None
+        label = f"{batch.name}:{number}" if batch else "pipeline"
         values, problems = _row_values(base, row)
+        combos = _pick(combinations, values, axes)
+        if not problems and not combos:
+            problems = [_not_on_axis(base, name, value) for name, value in values.items() if name in (base.matrix or {})
+                        and value not in axis_values(base, name)] or ["no matrix combination has these values"]
         if problems:
-            rejected.append(RejectedRow(label, problems))
+            rejected.append(RejectedRow(label, problems, number))
             continue
         for combo in combos:
-            parts = []
-            if number is not None:
-                parts.append(_row_name(row, number))
-            if combo:
-                parts.append(_slug(combo))
-            name = "__".join(parts) or "default"
+            name = "__".join(part for part in (row_name, _slug(combo) if combo else "") if part) or "default"
             try:
                 instances.append(Instance(name, instantiate(base, {**values, **combo}, strict), number))
             except PipelineError as error:
-                rejected.append(RejectedRow(f"{label} ({name})" if combo else label, [d.format() for d in error.diagnostics]))
+                rejected.append(RejectedRow(f"{label} ({name})" if combo else label, [d.format() for d in error.diagnostics], number))
+    _refuse_duplicate_combinations(base, instances)
     if len(instances) > MAX_INSTANCES:
         raise UsageError(f"{len(instances)} instances (at most {MAX_INSTANCES})")
+    if batch is not None and not instances:
+        shown = [Diagnostic(problem, Location(str(batch), row.line or 1, 1))
+                 for row in rejected[:_SHOWN_ROWS] for problem in row.problems]
+        more = f" ({len(rejected) - _SHOWN_ROWS:,} more rows not shown)" if len(rejected) > _SHOWN_ROWS else ""
+        raise PipelineError([*shown, Diagnostic(f"no row of the batch file can run{more}", Location(str(batch), 1, 1))])
     return instances, rejected
 
 
-def _row_name(row: Mapping[str, Any], number: int) -> str:
-    named = row.get("name") or row.get("id")
-    return _NAME_UNSAFE.sub("-", str(named)).strip("-.")[:60] if named else f"row-{number}"
+_SHOWN_ROWS = 20  # a file of a thousand bad rows (the wrong delimiter, say) needs a few examples, not all
 
 
-def _row_values(base: Pipeline, row: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    if "__error__" in row:
-        return {}, [str(row["__error__"])]
+_RESERVED_NAMES = {"default"}  # the folder and lockfile section of a run without --batch
+
+
+def _row_name(values: Mapping[str, Any], number: int) -> str:
+    named = values.get("name") or values.get("id")
+    cleaned = _NAME_UNSAFE.sub("-", str(named)).strip("-.")[:60] if named else ""
+    return cleaned or f"row-{number}"
+
+
+def _refuse_duplicate_names(named: list[tuple[BatchRow, str]], batch: Path | None) -> None:
+    """Two rows writing into one folder would overwrite each other's outputs: refuse before anything runs.
+
+    Names are compared ignoring letter case, because macOS and Windows folders do."""
+    if batch is None:
+        return
+    first: dict[str, BatchRow] = {}
+    problems = []
+    for row, name in named:
+        key = name.casefold()
+        location = Location(str(batch), row.line, 1)
+        if key in _RESERVED_NAMES:
+            problems.append(Diagnostic(f"the instance name '{name}' is reserved for runs without --batch; rename the row",
+                                       location))
+        elif key in first:
+            other = first[key]
+            same = "" if _row_name(other.values, other.line) == name else f" ('{_row_name(other.values, other.line)}')"
+            problems.append(Diagnostic(
+                f"the instance name '{name}' is also the name of line {other.line}{same}; each row writes to "
+                f"out/<pipeline>/<name>/, so names must differ (letter case does not count)", location))
+        else:
+            first[key] = row
+    if problems:
+        raise PipelineError(problems)
+
+
+def _refuse_duplicate_combinations(base: Pipeline, instances: list[Instance]) -> None:
+    """Matrix values that differ only in characters a folder name cannot hold give one folder: refuse."""
+    seen: set[str] = set()
+    for instance in instances:
+        key = instance.name.casefold()  # row names are unique already: a repeat comes from the matrix
+        if key in seen:
+            raise PipelineError([Diagnostic(
+                f"two matrix combinations get the same folder name '{instance.name}'; make their values differ "
+                f"in letters or digits", base.source.locate_key(("matrix",)), path="matrix")])
+        seen.add(key)
+
+
+def _row_values(base: Pipeline, row: BatchRow) -> tuple[dict[str, Any], list[str]]:
     values: dict[str, Any] = {}
-    problems: list[str] = []
-    for key, value in row.items():
+    problems: list[str] = list(row.problems)
+    for key, value in row.values.items():
         if key in ("name", "id") and key not in base.vars:
             continue
         if key not in base.vars:
-            problems.append(f"unknown var '{key}' (declared: {', '.join(base.vars) or 'none'})")
+            close = difflib.get_close_matches(key, list(base.vars), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            problems.append(f"unknown var '{key}'{hint} (declared: {', '.join(base.vars) or 'none'})")
             continue
-        if isinstance(value, str):
-            try:
-                value = coerce_override(key, value, base.vars[key])
-            except ValueError as error:
-                problems.append(str(error))
-                continue
-        values[key] = value
+        try:
+            values[key] = check_typed_value(key, value, base.vars[key])
+        except ValueError as error:
+            problems.append(str(error))
     return values, problems
 
 
 def matrix_diagnostics(pipeline: Pipeline) -> list[Diagnostic]:
     """Matrix axes must be declared vars (typos must not silently add an unused axis)."""
     problems = []
-    for axis in (pipeline.matrix or {}):
+    matrix = pipeline.matrix or {}
+    for axis in matrix:
         if axis in ("include", "exclude"):
-            for index, rule in enumerate(pipeline.matrix[axis] or []):
+            for index, rule in enumerate(matrix[axis] or []):
                 for key in rule:
                     if key not in pipeline.vars:
                         problems.append(Diagnostic(f"unknown var '{key}'", pipeline.locate(("matrix", axis, index, key)),
@@ -165,4 +218,18 @@ def matrix_diagnostics(pipeline: Pipeline) -> list[Diagnostic]:
             location: Location = pipeline.source.locate_key(("matrix", axis))
             problems.append(Diagnostic(f"matrix axis '{axis}' is not a declared var", location, path=f"matrix.{axis}",
                                        allowed=", ".join(pipeline.vars) or "declare it under vars"))
+        elif axis in pipeline.chosen_vars and pipeline.vars[axis] not in axis_values(pipeline, axis):
+            problems.append(Diagnostic(_not_on_axis(pipeline, axis, pipeline.vars[axis]), path=f"--var {axis}"))
     return problems
+
+
+def axis_values(pipeline: Pipeline, axis: str) -> list[Any]:
+    """The values a matrix axis takes: its list, and any ``include`` entry's."""
+    matrix = pipeline.matrix or {}
+    return [*matrix.get(axis, []), *(rule[axis] for rule in matrix.get("include") or [] if axis in rule)]
+
+
+def _not_on_axis(pipeline: Pipeline, axis: str, value: Any) -> str:
+    shown = ", ".join(dict.fromkeys(str(choice) for choice in axis_values(pipeline, axis)))
+    return (f"{axis}={value!r} is not a value of the matrix axis '{axis}' (setting a matrix axis picks that "
+            f"value's instances; allowed: {shown})")

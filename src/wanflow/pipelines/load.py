@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from wanflow._diagnostics import Diagnostic, format_path
 from wanflow._exceptions import PipelineError
@@ -14,6 +15,7 @@ from wanflow.catalog import OUTPUT_FIELDS, InputSpec, load_catalog
 from wanflow.catalog.rules import MediaFacts, MediaVerdict, check_media
 from wanflow.media import MediaError, probe
 from wanflow.media_conform import ConformError, target_size
+from wanflow.pipelines.collisions import output_collisions
 from wanflow.pipelines.graph import link_steps, template_strings
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import StepRequest, base_context, choose_provider, evaluate_for_each, evaluate_when, resolve_step
@@ -47,7 +49,8 @@ def load_pipeline(
     if diagnostics:
         raise PipelineError(diagnostics)
     data: dict[str, Any] = document.data
-    values, var_problems = resolve_vars(data.get("vars") or {}, vars_file=vars_file, overrides=overrides)
+    chosen: set[str] = set()
+    values, var_problems = resolve_vars(data.get("vars") or {}, vars_file=vars_file, overrides=overrides, chosen=chosen)
     if var_problems:
         raise PipelineError(var_problems)
 
@@ -66,6 +69,7 @@ def load_pipeline(
         source=document,
         allowed_paths=tuple(Path(p) for p in allowed_paths),
         matrix=data.get("matrix"),
+        chosen_vars=frozenset(chosen),
     )
     from wanflow.pipelines.instances import matrix_diagnostics
 
@@ -126,6 +130,7 @@ def _check_default_params(pipeline: Pipeline) -> list[Diagnostic]:
     """A shared default must be a parameter of at least one model, or it is a typo."""
     known = sorted(load_catalog().all_param_names())
     problems = []
+    path: DataPath
     for name in pipeline.default_params:
         if name == "seed":
             path = ("defaults", "params", "seed")
@@ -183,6 +188,15 @@ class StaticMedia:
     def fit(self, item: MediaInput, slot: InputSpec, step: StepSpec, path: DataPath) -> tuple[MediaInput, dict[str, Any] | None]:
         if isinstance(item, RemoteInput) or item.size == 0:
             return item, None  # a URL, or an upstream output that does not exist yet
+        provider = choose_provider(self._pipeline, step, self._provider_override)
+        service = load_catalog().services.get(provider)
+        if service is not None and slot.media in service.url_only_inputs:
+            # Caught here, before the run: a step later in the pipeline must not fail after
+            # earlier ones were paid for.
+            raise TemplateProblem(
+                f"{item.origin}: {provider} takes {slot.media} only as an http(s) URL and documents no upload; "
+                f"give an http(s) URL, or use the dashscope provider, which uploads local files"
+            )
         verdict = media_verdict(item, slot)
         if verdict.fatal:
             raise TemplateProblem(f"{item.origin}: " + "; ".join(verdict.fatal))
@@ -284,6 +298,7 @@ def resolve_statically(pipeline: Pipeline, provider_override: str | None = None)
                 params = dict(request.params)
         outputs[step_id] = placeholder_outputs(step, params, len(items) if items is not None else None)
     problems.extend(check_output_templates(pipeline, outputs))
+    problems.extend(output_collisions(pipeline, outputs))
     return requests, list(dict.fromkeys(problems))
 
 

@@ -61,6 +61,7 @@ class Pipeline:
     allowed_paths: tuple[Path, ...] = ()  # folders outside base_dir that local inputs may come from
     pinned_seeds: dict[str, int] = field(default_factory=dict)  # seeds drawn by --reseed, kept in the lockfile
     matrix: dict[str, Any] | None = None
+    chosen_vars: frozenset[str] = frozenset()  # set by --var or --vars-file: on a matrix axis, they pick its value
 
     @property
     def base_dir(self) -> Path:

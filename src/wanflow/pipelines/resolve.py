@@ -9,8 +9,9 @@ values and places each finding at its line in the pipeline file.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from wanflow._diagnostics import Diagnostic, Location, format_path
 from wanflow.artifacts import Artifact, MediaInput, RemoteInput
@@ -28,6 +29,7 @@ from wanflow.catalog.rules import (
 )
 from wanflow.pipelines.model import MEDIA_FIELDS, Pipeline, StepSpec
 from wanflow.pipelines.templating import StepOutputs, StepsNamespace, TemplateProblem, VarsNamespace, render
+from wanflow.pipelines.variables import BOOLEAN_WORDS, parse_boolean_word
 from wanflow.pipelines.yaml_source import DataPath
 
 SEED_MAX = 2_147_483_647
@@ -227,9 +229,6 @@ def resolve_step(
     return request, collector.diagnostics
 
 
-_FALSE_WORDS = {"", "false", "no", "off", "0", "none", "null"}
-
-
 def evaluate_for_each(pipeline: Pipeline, step: StepSpec, upstream: Mapping[str, StepOutputs]) -> tuple[list[Any] | None, list[Diagnostic]]:
     """The items of a ``for_each`` step (None when the step has none)."""
     if step.for_each is None:
@@ -255,7 +254,8 @@ MAX_ITEMS = 10_000
 
 
 def evaluate_when(pipeline: Pipeline, step: StepSpec, upstream: Mapping[str, StepOutputs]) -> tuple[bool, list[Diagnostic]]:
-    """Whether ``step`` should run; text such as "false", "no" or "0" (from a CSV, say) counts as false."""
+    """Whether ``step`` should run: a boolean, 0 or 1, or one of the documented words ("false", "no",
+    "0" from a CSV, say). Anything else (``flase``, ``maybe``) is an error, never a silent yes."""
     if step.when is None or isinstance(step.when, bool):
         return step.when is not False, []
     collector = _Collector(pipeline, step)
@@ -263,9 +263,28 @@ def evaluate_when(pipeline: Pipeline, step: StepSpec, upstream: Mapping[str, Ste
     value = collector.render(step.when, context, step.path("when"))
     if value is _FAILED:
         return False, collector.diagnostics
+    if isinstance(value, Artifact) and value.kind == "text":
+        if value.pending:  # a stand-in before the run: its text is not known yet
+            return True, []
+        value = value.read_text()
+    decided = condition_value(value)
+    if decided is None:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        collector.add(step.path("when"), f"{shown} is neither true nor false",
+                      allowed=f"a boolean, or {BOOLEAN_WORDS}")
+        return False, collector.diagnostics
+    return decided, []
+
+
+def condition_value(value: Any) -> bool | None:
+    """A ``when:`` value as a boolean: booleans, 0 and 1, and the true/false words; else None."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
     if isinstance(value, str):
-        return value.strip().lower() not in _FALSE_WORDS, []
-    return bool(value), []
+        return parse_boolean_word(value)
+    return None
 
 
 def _render_text(collector: _Collector, step: StepSpec, name: str, context: Mapping[str, Any]) -> str | None:
@@ -339,12 +358,12 @@ def _resolve_seed(collector: _Collector, pipeline: Pipeline, step: StepSpec, con
     value = step.seed if isinstance(step.seed, int) else collector.render(step.seed, context, step.path("seed"))
     if value is _FAILED:
         return 0, "invalid"
-    seed = _as_seed(value)
-    if seed is None:
+    chosen = _as_seed(value)
+    if chosen is None:
         for finding in check_seed(step.model, value):
             collector.finding(finding)
         return 0, "invalid"
-    return seed, "step"
+    return chosen, "step"
 
 
 def _resolve_inputs(

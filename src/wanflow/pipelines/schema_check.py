@@ -5,8 +5,9 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+from collections.abc import Iterable
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
@@ -61,10 +62,12 @@ def _explain(error: ValidationError, document: SourceDocument) -> Iterable[Diagn
     shown = format_path(path) or None
     validator = error.validator
     schema = error.schema if isinstance(error.schema, dict) else {}
+    # iter_errors always sets the instance; the stubs also allow jsonschema's private Unset marker.
+    instance: Any = error.instance
 
     if validator == "additionalProperties":
         known = sorted(schema.get("properties", {}))
-        for key in _extra_keys(error):
+        for key in _extra_keys(schema, instance):
             child = path + (key,)
             suggestion = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean '{suggestion[0]}'?" if suggestion else ""
@@ -81,14 +84,14 @@ def _explain(error: ValidationError, document: SourceDocument) -> Iterable[Diagn
         return
     if "propertyNames" in error.schema_path:
         # jsonschema reports a bad key at its parent's path, with the key as the instance.
-        child = path + (error.instance,)
+        child = path + (instance,)
         yield Diagnostic(
-            f"invalid name '{error.instance}'", document.locate_key(child), path=format_path(child), allowed=_allowed_hint(schema)
+            f"invalid name '{instance}'", document.locate_key(child), path=format_path(child), allowed=_allowed_hint(schema)
         )
         return
     if validator in ("oneOf", "anyOf"):
         yield Diagnostic(
-            f"invalid value {_show(error.instance)}",
+            f"invalid value {_show(instance)}",
             document.locate(path),
             path=shown,
             allowed=_allowed_hint(schema) or error.message,
@@ -99,19 +102,19 @@ def _explain(error: ValidationError, document: SourceDocument) -> Iterable[Diagn
     if validator == "type":
         expected = schema.get("type")
         expected_text = " or ".join(expected) if isinstance(expected, list) else str(expected)
-        message = f"expected {expected_text}, got {_type_name(error.instance)}"
+        message = f"expected {expected_text}, got {_type_name(instance)}"
     elif validator == "enum":
-        message = f"{_show(error.instance)} is not allowed"
+        message = f"{_show(instance)} is not allowed"
         yield Diagnostic(message, location, path=shown, allowed=", ".join(map(str, schema["enum"])))
         return
     elif validator == "const":
-        message = f"{_show(error.instance)} is not supported"
+        message = f"{_show(instance)} is not supported"
         yield Diagnostic(message, location, path=shown, allowed=str(schema["const"]))
         return
     elif validator == "pattern":
-        message = f"invalid value {_show(error.instance)}"
+        message = f"invalid value {_show(instance)}"
     elif validator in ("minimum", "maximum"):
-        message = f"{error.instance} is out of range"
+        message = f"{instance} is out of range"
         bounds = f"{schema.get('minimum', '...')} to {schema.get('maximum', '...')}"
         yield Diagnostic(message, location, path=shown, allowed=bounds)
         return
@@ -119,7 +122,7 @@ def _explain(error: ValidationError, document: SourceDocument) -> Iterable[Diagn
         message = "must not be empty"
     elif validator == "maxProperties":
         noun = path[-1] if path else "entries"
-        yield Diagnostic(f"too many {noun}: {len(error.instance)}", location, path=shown, allowed=f"at most {schema['maxProperties']}")
+        yield Diagnostic(f"too many {noun}: {len(instance)}", location, path=shown, allowed=f"at most {schema['maxProperties']}")
         return
     elif validator == "minLength":
         message = "must not be empty"
@@ -130,12 +133,12 @@ def _explain(error: ValidationError, document: SourceDocument) -> Iterable[Diagn
     yield Diagnostic(message, location, path=shown, allowed=_allowed_hint(schema))
 
 
-def _extra_keys(error: ValidationError) -> list[str]:
-    allowed = set(error.schema.get("properties", {}))
-    patterns = error.schema.get("patternProperties", {})
+def _extra_keys(schema: dict[str, Any], instance: Any) -> list[str]:
+    allowed = set(schema.get("properties", {}))
+    patterns = schema.get("patternProperties", {})
     if patterns:
         return []
-    return [key for key in error.instance if key not in allowed]
+    return [key for key in instance if key not in allowed]
 
 
 def _show(value: Any) -> str:

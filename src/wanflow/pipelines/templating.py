@@ -4,7 +4,8 @@ Every string in a pipeline is a template. A string that is exactly one ``{{ expr
 evaluates to the expression's own value (an Artifact, a list, a number), so
 ``images: "{{ steps.hero.images }}"`` passes a list and ``duration: "{{ vars.seconds }}"`` an int.
 Any other string renders to text. Undefined names are errors, and the immutable sandbox blocks
-attribute escapes such as ``''.__class__``.
+attribute escapes such as ``''.__class__``. Sizes, nesting, work and time of every render are
+bounded (``template_limits``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,19 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.runtime import Undefined
 
 from wanflow._exceptions import TemplateReferenceError
 from wanflow.artifacts import Artifact
+from wanflow.pipelines.template_limits import (
+    MAX_PRODUCED,
+    BoundedSandbox,
+    TemplateLimitError,
+    check_nesting,
+    check_printable,
+    check_value,
+    render_budget,
+)
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{-?(?P<expr>.*?)-?\}\}\s*$", re.DOTALL)
 
@@ -37,13 +46,14 @@ def _finalize(value: Any) -> Any:
         )
     if isinstance(value, (list, tuple)) and any(isinstance(item, Artifact) for item in value):
         raise TemplateReferenceError("a list of artifacts cannot be written into text")
+    check_printable(value, "a printed value")
     return value
 
 
 @functools.cache
-def environment() -> ImmutableSandboxedEnvironment:
+def environment() -> BoundedSandbox:
     """The shared sandboxed environment (no filesystem loader, no globals beyond Jinja's safe ones)."""
-    env = ImmutableSandboxedEnvironment(
+    env = BoundedSandbox(
         undefined=StrictUndefined,
         autoescape=False,
         finalize=_finalize,
@@ -73,9 +83,18 @@ class TemplateProblem(Exception):
 def parse(source: str) -> nodes.Template:
     """Parse ``source`` (cached); syntax errors become TemplateProblem."""
     try:
-        return environment().parse(source)
+        tree = environment().parse(source)
+        check_nesting(tree)
+        return tree
     except TemplateSyntaxError as error:
         raise TemplateProblem(f"template syntax error: {error.message}", error.lineno) from None
+    except TemplateLimitError as error:
+        raise TemplateProblem(f"template limit: {error}") from None
+    except RecursionError:
+        raise TemplateProblem(_TOO_DEEP) from None
+
+
+_TOO_DEEP = "template limit: the template nests too deeply"
 
 
 @dataclass(frozen=True)
@@ -99,6 +118,7 @@ def referenced_steps(source: str) -> References:
     fields: list[tuple[str, str]] = []
     direct_uses = 0
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, (nodes.Getattr, nodes.Getitem))  # find_all's annotation widens the pair to Expr
         inner = node.node
         if isinstance(inner, nodes.Name) and inner.name == "steps":
             direct_uses += 1
@@ -134,13 +154,24 @@ def render(source: str, context: Mapping[str, Any]) -> Any:
     if not is_template(source):
         return source
     try:
-        expression = _compiled_expression(source)
-        if expression is not None:
-            value = expression(**context)
-            if isinstance(value, Undefined):
-                value._fail_with_undefined_error()
-            return value
-        return _compiled_template(source).render(**context)
+        with render_budget():
+            expression = _compiled_expression(source)
+            if expression is not None:
+                value = expression(**context)
+                if isinstance(value, Undefined):
+                    value._fail_with_undefined_error()
+                check_value(value, "the value")
+                # A native value (a for_each list, say) may be long, but not so long that using it as
+                # text later (a prompt, a message quoting it) could exhaust memory.
+                check_printable(value, "the value", MAX_PRODUCED)
+                return value
+            return _compiled_template(source).render(**context)
+    except TemplateLimitError as error:
+        raise TemplateProblem(f"template limit: {error}", _template_line(error, source)) from None
+    except RecursionError:
+        raise TemplateProblem(_TOO_DEEP) from None
+    except MemoryError:
+        raise TemplateProblem("template limit: the template needs more memory than there is") from None
     except TemplateSyntaxError as error:
         raise TemplateProblem(f"template syntax error: {error.message}", error.lineno) from None
     except TemplateReferenceError as error:
@@ -153,6 +184,24 @@ def render(source: str, context: Mapping[str, Any]) -> Any:
         raise TemplateProblem(f"template error: {error.message or error}") from None
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as error:
         raise TemplateProblem(f"template error: {error}") from None
+
+
+def _template_line(error: BaseException, source: str) -> int | None:
+    """The template line a runtime error happened on, for a template of several lines.
+
+    Jinja rewrites the traceback to template lines; a frame it could not map keeps a line of the
+    generated code, which is why a line past the template's end is not trusted.
+    """
+    lines = source.count("\n") + 1
+    if lines == 1:
+        return None
+    line = None
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename == "<template>" and trace.tb_lineno <= lines:
+            line = trace.tb_lineno
+        trace = trace.tb_next
+    return line
 
 
 @functools.lru_cache(maxsize=4096)
@@ -232,7 +281,7 @@ class OutputList(list):
         self.owner = owner
         self.noun = noun
 
-    def __getitem__(self, index: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, index: Any) -> Any:
         try:
             return super().__getitem__(index)
         except IndexError:

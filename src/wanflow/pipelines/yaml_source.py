@@ -3,7 +3,9 @@
 PyYAML's plain loaders forget positions and silently keep the last of two duplicate keys. This
 loader composes the node graph with ``SafeLoader`` and builds plain Python data itself, so every
 value and every mapping key keeps its line and column, duplicates are errors, and alias expansion
-is bounded (a "billion laughs" file cannot exhaust memory).
+and nesting are bounded (a "billion laughs" file cannot exhaust memory, ``[[[[...`` cannot
+exhaust the stack). Bytes that are not text (invalid UTF-8, NUL and other control characters)
+are errors at their line and column.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from wanflow._exceptions import PipelineError
 MAX_DOCUMENT_BYTES = 1_000_000
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq")}
 MAX_NODES = 100_000
+MAX_DEPTH = 100  # mappings and lists inside each other
 
 DataPath = tuple[str | int, ...]
 
@@ -40,6 +43,36 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+
+
+class _TooDeep(yaml.YAMLError):
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__(f"values nest more than {MAX_DEPTH} levels deep")
+        self.mark = mark
+
+
+class _BoundedLoader(_Loader):
+    """Refuses nesting past MAX_DEPTH: PyYAML composes nested values recursively."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of character ``offset`` in ``text``."""
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 @dataclass
@@ -84,18 +117,30 @@ def load_yaml_file(path: Path, display_name: str | None = None) -> SourceDocumen
         raise PipelineError(
             [Diagnostic(f"file is {len(raw):,} bytes", Location(name, 1, 1), allowed=f"at most {MAX_DOCUMENT_BYTES:,} bytes")]
         )
+    if raw.startswith(_UTF16_BOMS):
+        raise PipelineError([Diagnostic("the file is UTF-16 text; save it as UTF-8", Location(name, 1, 1))])
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte order mark (some Windows editors write one) is fine
     except UnicodeDecodeError as error:
-        raise PipelineError([Diagnostic(f"not UTF-8 text (byte {error.start})", Location(name, 1, 1))]) from None
+        line, column = _position(raw.decode("latin-1"), error.start)
+        raise PipelineError([Diagnostic(f"not UTF-8 text (byte 0x{raw[error.start]:02x}); save the file as UTF-8",
+                                        Location(name, line, column))]) from None
     return load_yaml_text(text, name)
 
 
 def load_yaml_text(text: str, file: str) -> SourceDocument:
     """Parse ``text`` (named ``file`` in messages) into a located SourceDocument."""
-    loader = _Loader(text)
+    try:
+        loader = _BoundedLoader(text)  # checks for characters YAML does not allow, such as NUL
+    except yaml.reader.ReaderError as error:
+        raise PipelineError([_unprintable(error, text, file)]) from None
     try:
         node = loader.get_single_node()
+    except yaml.reader.ReaderError as error:
+        raise PipelineError([_unprintable(error, text, file)]) from None
+    except _TooDeep as error:
+        raise PipelineError([Diagnostic(str(error), Location(file, error.mark.line + 1, error.mark.column + 1),
+                                        allowed=f"at most {MAX_DEPTH} levels")]) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         location = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
@@ -112,6 +157,13 @@ def load_yaml_text(text: str, file: str) -> SourceDocument:
     builder = _Builder(loader, document)
     document.data = builder.build(node, ())
     return document
+
+
+def _unprintable(error: yaml.reader.ReaderError, text: str, file: str) -> Diagnostic:
+    character = error.character if isinstance(error.character, int) else ord(str(error.character)[:1] or "\0")
+    shown = "a NUL byte (\\0)" if character == 0 else f"the control character U+{character:04X}"
+    line, column = _position(text, error.position)
+    return Diagnostic(f"{shown} is not allowed in YAML text; remove it", Location(file, line, column))
 
 
 class _Builder:
@@ -161,6 +213,8 @@ class _Builder:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise self._fail(key_node, "mapping keys must be plain text", path)
             key = self._loader.construct_object(key_node)
+            if key is None:
+                raise self._fail(key_node, "a key must not be empty (null, ~ or a bare ':')", path)
             if not isinstance(key, str):
                 key = str(key)
             child = path + (key,)

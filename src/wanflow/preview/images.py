@@ -1,7 +1,8 @@
 """Deterministic preview images: text-to-image and edit stand-ins that look like their request.
 
-Palette and composition come from the seed, layout details from the prompt, and the prompt is
-printed as a caption, so a glance tells which request made which file. Every image carries a
+Palette and composition come from the seed, biased by the prompt's colour and light words
+(preview/mood.py), layout details from the prompt, and the prompt is printed as a caption, so a
+glance tells which request made which file. Edits cut an input preview's own banner and caption. Every image carries a
 "WANFLOW PREVIEW" banner and a PNG text chunk saying it is not a Wan render.
 """
 
@@ -12,12 +13,15 @@ import hashlib
 import math
 import random
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin
 
+from wanflow.preview.chrome import strip_chrome
+from wanflow.preview.mood import mood_palette
 from wanflow.preview.notice import PREVIEW_NOTICE
+
 TIER_AREAS = {"1K": 1280 * 1280, "2K": 2048 * 2048}
 
 
@@ -118,7 +122,7 @@ def save_png(image: Image.Image, path: Path, details: str) -> None:
 def render_text_to_image(prompt: str, seed: int, size: tuple[int, int], index: int, model: str) -> Image.Image:
     """A t2i preview: gradient and shapes from the seed, the prompt as caption."""
     image_seed = stable_int("t2i", seed, index)
-    colours = palette(image_seed)
+    colours = mood_palette(image_seed, prompt)  # the prompt (and so an instance's vars) colours it
     image = gradient(size, colours[0], colours[1])
     draw_shapes(image, image_seed, prompt, colours[2:], count=6 + image_seed % 5)
     draw_caption(image, prompt)
@@ -142,19 +146,21 @@ def render_edit(
     """An edit preview: the inputs tiled, tinted and re-composed as the prompt and seed dictate."""
     width, height = size
     image_seed = stable_int("edit", seed, index, prompt)
-    colours = palette(image_seed)
+    colours = mood_palette(image_seed, prompt)
     canvas = gradient(size, colours[0], colours[1])
     if inputs:
         columns = 1 if len(inputs) == 1 else 2
         rows = math.ceil(len(inputs) / columns)
         cell_w, cell_h = width // columns, height // rows
         for position, source in enumerate(inputs):
-            tile = ImageOps.fit(source.convert("RGB"), (cell_w, cell_h), Image.Resampling.BILINEAR)
-            if image_seed >> position & 1:
-                tile = ImageOps.mirror(tile)
+            # An input preview's own banner and caption are cut off, and nothing is mirrored, so no
+            # earlier caption shows through (mirrored or not) under this one. The seed picks the crop.
+            centering = ((image_seed >> (8 * position) & 255) / 255, (image_seed >> (8 * position + 4) & 255) / 255)
+            tile = ImageOps.fit(strip_chrome(source).convert("RGB"), (cell_w, cell_h), Image.Resampling.BILINEAR,
+                                centering=centering)
             canvas.paste(tile, ((position % columns) * cell_w, (position // columns) * cell_h))
     tint = gradient(size, colours[2], colours[3])
-    canvas = Image.blend(canvas, tint, 0.28)
+    canvas = Image.blend(canvas, tint, 0.5)  # strong enough that each instance's mood shows
     draw_shapes(canvas, image_seed, prompt, colours[3:], count=3)
     draw_caption(canvas, prompt)
     canvas.paste(banner(width, f"{model} edit · {len(inputs)} input(s) · seed {seed}"), (0, 0))

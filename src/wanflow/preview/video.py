@@ -15,7 +15,8 @@ import av
 import numpy as np
 from PIL import Image
 
-from wanflow.preview.images import PREVIEW_NOTICE, banner, fit_dimensions, stable_int
+from wanflow.preview.chrome import strip_chrome
+from wanflow.preview.images import PREVIEW_NOTICE, banner, draw_caption, fit_dimensions, stable_int
 
 FPS = 16  # previews only need to show motion; 16 fps keeps offline renders quick
 SAMPLE_RATE = 44_100
@@ -37,9 +38,21 @@ def _motion(seed: int) -> tuple[float, float, float]:
     return 0.10 + rng.random() * 0.12, math.cos(angle), math.sin(angle)
 
 
-def _frames(first: Image.Image, size: tuple[int, int], seconds: int, seed: int, label: str):
-    """Yield each frame as an ``av.VideoFrame`` (RGB, at the output size)."""
+def _caption_overlay(size: tuple[int, int], prompt: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The prompt's caption band as (rgb, alpha) arrays covering the frame, or None without a prompt."""
+    if not prompt.strip():
+        return None
+    layer = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw_caption(layer, prompt)
+    pixels = np.asarray(layer)
+    return pixels[..., :3].astype(np.uint16), pixels[..., 3:].astype(np.uint16)
+
+
+def _frames(first: Image.Image, size: tuple[int, int], seconds: int, seed: int, label: str, prompt: str = ""):
+    """Yield each frame as an ``av.VideoFrame`` (RGB, at the output size), captioned with ``prompt``."""
     width, height = size
+    caption = _caption_overlay(size, prompt)
+    band_top = int(np.argmax(caption[1][:, 0, 0] > 0)) if caption is not None else height
     zoom, dx, dy = _motion(seed)
     # Scale once to the largest size a frame samples from; each frame is then an integer crop
     # scaled by swscale, which is ~10x faster than a fractional-box PIL resize.
@@ -63,6 +76,9 @@ def _frames(first: Image.Image, size: tuple[int, int], seconds: int, seed: int, 
         )
         rgb = frame.to_ndarray()
         rgb[: strip.shape[0]] = strip
+        if caption is not None:  # a fixed caption over the moving picture, blended on its band only
+            colour, alpha = caption[0][band_top:], caption[1][band_top:]
+            rgb[band_top:] = ((rgb[band_top:] * (255 - alpha) + colour * alpha) // 255).astype(np.uint8)
         rgb[height - 6:, : int(width * progress)] = (255, 214, 0)
         yield av.VideoFrame.from_ndarray(rgb, format="rgb24")
 
@@ -135,9 +151,13 @@ def render_image_to_video(
     with_audio: bool,
     audio_path: Path | None,
     model: str,
+    prompt: str = "",
 ) -> tuple[int, int]:
-    """Write an MP4 animating ``first_frame``; returns the frame size."""
-    size = video_dimensions(resolution, first_frame.width / first_frame.height)
+    """Write an MP4 animating ``first_frame`` with ``prompt`` as its caption; returns the frame size.
+
+    A preview given as the first frame loses its own banner and caption first (no ghost text)."""
+    size = video_dimensions(resolution, first_frame.width / first_frame.height)  # the input's aspect, as the service does
+    first_frame = strip_chrome(first_frame)
     with av.open(str(out_path), mode="w", format="mp4", options=_CONTAINER_OPTIONS) as container:
         container.metadata["comment"] = PREVIEW_NOTICE
         video = container.add_stream("libx264", rate=FPS, options=_X264_OPTIONS)
@@ -149,7 +169,7 @@ def render_image_to_video(
         if audio is not None:
             audio.layout = "stereo"
         label = f"{model} · {resolution} · {seconds}s · seed {seed}"
-        for index, frame in enumerate(_frames(first_frame, size, seconds, seed, label)):
+        for index, frame in enumerate(_frames(first_frame, size, seconds, seed, label, prompt)):
             frame.pts = index
             for packet in video.encode(frame):
                 container.mux(packet)

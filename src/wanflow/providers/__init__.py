@@ -6,7 +6,7 @@ Wan services, behind the same ``Provider`` interface.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from wanflow._exceptions import UsageError
 from wanflow.providers.base import GenerationResult, ProducedFile, Provider
@@ -49,4 +49,4 @@ async def close_providers(providers: Mapping[str, Provider]) -> None:
             await closer()
 
 
-__all__ = ["BUILTIN_PROVIDERS", "close_providers", "PAID_PROVIDERS", "GenerationResult", "ProducedFile", "Provider", "create_providers"]
+__all__ = ["BUILTIN_PROVIDERS", "PAID_PROVIDERS", "GenerationResult", "ProducedFile", "Provider", "close_providers", "create_providers"]

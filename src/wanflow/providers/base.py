@@ -6,9 +6,10 @@ it verifies and stores the files, caches them under the request's key and hands 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from wanflow.pipelines.resolve import StepRequest
 
@@ -51,6 +52,8 @@ class GenerationContext:
     ``journal``: the durable record of this key's paid task (a ``KeyJournal``), None for free providers.
     ``resubmit_unknown``: the user allows a new create when an earlier one's outcome is unknown.
     ``cancel_on_interrupt``: cancel a still-queued remote task when the run is interrupted.
+    ``create_blocked``: asked before every create; a reason stops it (the result check tripped).
+    ``uploads``: where uploaded files are remembered while the service keeps them (None: not at all).
     """
 
     workdir: Path
@@ -61,6 +64,12 @@ class GenerationContext:
     resubmit_unknown: bool = False
     cancel_on_interrupt: bool = False
     before_create: Callable[[], Awaitable[None]] | None = None  # waits for a submit token
+    # Why no new task may be created now (an earlier result of this provider and model ignored
+    # its request), or None; resuming an existing task is still allowed.
+    create_blocked: Callable[[], str | None] | None = None
+    on_throttled: Callable[[], None] | None = None  # a create got 429: slow the submit rate down
+    on_accepted: Callable[[], None] | None = None  # a create got a task id: the rate may recover
+    uploads: Any = None  # an UploadCache: local files already uploaded to the service, by content hash
 
 
 @runtime_checkable

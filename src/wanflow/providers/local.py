@@ -7,8 +7,9 @@ preview, and so does the run record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import anyio
 
@@ -17,7 +18,7 @@ from wanflow.artifacts import Artifact, RemoteInput
 from wanflow.pipelines.resolve import StepRequest, parse_size
 from wanflow.providers.base import GenerationContext, GenerationResult, ProducedFile
 
-RENDERER_VERSION = "preview-1"
+RENDERER_VERSION = "preview-2"  # bump when preview output changes: it salts the cache keys
 
 
 class LocalPreviewProvider:
@@ -102,6 +103,7 @@ def _render_i2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
         with_audio=with_audio,
         audio_path=audio_path if with_audio else None,
         model=request.model.name,
+        prompt=request.prompt or "",
     )
     return [ProducedFile(path, "video")]
 

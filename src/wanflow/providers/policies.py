@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Mapping
 
 from wanflow._exceptions import UsageError
 
@@ -39,6 +39,46 @@ POLL_POLICIES: Mapping[str, PollPolicy] = {
     "edit": PollPolicy(first_delay=4.0, interval=5.0, jitter=0.2, deadline=15 * 60),
     "i2v": PollPolicy(first_delay=15.0, interval=10.0, jitter=0.2, deadline=30 * 60),
 }
+
+
+@dataclass(frozen=True)
+class LearnedSchedule:
+    """Polls around a learned duration: sparse before it, dense around it, backing off after.
+
+    The first look is one and a half deviations before the expected end; then every half deviation (within
+    [MIN_STEP, the documents' interval]) until three deviations past it; then each wait grows by
+    half, up to the documents' interval. A tight estimate thus finds a task within a fraction of
+    a second of its end with two or three polls, and a loose one degrades to the documents' pace.
+    """
+
+    mean: float
+    deviation: float
+    interval: float  # the documents' pace: the slowest this schedule ever polls
+    jitter: float = 0.1
+
+    MIN_STEP = 0.2
+
+    def delay(self, attempt: int, elapsed: float, rng: random.Random) -> float:
+        """Seconds to wait before poll ``attempt`` (0 = the first), ``elapsed`` seconds after the submit."""
+        spread = max(self.deviation, 0.05 * self.mean, 0.1)
+        step = min(max(spread / 2, self.MIN_STEP), self.interval)
+        if attempt == 0:
+            # Jitter on the scale of the spread, not of the whole wait: a long wait with 10 %
+            # jitter would scatter the first look far from where the end is expected.
+            wait = max(self.MIN_STEP, self.mean - 1.5 * spread - elapsed)
+            return max(0.0, wait + rng.uniform(-spread / 4, spread / 4))
+        if elapsed <= self.mean + 3 * spread:
+            wait = step
+        else:
+            # Past the expected end: grow from the dense step toward the documents' pace.
+            overdue = elapsed - (self.mean + 3 * spread)
+            wait = min(self.interval, step + overdue * 0.5)
+        return max(0.0, wait * (1 + rng.uniform(-self.jitter, self.jitter)))
+
+
+def fixed_poll_interval(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``WANFLOW_POLL_INTERVAL`` fixes the pace (tests and demos), overriding what was learned."""
+    return bool((environ if environ is not None else os.environ).get("WANFLOW_POLL_INTERVAL", "").strip())
 
 
 def poll_policy(kind: str, environ: Mapping[str, str] | None = None) -> PollPolicy:

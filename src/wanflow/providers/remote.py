@@ -20,10 +20,10 @@ import hashlib
 import json
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -31,26 +31,27 @@ import httpx
 
 from wanflow._exceptions import ProviderError
 from wanflow.artifacts import Artifact, RemoteInput
+from wanflow.catalog import ServiceSpec, load_catalog
 from wanflow.catalog.pricing import list_price
+from wanflow.catalog.services import TaskStatus
 from wanflow.pipelines.resolve import StepRequest
 from wanflow.providers.base import GenerationContext, GenerationResult, ProducedFile
 from wanflow.providers.config import ServiceConfig
+from wanflow.providers.downloads import ResultGone, download_verified, output_target
+from wanflow.providers.durations import DurationBook, duration_key
 from wanflow.providers.failures import classify
-from wanflow.providers.policies import RetryPolicy, parse_retry_after, poll_policy
+from wanflow.providers.policies import LearnedSchedule, RetryPolicy, fixed_poll_interval, parse_retry_after, poll_policy
+from wanflow.providers.uploads import upload_file
 
-TaskStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "unknown"]
-
-RESULT_URL_LIFETIME = 24 * 3600
-URL_SAFETY_MARGIN = 3600  # pass an upstream URL along only while it has an hour to live
-MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 MAX_TASK_ATTEMPTS = 3  # one task, plus two new ones after internal failures
+POLL_CAP = 100  # polls of one task before the pace slows down hard (a stuck task must not hammer the service)
+THROTTLE_PATIENCE = 30 * 60  # seconds a create waits out 429s before it gives up (nothing is lost then)
 # Keep every pooled connection alive: httpcore closes idle connections whenever the pool holds
 # more than max_keepalive, so a lower keep-alive bound means a new TCP (and TLS) handshake per
 # request in a busy batch. Eight connections carry the documented task limits with room to spare;
 # httpcore's pool checks every connection on every request, so more of them cost CPU per request
 # in a large batch without adding throughput (requests beyond them wait for a free one).
 CONNECTION_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=8, keepalive_expiry=30)
-_EXTENSIONS = {"images": ".png", "video": ".mp4", "text": ".txt"}
 
 
 @dataclass
@@ -64,19 +65,30 @@ class RemoteOutput:
 
 @dataclass
 class TaskState:
-    """A task as the service describes it, in wanflow's vocabulary."""
+    """A task as the service describes it, in wanflow's vocabulary.
+
+    ``recognized`` is False for a status word the catalog does not know: such a task counts as
+    still running (until the overall deadline), never as ended or gone.
+    """
 
     status: TaskStatus
     raw_status: str
+    recognized: bool = True
     outputs: list[RemoteOutput] = field(default_factory=list)
     error_code: str | None = None
     error_message: str | None = None
     cost_usd: float | None = None
     partial_failures: list[str] = field(default_factory=list)
+    service_seconds: float | None = None  # how long the service says the task took, when it says
+    extra_outputs: list[dict[str, str]] = field(default_factory=list)  # items wanflow keeps only as URLs (audio)
 
     @property
     def terminal(self) -> bool:
-        return self.status in ("succeeded", "failed", "canceled", "unknown")
+        return self.status in ("succeeded", "failed", "canceled", "gone")
+
+
+class TaskGone(Exception):
+    """The service said explicitly that a task id does not exist."""
 
 
 @dataclass(frozen=True)
@@ -95,45 +107,87 @@ class CreateCall:
 
 
 class ServiceProtocol:
-    """What differs between services. Subclasses fill these in."""
+    """What differs between services. Subclasses fill these in; the words, envelopes and
+    uploads they speak come from the catalog's ``services`` section."""
 
     name = "service"
-    status_words: dict[str, TaskStatus] = {}
 
-    def create_call(self, request: StepRequest, inputs: dict[str, list[str]]) -> CreateCall:
+    @cached_property
+    def spec(self) -> ServiceSpec:
+        return load_catalog().services[self.name]
+
+    def create_call(self, request: StepRequest, inputs: dict[str, list[str]], envelope: str | None = None) -> CreateCall:
         raise NotImplementedError
 
     def created(self, payload: Any) -> tuple[str | None, str | None]:
         """(task id, request id) from a create answer."""
         raise NotImplementedError
 
-    def task_path(self, task_id: str) -> str:
-        raise NotImplementedError
+    def task_path(self, task_id: str, envelope: str | None = None) -> str:
+        return self.spec.envelope(envelope).task.format(id=task_id)
 
     def task_state(self, payload: Any, request: StepRequest) -> TaskState:
         raise NotImplementedError
 
     def error_of(self, payload: Any) -> tuple[str | None, str]:
-        """(code, message) of an error answer."""
-        if isinstance(payload, dict):
-            error = payload.get("error") if isinstance(payload.get("error"), dict) else payload
-            return (str(error.get("code")) if error.get("code") is not None else None, str(error.get("message", "")))
-        return None, str(payload)[:200]
+        """(code, message) of an error answer, whatever its shape."""
+        return read_error(payload)
 
     def request_id(self, payload: Any) -> str | None:
-        return payload.get("request_id") if isinstance(payload, dict) else None
+        return _text(payload.get("request_id")) if isinstance(payload, dict) else None
 
     def cancel_path(self, task_id: str) -> str | None:
         """Where to cancel a queued task; None when the service cannot."""
         return None
 
     async def find_tasks(self, client: httpx.AsyncClient, auth: dict[str, str], request: StepRequest,
-                         sent_at: float) -> list[str] | None:
-        """Task ids that a create sent at ``sent_at`` may have made; None when the service cannot say."""
+                         sent_at: float, body: dict[str, Any]) -> list[str] | None:
+        """Task ids that a create of ``body`` sent at ``sent_at`` may have made; None when the service cannot say."""
         return None
 
-    def status(self, word: Any) -> TaskStatus:
-        return self.status_words.get(str(word or "").strip(), "unknown")
+    def state_for(self, word: Any) -> TaskState:
+        """A TaskState for a status word; an unknown word is "still running", marked unrecognized."""
+        raw = "" if word is None else str(word)
+        status = self.spec.status(raw)
+        return TaskState(status or "running", raw, recognized=status is not None)
+
+
+def read_error(payload: Any) -> tuple[str | None, str]:
+    """(code, message) from any error shape the services use.
+
+    Seen: ``{"code", "message"}`` (DashScope), ``{"error": {"code", "message"}}`` (vtrix documents),
+    ``{"error": "text"}`` and ``{"message": "text"}`` (the vtrix gateway), ``{"error": {"code": 1015008,
+    "error_message": ...}}`` (numeric codes). A numeric code is written as the documents' 9 digits.
+    """
+    if isinstance(payload, str):
+        return None, payload[:500]
+    if not isinstance(payload, dict):
+        return None, str(payload)[:200]
+    error = payload.get("error")
+    if isinstance(error, str) and error.strip():
+        return _code(payload.get("code")), error[:500]
+    source = error if isinstance(error, dict) else payload
+    code = _code(source.get("code", source.get("error_code")))
+    if code is None and source is not payload:
+        code = _code(payload.get("code"))
+    message = next((str(source[key]) for key in ("message", "error_message", "msg") if source.get(key)), "")
+    if not message and source is not payload:
+        message = next((str(payload[key]) for key in ("message", "error_message") if payload.get(key)), "")
+    return code, message[:500]
+
+
+def _code(value: Any) -> str | None:
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        digits = str(value)
+        # vtrix's codes are 9 digits with leading zeros (001015008); a JSON number loses them.
+        return digits.zfill(9) if 6 <= len(digits) < 9 else digits
+    return str(value)
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
 
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -154,6 +208,7 @@ class RemoteProvider:
         rng: random.Random | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
+        durations: DurationBook | None = None,
     ) -> None:
         self.protocol = protocol
         self.config = config
@@ -164,6 +219,7 @@ class RemoteProvider:
         self._rng = rng or random.Random()
         self._transport = transport
         self._timeout = timeout
+        self.durations = durations or DurationBook()
         self._clients_pair: tuple[httpx.AsyncClient, httpx.AsyncClient] | None = None
         self._clients_loop: object = None
 
@@ -180,11 +236,13 @@ class RemoteProvider:
         return self._clients_pair
 
     def check_ready(self) -> None:
-        """Raise a UsageError now, before anything runs, if a call would need a missing key."""
+        """Raise a UsageError now, before anything runs, if a call would need a missing key or URL."""
         self.config.require_key()
+        self.config.url_for(self.protocol.spec.envelope(self.config.envelope).base)
 
     async def aclose(self) -> None:
-        """Close the HTTP clients (idempotent)."""
+        """Close the HTTP clients and save what was learned about durations (idempotent)."""
+        self.durations.flush()
         if self._clients_pair is not None:
             for client in self._clients_pair:
                 await client.aclose()
@@ -194,18 +252,30 @@ class RemoteProvider:
 
     async def generate(self, request: StepRequest, context: GenerationContext) -> GenerationResult:
         """Submit (or resume), wait for and download one generation."""
-        inputs = self._encode_inputs(request, context)
-        call = self.protocol.create_call(request, inputs)
-        info: dict[str, Any] = {"request_ids": [], "task_ids": [], "request_fingerprint": call.fingerprint}
         api, downloads = self._clients()
+        call, passed_urls = await self._create_call(api, request, context, use_urls=True)
+        info: dict[str, Any] = {"request_ids": [], "task_ids": [], "request_fingerprint": call.fingerprint}
+        if self.config.envelope != self.protocol.spec.default_envelope:
+            info["envelope"] = self.config.envelope
         task_id = await self._recover(api, call, request, info, context)
         for attempt in range(1, MAX_TASK_ATTEMPTS + 1):
             if task_id is None:
-                task_id = await self._submit(api, call, request, info, context)
+                try:
+                    task_id = await self._submit(api, call, request, info, context)
+                except ProviderError as error:
+                    if not passed_urls or not _refused_a_url(error):
+                        raise
+                    # The service could not fetch an upstream URL we passed (expired, or never
+                    # reachable for it). A refused create made no task, so sending the stored
+                    # bytes instead is a retry, never a second payment.
+                    context.log(f"the service refused a passed result URL ({error}); sending the stored bytes instead")
+                    call, passed_urls = await self._create_call(api, request, context, use_urls=False)
+                    info["request_fingerprint"] = call.fingerprint
+                    task_id = await self._submit(api, call, request, info, context)
             state = await self._wait_or_cancel(api, task_id, request, info, context)
             if state.status == "succeeded":
                 break
-            if state.status == "unknown":
+            if state.status == "gone":
                 _clear(context)
                 raise ProviderError(f"task {task_id} is unknown to the service (expired after 24 h, or never existed); "
                                     "its result cannot be fetched", code=state.error_code)
@@ -217,11 +287,23 @@ class RemoteProvider:
             context.log(f"task {task_id} failed internally ({failure.code}); submitting a new task "
                         f"(attempt {attempt + 1} of {MAX_TASK_ATTEMPTS})")
             task_id = None
-        files = await self._download_all(downloads, state, context)
-        info["task_id"] = info["task_ids"][-1]
-        info["urls_expire_at"] = time.time() + RESULT_URL_LIFETIME - URL_SAFETY_MARGIN
+        ended_at = time.time()
         info["cost_usd"], info["cost_source"] = self._cost(state, request)
-        warnings = []
+        try:
+            files = await self._download_all(downloads, state, context)
+        except ResultGone as gone:
+            entry = context.journal.pending() if context.journal is not None else None
+            if entry is None or entry.task_id is None:
+                raise
+            # Paid for and gone: say so once, and never loop on the dead URL again.
+            context.journal.lost(entry, ended_at, info["cost_usd"] if info["cost_source"].startswith("reported") else None)
+            raise ProviderError(f"{gone}. " + _lost_message(self.name, context.journal.pending()), code="task-lost") from None
+        info["task_id"] = info["task_ids"][-1]
+        info["task_ended_at"] = ended_at  # result URLs live 24 h from here (a damaged object can be fetched again)
+        info["urls_expire_at"] = ended_at + self.config.url_reuse_hours * 3600
+        warnings = list(info.pop("warnings", []))
+        if state.extra_outputs:
+            info["extra_outputs"] = state.extra_outputs
         if state.partial_failures:
             info["partial_failures"] = state.partial_failures
             warnings.append(f"{len(state.partial_failures)} of the requested images failed: " + "; ".join(state.partial_failures))
@@ -231,38 +313,66 @@ class RemoteProvider:
 
     async def _recover(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
                        context: GenerationContext) -> str | None:
-        """A task an earlier run already paid for, or None when it is safe to create one."""
+        """A task an earlier run already paid for, or None when it is safe to create one.
+
+        Raises (stops and asks) whenever the journal shows paid work whose fate is unknown and
+        the user has not said ``--resubmit-unknown``.
+        """
         journal = context.journal
-        entry = journal.pending() if journal is not None else None
+        if journal is None:
+            return None
+        entry = journal.pending()
         if entry is None:
             return None
+        if entry.damaged:
+            if context.resubmit_unknown:
+                context.log("this request's journal log was found emptied or unreadable; submitting anew on purpose "
+                            "(--resubmit-unknown)")
+                info["deliberate_resubmission"] = "damaged journal log"
+                journal.clear()
+                return None
+            raise ProviderError("this request's journal log (.wanflow/journal/) was found emptied or unreadable, so an "
+                                "earlier run may have paid for a task whose id is lost. wanflow will not risk paying "
+                                "twice: check the service's console, then rerun with --resubmit-unknown to pay for a "
+                                "new task on purpose", code="journal-damaged")
         sent = _when(entry.intent_at)
+        if entry.lost_at is not None:
+            if context.resubmit_unknown:
+                context.log(f"task {entry.task_id} was lost (its result URL expired before download); "
+                            "paying for a new one (--resubmit-unknown)")
+                info["deliberate_resubmission"] = f"lost task {entry.task_id}"
+                journal.clear()
+                return None
+            raise ProviderError(_lost_message(self.name, entry), code="task-lost")
         if entry.task_id:
             if entry.expired:
                 if context.resubmit_unknown:
                     context.log(f"task {entry.task_id} from {sent} is past the 24 h validity; submitting anew (--resubmit-unknown)")
+                    info["deliberate_resubmission"] = f"expired task {entry.task_id}"
                     journal.clear()
                     return None
                 raise ProviderError(f"task {entry.task_id}, submitted at {sent}, is past the services' 24 h validity: its "
-                                    "result is gone. Run with --resubmit-unknown to pay for a new one", code="task-expired")
+                                    "result is gone. Rerun with --resubmit-unknown to pay for a new one", code="task-expired")
             context.log(f"resuming task {entry.task_id} submitted at {sent} (not creating a new one)")
             info["task_ids"].append(entry.task_id)
             info["request_ids"].extend(entry.request_ids)
             info["resumed"] = True
             return entry.task_id
         # An earlier create was sent but its answer never recorded.
-        adopted = await self._reconcile(client, entry, request, context)
+        adopted = await self._reconcile(client, entry, request, call, info, context)
         if adopted is not None:
             journal.submitted(entry, adopted, None)
             info["task_ids"].append(adopted)
             info["adopted"] = True
-            return adopted
-        return None
+        return adopted
 
     async def _submit(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
                       context: GenerationContext) -> str:
+        blocked = context.create_blocked() if context.create_blocked is not None else None
+        if blocked:
+            raise ProviderError(f"not submitted: {blocked}", code="creates-stopped")
         journal = context.journal
-        entry = journal.intent(call.fingerprint) if journal is not None else None
+        entry = journal.intent(call.fingerprint, info.get("deliberate_resubmission")) if journal is not None else None
         try:
             task_id = await self._create(client, call, info, context)
         except ProviderError as error:
@@ -272,11 +382,8 @@ class RemoteProvider:
                 raise
             if entry is None:
                 raise
-            adopted = await self._reconcile(client, entry, request, context, lost=str(error))
-            if adopted is None:
-                if not context.resubmit_unknown:
-                    raise
-                context.log("the lost create left no task the service lists; submitting again")
+            adopted = await self._reconcile(client, entry, request, call, info, context, lost=str(error))
+            if adopted is None:  # only with --resubmit-unknown: the user chose to pay again
                 return await self._submit(client, call, request, info, context)
             task_id = adopted
             info["task_ids"].append(adopted)
@@ -285,36 +392,44 @@ class RemoteProvider:
             journal.submitted(entry, task_id, info["request_ids"][-1] if info["request_ids"] else None)
         return task_id
 
-    async def _reconcile(self, client: httpx.AsyncClient, entry: Any, request: StepRequest, context: GenerationContext,
-                         lost: str | None = None) -> str | None:
-        """Find the task a create of unknown outcome made; None when there provably is none.
+    async def _reconcile(self, client: httpx.AsyncClient, entry: Any, request: StepRequest, call: CreateCall,
+                         info: dict[str, Any], context: GenerationContext, lost: str | None = None) -> str | None:
+        """The task a create of unknown outcome made.
 
-        Raises when the service offers no way to know (vtrix) and the user has not allowed a
-        resubmission, or when several tasks could be the one.
+        Adopted only on proof: exactly one listed task matches the request (model, the service's
+        own submit time, and the prompt and parameters where the list echoes them) and no journal
+        entry, cache entry, record or lockfile of this workspace claims it. No candidate is not
+        proof that nothing was created (the list's clock or format may not match), so it stops and
+        asks like several candidates do. ``--resubmit-unknown`` clears the entry, journals the next
+        create as a deliberate resubmission, and returns None.
         """
         sent = _when(entry.intent_at)
-        candidates = await self.protocol.find_tasks(client, self._auth(), request, entry.intent_at)
+        candidates = await self.protocol.find_tasks(client, self._auth(), request, entry.intent_at, call.body)
+        fresh: list[str] = []
+        if candidates is not None:
+            claimed = context.journal.claimed_task_ids()
+            fresh = [task for task in dict.fromkeys(candidates) if task not in claimed]
+            if len(fresh) == 1:
+                context.log(f"the create sent at {sent} did make task {fresh[0]}; adopting it instead of creating another")
+                return fresh[0]
         if candidates is None:
-            if context.resubmit_unknown:
-                context.log(f"the create sent at {sent} has an unknown outcome; resubmitting (--resubmit-unknown)")
-                context.journal.clear()
-                return None
-            raise ProviderError(
-                (lost + ". " if lost else "") +
-                f"A create call for this step was sent at {sent} (request fingerprint {entry.fingerprint[:16]}) and its "
-                f"outcome is unknown; {self.name} has no task list to check, so wanflow will not risk paying twice. "
-                "Run with --resubmit-unknown to submit it again", code="create-outcome-unknown")
-        fresh = [task for task in candidates if task not in context.journal.claimed_task_ids()]
-        if len(fresh) == 1:
-            context.log(f"the create sent at {sent} did make task {fresh[0]}; adopting it instead of creating another")
-            return fresh[0]
-        if not fresh:
-            context.log(f"the create sent at {sent} made no task the service lists; it is safe to create one")
+            why = f"{self.name} has no task list to check"
+        elif not fresh:
+            why = (f"{self.name}'s task list shows no unclaimed task that matches it, which does not prove that none was "
+                   "created (the list's clock or filters may not match)")
+        else:
+            why = f"{len(fresh)} unclaimed tasks could be it ({', '.join(fresh[:4])})"
+        if context.resubmit_unknown:
+            context.log(f"the create sent at {sent} has an unknown outcome ({why}); submitting again on purpose "
+                        "(--resubmit-unknown)")
+            info["deliberate_resubmission"] = f"create of unknown outcome sent at {sent}"
             context.journal.clear()
             return None
-        raise ProviderError(f"a create sent at {sent} has an unknown outcome and {len(fresh)} tasks could be it "
-                            f"({', '.join(fresh[:4])}); not guessing. Run with --resubmit-unknown to submit anew",
-                            code="create-outcome-unknown")
+        raise ProviderError(
+            (lost + ". " if lost else "") +
+            f"A create call for this step was sent at {sent} (request fingerprint {entry.fingerprint[:16]}) and its "
+            f"outcome is unknown: {why}. wanflow will not risk paying twice. Check the service's console for a task "
+            "of that time; to pay for a new one on purpose, rerun with --resubmit-unknown", code="create-outcome-unknown")
 
     async def _wait_or_cancel(self, client: httpx.AsyncClient, task_id: str, request: StepRequest, info: dict[str, Any],
                               context: GenerationContext) -> TaskState:
@@ -353,9 +468,26 @@ class RemoteProvider:
 
     # --- inputs --------------------------------------------------------------------------------
 
-    def _encode_inputs(self, request: StepRequest, context: GenerationContext) -> dict[str, list[str]]:
-        """Each input as the service takes it: a still-valid URL, or a ``data:`` URI of the bytes."""
+    async def _create_call(self, client: httpx.AsyncClient, request: StepRequest, context: GenerationContext,
+                           use_urls: bool) -> tuple[CreateCall, bool]:
+        """The create call, and whether it passes any upstream service URL."""
+        inputs, headers, passed = await self._encode_inputs(client, request, context, use_urls)
+        call = self.protocol.create_call(request, inputs, self.config.envelope)
+        call.headers.update(headers)
+        return call, passed
+
+    async def _encode_inputs(self, client: httpx.AsyncClient, request: StepRequest, context: GenerationContext,
+                             use_urls: bool = True) -> tuple[dict[str, list[str]], dict[str, str], bool]:
+        """Each input as the service takes it, and any headers that makes the create need.
+
+        A still-valid service URL of an upstream result is passed as is. Otherwise the bytes go
+        inline as a ``data:`` URI, or, where the service has a temporary upload (DashScope), large
+        images and every audio or video file are uploaded and passed by their ``oss://`` name.
+        """
         encoded: dict[str, list[str]] = {}
+        headers: dict[str, str] = {}
+        passed = False
+        uploads = self.protocol.spec.uploads
         now = time.time()
         for slot, items in request.inputs.items():
             values = []
@@ -364,14 +496,26 @@ class RemoteProvider:
                     values.append(item.url)
                     continue
                 assert isinstance(item, Artifact) and item.path is not None
-                known = context.known_urls.get(item.sha256)
+                known = context.known_urls.get(item.sha256) if use_urls else None
                 if known is not None and known.provider == self.name and known.expires_at > now:
                     values.append(known.url)
+                    passed = True
                     continue
+                kind = item.media_type.split("/")[0]
+                if uploads is not None and (kind in uploads.always or item.size > uploads.inline_max_bytes):
+                    values.append(await upload_file(
+                        client, lambda path, params: self._get_json(client, path, context, auth=True, params=params),
+                        lambda attempt, what: self._retry_wait(attempt, None, context, what),
+                        uploads, self.name, request, item, context.uploads, context.log))
+                    headers[uploads.resolve_header] = "enable"
+                    continue
+                if slot in self.protocol.spec.url_only_inputs:
+                    raise ProviderError(f"{self.name} takes {slot} only as an http(s) URL and documents no upload; "
+                                        "give an http(s) URL, or use the dashscope provider", code="input-needs-url")
                 data = base64.b64encode(item.path.read_bytes()).decode("ascii")
                 values.append(f"data:{item.media_type};base64,{data}")
             encoded[slot] = values
-        return encoded
+        return encoded, headers, passed
 
     # --- HTTP ----------------------------------------------------------------------------------
 
@@ -380,7 +524,8 @@ class RemoteProvider:
             # Presigned result URLs: no Authorization header, few redirects, http(s) only.
             return httpx.AsyncClient(timeout=self._timeout, follow_redirects=True, max_redirects=3,
                                      transport=self._transport, limits=CONNECTION_LIMITS)
-        return httpx.AsyncClient(base_url=self.config.base_url, timeout=self._timeout, follow_redirects=False,
+        base = self.config.url_for(self.protocol.spec.envelope(self.config.envelope).base)
+        return httpx.AsyncClient(base_url=base, timeout=self._timeout, follow_redirects=False,
                                  transport=self._transport, limits=CONNECTION_LIMITS)
 
     def _auth(self) -> dict[str, str]:
@@ -388,8 +533,16 @@ class RemoteProvider:
 
     async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: dict[str, Any],
                       context: GenerationContext) -> str:
+        """Send the create call until the service answers with a task id or refuses for good.
+
+        429 is not a failure but a pace: it slows the provider and model's submit rate
+        (``context.on_throttled``) and is waited out for up to THROTTLE_PATIENCE, however many
+        times it comes. Other transient refusals (5xx, no connection) use the retry policy.
+        """
         headers = {**self._auth(), "Content-Type": "application/json", **call.headers}
-        for attempt in range(1, self.retry.attempts + 1):
+        attempt, throttled = 0, 0
+        patience_ends = time.monotonic() + THROTTLE_PATIENCE
+        while True:
             if context.before_create is not None:
                 await context.before_create()  # the provider's submit rate
             sent_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -397,8 +550,10 @@ class RemoteProvider:
                 response = await client.post(call.path, json=call.body, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
                 # Nothing reached the service: safe to try again.
-                await self._backoff(attempt, None, context, f"create: could not connect ({type(error).__name__})")
-                continue
+                attempt += 1
+                if await self._retry_wait(attempt, None, context, f"create: could not connect ({type(error).__name__})"):
+                    continue
+                break
             except httpx.TransportError as error:
                 raise ProviderError(
                     f"the create call was sent at {sent_at} but its answer was lost ({type(error).__name__}); "
@@ -413,47 +568,95 @@ class RemoteProvider:
             if task_id:
                 info["task_ids"].append(task_id)
                 context.log(f"submitted task {task_id} (request_id {request_id or '-'})")
+                if context.on_accepted is not None:
+                    context.on_accepted()
                 return task_id
-            if response.status_code == 429 or response.status_code >= 500:
-                code, message = self.protocol.error_of(payload)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
-                await self._backoff(attempt, retry_after, context,
-                                    f"create: HTTP {response.status_code} {code or ''} (request_id {request_id or '-'})")
-                continue
             code, message = self.protocol.error_of(payload)
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+            if response.status_code == 429:
+                throttled += 1
+                if context.on_throttled is not None:
+                    context.on_throttled()
+                if time.monotonic() < patience_ends:
+                    delay = self.retry.delay(min(throttled, 6), self._rng, retry_after)
+                    context.log(f"create: throttled ({code or 'HTTP 429'}); slowing down, next try in {delay:.1f}s")
+                    await self._sleep(delay)
+                    continue
+                raise ProviderError(f"the service throttled every create for {THROTTLE_PATIENCE / 60:.0f} min "
+                                    f"({throttled} times); no task was created", code=code, retryable=True)
+            if response.status_code >= 500:
+                attempt += 1
+                if await self._retry_wait(attempt, retry_after, context,
+                                          f"create: HTTP {response.status_code} {code or ''} (request_id {request_id or '-'})"):
+                    continue
+                break
             if response.is_success:
                 raise ProviderError(f"the service accepted the request but returned no task id (request_id {request_id})")
             failure = classify(code or ("InvalidApiKey" if response.status_code == 401 else None), message)
             raise ProviderError(f"HTTP {response.status_code}: {failure.describe()} (request_id {request_id or '-'})",
                                 code=failure.code)
-        raise ProviderError(f"the service kept refusing the create call after {self.retry.attempts} attempts "
+        raise ProviderError(f"the service kept refusing the create call after {attempt} attempts "
                             "(no task was created)", retryable=True)
 
     async def _wait(self, client: httpx.AsyncClient, task_id: str, request: StepRequest, info: dict[str, Any],
                     context: GenerationContext) -> TaskState:
         policy = poll_policy(request.model.kind)
-        deadline = anyio.current_time() + policy.deadline
+        started = anyio.current_time()
+        deadline = started + policy.deadline
+        # A task this call submitted has a known start, so the learned schedule applies; a resumed
+        # or adopted one is polled at the documents' pace. WANFLOW_POLL_INTERVAL fixes the pace.
+        fresh = not info.get("resumed") and not info.get("adopted")
+        key = duration_key(self.name, request)
+        estimate = self.durations.get(key) if fresh and not fixed_poll_interval() else None
+        schedule = LearnedSchedule(estimate.mean, estimate.deviation, policy.interval) if estimate else None
+        if estimate is not None:
+            context.log(f"expected to finish in about {estimate.mean:.0f} s (learned from {estimate.count} "
+                        f"earlier {request.model.name} tasks)")
         poll = 0
         last_status = ""
+        last_unfinished = 0.0  # seconds after the start of the last poll that saw the task unfinished
+        unknown_words: set[str] = set()
         while True:
-            await self._sleep(policy.delay(poll, self._rng))
+            elapsed = anyio.current_time() - started
+            delay = schedule.delay(poll, elapsed, self._rng) if schedule else policy.delay(poll, self._rng)
+            if poll >= POLL_CAP:
+                delay = max(delay, min(60.0, policy.interval * 2 ** ((poll - POLL_CAP) // 20 + 1)))
+            await self._sleep(delay)
             poll += 1
-            payload = await self._get_json(client, self.protocol.task_path(task_id), context, auth=True)
+            try:
+                payload = await self._get_json(client, self.protocol.task_path(task_id, self.config.envelope), context, auth=True)
+            except TaskGone as gone:
+                return TaskState("gone", "not found", error_code=str(gone) or None)
             state = self.protocol.task_state(payload, request)
             if state.raw_status != last_status:
-                context.log(f"task {task_id}: {state.raw_status}")
+                context.log(f"task {task_id}: {state.raw_status or '(no status)'}")
                 last_status = state.raw_status
+            if not state.recognized and state.raw_status not in unknown_words:
+                # Public clients show words the documents do not; an unknown one is not an ending.
+                unknown_words.add(state.raw_status)
+                warning = (f"{self.name} answered task {task_id} with the status word '{state.raw_status or '(none)'}', "
+                           "which wanflow does not know; treating it as still running")
+                context.log(warning)
+                info.setdefault("warnings", []).append(warning)
+            now = anyio.current_time() - started
             if state.terminal:
+                info["polls"] = poll
+                if state.status == "succeeded" and fresh:
+                    # The service's own times when it reports them; else the middle of the last gap.
+                    seconds = state.service_seconds if state.service_seconds is not None else (last_unfinished + now) / 2
+                    self.durations.record(key, seconds)
                 return state
+            last_unfinished = now
             if anyio.current_time() > deadline:
                 raise ProviderError(
                     f"task {task_id} was still {state.raw_status} after {policy.deadline / 60:.0f} min; "
                     "stopped waiting (the task id is in the run record)", retryable=True)
 
-    async def _get_json(self, client: httpx.AsyncClient, path: str, context: GenerationContext, auth: bool) -> Any:
+    async def _get_json(self, client: httpx.AsyncClient, path: str, context: GenerationContext, auth: bool,
+                        params: dict[str, str] | None = None) -> Any:
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                response = await client.get(path, headers=self._auth() if auth else None)
+                response = await client.get(path, headers=self._auth() if auth else None, params=params)
             except httpx.TransportError as error:
                 await self._backoff(attempt, None, context, f"poll: {type(error).__name__}")
                 continue
@@ -464,73 +667,64 @@ class RemoteProvider:
             payload = _json(response)
             if not response.is_success:
                 code, message = self.protocol.error_of(payload)
+                if response.status_code in (404, 410) and code in self.protocol.spec.gone_codes:
+                    raise TaskGone(code)
                 raise ProviderError(f"poll refused with HTTP {response.status_code}: {classify(code, message).describe()}",
                                     code=code)
             return payload
         raise ProviderError(f"could not read the task status after {self.retry.attempts} attempts", retryable=True)
 
     async def _backoff(self, attempt: int, retry_after: float | None, context: GenerationContext, what: str) -> None:
+        await self._retry_wait(attempt, retry_after, context, what)
+
+    async def _retry_wait(self, attempt: int, retry_after: float | None, context: GenerationContext, what: str) -> bool:
+        """Wait before retry ``attempt + 1``; False (without waiting) when the attempts are used up."""
         if attempt >= self.retry.attempts:
-            return
+            return False
         delay = self.retry.delay(attempt, self._rng, retry_after)
         context.log(f"{what}; retrying in {delay:.1f}s")
         await self._sleep(delay)
+        return True
 
     # --- results -------------------------------------------------------------------------------
 
     async def _download_all(self, client: httpx.AsyncClient, state: TaskState, context: GenerationContext) -> list[ProducedFile]:
         files: list[ProducedFile] = []
         counters: dict[str, int] = {}
+
+        async def wait(attempt: int, retry_after: float | None, what: str) -> bool:
+            return await self._retry_wait(attempt, retry_after, context, what)
+
         for output in state.outputs:
             counters[output.field] = counters.get(output.field, 0) + 1
-            target = context.workdir / f"{output.field}-{counters[output.field]}{_EXTENSIONS[output.field]}"
+            target = output_target(context.workdir, output.field, counters[output.field])
             if output.text is not None:
                 target.write_text(output.text, "utf-8")
                 files.append(ProducedFile(target, output.field))
             elif output.url:
-                await self._download(client, output.url, target, context)
+                await download_verified(client, output.url, target, wait, context.log)
                 files.append(ProducedFile(target, output.field, source_url=output.url))
         return files
-
-    async def _download(self, client: httpx.AsyncClient, url: str, target: Path, context: GenerationContext) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ProviderError(f"refusing to download a result from a non-http(s) URL: {url[:60]}")
-        for attempt in range(1, self.retry.attempts + 1):
-            try:
-                async with client.stream("GET", url) as response:
-                    if response.status_code in (403, 404, 410):
-                        raise ProviderError(f"result URL answered HTTP {response.status_code}: it expired or is gone")
-                    if response.status_code == 429 or response.status_code >= 500:
-                        retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
-                        await self._backoff(attempt, retry_after, context, f"download: HTTP {response.status_code}")
-                        continue
-                    response.raise_for_status()
-                    expected = int(response.headers.get("Content-Length") or 0)
-                    if expected > MAX_DOWNLOAD_BYTES:
-                        raise ProviderError(f"result is {expected:,} bytes, over the {MAX_DOWNLOAD_BYTES:,} byte limit")
-                    written = 0
-                    with open(target, "wb") as handle:
-                        async for chunk in response.aiter_bytes():
-                            written += len(chunk)
-                            if written > MAX_DOWNLOAD_BYTES:
-                                raise ProviderError(f"result exceeded the {MAX_DOWNLOAD_BYTES:,} byte limit")
-                            handle.write(chunk)
-                    if expected and written != expected or written == 0:
-                        await self._backoff(attempt, None, context, f"download: got {written} of {expected} bytes")
-                        continue
-                    return
-            except httpx.TooManyRedirects:
-                raise ProviderError("result URL redirected too many times") from None
-            except httpx.HTTPStatusError as error:
-                raise ProviderError(f"result download failed with HTTP {error.response.status_code}") from None
-            except httpx.TransportError as error:
-                await self._backoff(attempt, None, context, f"download: {type(error).__name__}")
-        raise ProviderError(f"could not download a result after {self.retry.attempts} attempts", retryable=True)
 
 
 def _clear(context: GenerationContext) -> None:
     if context.journal is not None:
         context.journal.clear()
+
+
+def _refused_a_url(error: ProviderError) -> bool:
+    """Whether a definite create refusal blames an input URL (DashScope ``InvalidURL``, or a URL error)."""
+    code = (error.code or "").lower()
+    return error.code != "create-outcome-unknown" and ("url" in code or ("url" in str(error).lower()
+                                                       and any(word in str(error) for word in ("HTTP 400", "HTTP 403"))))
+
+
+def _lost_message(service: str, entry: Any) -> str:
+    paid = f" (reported cost ${entry.cost_usd:.2f})" if entry.cost_usd is not None else ""
+    ended = _when(entry.ended_at) if entry.ended_at else "an unknown time"
+    return (f"task {entry.task_id} on {service} succeeded at {ended}{paid}, but its result URL was gone before wanflow "
+            "could download it, so the result is lost. Nothing more can be fetched for it; rerun with "
+            "--resubmit-unknown to pay for a new task")
 
 
 def _when(timestamp: float) -> str:

@@ -1,9 +1,16 @@
 """vtrix, the aggregator: ``POST /model/v1/generation``, then ``GET /model/v1/generation/task/{id}``.
 
-Task bodies carry ``status`` in two vocabularies (``pending``/``processing``/``completed`` and
-i2v's ``in_queue``/``done``), results in ``output[].content[]`` and the billed cost in
-``usage.cost`` (USD, a string). Paths are configurable through the base URL; the poll path comes
-from public client code, not the documents.
+vtrix is spoken in two envelopes (the catalog's ``services.vtrix.envelopes``):
+
+- ``documented``: the API documents' ``{"model", "input": {...}, "parameters": {...}}`` sent to
+  the base URL (``VTRIX_BASE_URL``);
+- ``gateway``: the vendor CLI's ``{"model", "input": [{"params": {"input", "parameters"}}]}`` sent
+  to the gateway host, configured apart (``VTRIX_GENERATION_URL`` / ``gateway_url``).
+
+Task bodies are read in every shape seen: ``status`` at the top or only in ``output[0]``, in any
+of the catalog's words (an unknown word means still running), ``error`` as a string or an object,
+results in ``output[].content[]`` (image, video, text, audio) and the billed cost in
+``usage.cost`` or ``usage.quantity`` × ``usage.unit_price``.
 """
 
 from __future__ import annotations
@@ -12,81 +19,89 @@ from typing import Any
 
 from wanflow.pipelines.resolve import StepRequest
 from wanflow.providers.config import ServiceConfig, service_config
-from wanflow.providers.remote import CreateCall, RemoteOutput, RemoteProvider, ServiceProtocol, TaskState, TaskStatus
+from wanflow.providers.remote import CreateCall, RemoteOutput, RemoteProvider, ServiceProtocol, TaskState, read_error
 from wanflow.providers.shapes import build_body
 
-CREATE_PATH = "/model/v1/generation"
-TASK_PATH = "/model/v1/generation/task/{id}"
+_FIELDS = {"image": "images", "video": "video"}
 
 
 class VtrixProtocol(ServiceProtocol):
     """vtrix's request and response shapes."""
 
     name = "vtrix"
-    status_words: dict[str, TaskStatus] = {
-        "pending": "queued",
-        "in_queue": "queued",
-        "processing": "running",
-        "running": "running",
-        "completed": "succeeded",
-        "done": "succeeded",
-        "succeeded": "succeeded",
-        "failed": "failed",
-        "canceled": "canceled",
-        "cancelled": "canceled",
-    }
 
-    def create_call(self, request: StepRequest, inputs: dict[str, list[str]]) -> CreateCall:
-        return CreateCall(CREATE_PATH, build_body(request, "vtrix", inputs))
+    def create_call(self, request: StepRequest, inputs: dict[str, list[str]], envelope: str | None = None) -> CreateCall:
+        dialect = self.spec.envelope(envelope)
+        body = build_body(request, "vtrix", inputs)
+        if dialect.wrap == "params_list":
+            body = {"model": body["model"], "input": [{"params": {"input": body["input"], "parameters": body["parameters"]}}]}
+        assert dialect.create, "catalog: vtrix envelopes name their create path"
+        return CreateCall(dialect.create, body)
 
     def created(self, payload: Any) -> tuple[str | None, str | None]:
-        if not isinstance(payload, dict):
-            return None, None
-        data = payload.get("data") if isinstance(payload.get("data"), dict) else payload
+        data = _data(payload)
         task_id = data.get("id") or data.get("task_id")
         return (str(task_id) if task_id else None), self.request_id(payload)
 
     def request_id(self, payload: Any) -> str | None:
         if not isinstance(payload, dict):
             return None
-        return payload.get("request_id") or (payload.get("metadata") or {}).get("request_id")
-
-    def task_path(self, task_id: str) -> str:
-        return TASK_PATH.format(id=task_id)
-
-    def status(self, word: Any) -> TaskStatus:
-        return self.status_words.get(str(word or "").strip().lower(), "unknown")
+        metadata = payload.get("metadata")
+        value = payload.get("request_id") or (metadata.get("request_id") if isinstance(metadata, dict) else None)
+        return str(value) if value else None
 
     def task_state(self, payload: Any, request: StepRequest) -> TaskState:
-        data = payload.get("data") if isinstance(payload, dict) and isinstance(payload.get("data"), dict) else payload
-        raw = str(data.get("status", ""))
-        state = TaskState(self.status(raw), raw)
+        data = _data(payload)
+        blocks = [block for block in data.get("output") or [] if isinstance(block, dict)] \
+            if isinstance(data.get("output"), list) else []
+        word = data.get("status")
+        if word in (None, "") and blocks:
+            word = blocks[0].get("status")  # the i2v document puts it inside output[0]
+        state = self.state_for(word)
         if state.status == "failed":
-            error = data.get("error") or {}
-            state.error_code, state.error_message = error.get("code"), error.get("message")
+            error = data.get("error") if data.get("error") is not None else (blocks[0].get("error") if blocks else None)
+            state.error_code, state.error_message = read_error({"error": error} if error is not None else data)
             return state
         if state.status != "succeeded":
             return state
-        for block in data.get("output") or []:
+        for block in blocks:
             for item in block.get("content") or []:
+                if not isinstance(item, dict):
+                    continue
                 kind = item.get("type")
                 if kind == "text":
-                    state.outputs.append(RemoteOutput("text", text=item.get("text", "")))
-                elif kind == "image" and item.get("url"):
-                    state.outputs.append(RemoteOutput("images", url=item["url"]))
-                elif kind == "video" and item.get("url"):
-                    state.outputs.append(RemoteOutput("video", url=item["url"]))
-        usage = data.get("usage") or {}
-        if usage.get("cost") is not None:
-            try:
-                state.cost_usd = float(usage["cost"])
-            except (TypeError, ValueError):
-                pass
+                    state.outputs.append(RemoteOutput("text", text=str(item.get("text", ""))))
+                elif kind in _FIELDS and item.get("url"):
+                    state.outputs.append(RemoteOutput(_FIELDS[kind], url=str(item["url"])))
+                elif item.get("url"):
+                    # audio (a separate track of a video task): kept by URL in the record, not stored.
+                    state.extra_outputs.append({"type": str(kind), "url": str(item["url"])})
+        state.cost_usd = _cost(data.get("usage"))
         expected = request.model.image_count(request.params)
         got = sum(1 for output in state.outputs if output.field == "images")
         if "images" in request.model.outputs_for(request.params) and got < expected and not _up_to(request):
             state.partial_failures.append(f"{expected - got} of {expected} images were not returned")
         return state
+
+
+def _data(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        return {}
+    return payload["data"] if isinstance(payload.get("data"), dict) else payload
+
+
+def _cost(usage: Any) -> float | None:
+    """USD from ``usage.cost``, or ``quantity`` × ``unit_price`` (strings or numbers)."""
+    if not isinstance(usage, dict):
+        return None
+    try:
+        if usage.get("cost") not in (None, ""):
+            return float(usage["cost"])
+        if usage.get("quantity") not in (None, "") and usage.get("unit_price") not in (None, ""):
+            return float(usage["quantity"]) * float(usage["unit_price"])
+    except (TypeError, ValueError):
+        pass
+    return None
 
 
 def _up_to(request: StepRequest) -> bool:
@@ -95,5 +110,5 @@ def _up_to(request: StepRequest) -> bool:
 
 
 def vtrix_provider(config: ServiceConfig | None = None, **options: Any) -> RemoteProvider:
-    """A vtrix provider configured from the environment or the user config."""
+    """A vtrix provider configured from the environment, the project's wanflow.toml or the user config."""
     return RemoteProvider(VtrixProtocol(), config or service_config("vtrix"), **options)

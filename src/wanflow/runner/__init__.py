@@ -2,7 +2,7 @@
 
 from wanflow.runner.plan import PlannedStep, plan_pipeline
 from wanflow.runner.results import MaterializedFile, RunResult, StepResult
-from wanflow.runner.scheduler import Reporter, RunOptions, Runner
+from wanflow.runner.scheduler import Reporter, Runner, RunOptions
 from wanflow.runner.workspace import Workspace
 
 __all__ = [

@@ -8,17 +8,18 @@ exactly the configured pressure however many sub-tasks are queued.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping
 
 import anyio
 
 from wanflow.pipelines.instances import Instance, RejectedRow
 from wanflow.providers.base import Provider
 from wanflow.runner import lockfile
+from wanflow.runner.abandoned import running_in
 from wanflow.runner.limits import ProviderLimits
 from wanflow.runner.results import RunResult, StepResult
-from wanflow.runner.scheduler import Reporter, RunOptions, Runner, SharedState
+from wanflow.runner.scheduler import Reporter, Runner, RunOptions, SharedState
 from wanflow.runner.workspace import Workspace
 
 
@@ -97,7 +98,7 @@ async def run_instances(
         if on_instance_done is not None:
             on_instance_done(runner.options.instance, result)
 
-    async with anyio.create_task_group() as outer:
+    async with running_in(workspace), anyio.create_task_group() as outer:
         if options.handle_signals:
             outer.start_soon(_stop_on_signal, outer.cancel_scope, batch)
         async with anyio.create_task_group() as group:

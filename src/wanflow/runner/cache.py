@@ -62,6 +62,10 @@ class StepCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
+    def entry_path(self, key: str) -> Path:
+        """Where the entry of ``key`` is (or would be) written."""
+        return self._path(key)
+
     def lookup(self, key: str, origin: str = "") -> CacheEntry | None:
         """The entry for ``key`` if every object it names is intact; else None (and it re-runs)."""
         try:

@@ -3,10 +3,14 @@
 Durable writes (the default) also fsync the file and its folder, so the write survives a power
 loss. Files that can be rebuilt from durable ones (run records, output copies, manifests) skip the
 fsyncs: a kill -9 still cannot tear them, and a large batch does not wait on the disk for them.
+
+A write that fails for a reason the user can fix (a full disk, a read-only folder, a file where a
+folder should be) raises FileSystemError, which names the path and what to do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,7 +19,18 @@ import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from wanflow.runner.fs_errors import file_system_error
+
 CHUNK = 1 << 20
+
+
+def _discard(temp: Path, error: BaseException, target: Path) -> BaseException:
+    """Remove a half-written temporary file; a plain-worded error for an OSError the user can act on."""
+    with contextlib.suppress(OSError):  # its folder may be the very thing that is broken
+        temp.unlink(missing_ok=True)
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+        return file_system_error(error, error.filename or target)
+    return error
 
 
 def _temp_beside(path: Path) -> Path:
@@ -55,9 +70,11 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    except BaseException as error:
+        raised = _discard(temp, error, path)
+        if raised is error:
+            raise
+        raise raised from error
     if durable:
         fsync_dir(path.parent)
 
@@ -114,6 +131,8 @@ def atomic_copy(source: Path, target: Path, durable: bool = True) -> None:
             with open(temp, "rb+") as written:
                 os.fsync(written.fileno())
         os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    except BaseException as error:
+        raised = _discard(temp, error, target)
+        if raised is error:
+            raise
+        raise raised from error

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,11 @@ class JournalEntry:
     task_id: str | None = None
     submitted_at: float | None = None
     request_ids: list[str] = field(default_factory=list)
+    deliberate: str | None = None  # why the user chose to pay again (--resubmit-unknown), if so
+    ended_at: float | None = None  # when the service finished the task (set with lost_at)
+    lost_at: float | None = None  # the task succeeded but its result could not be downloaded
+    cost_usd: float | None = None
+    damaged: bool = False  # the log was found emptied or unreadable: its task's fate is unknown
 
     @property
     def expired(self) -> bool:
@@ -75,7 +81,9 @@ class Journal:
                 return JournalEntry(**json.loads(line))
             except (ValueError, TypeError):
                 continue  # torn by a crash mid-append: the line before it holds
-        return None
+        # The log exists but holds no readable event: emptied or overwritten. A create may have
+        # been sent, so this is not "nothing pending".
+        return JournalEntry(key, "?", "?", "", 0.0, damaged=True)
 
     def _legacy_path(self, key: str) -> Path:
         return self.root / f"{key}.json"
@@ -91,6 +99,7 @@ class Journal:
 
     def claimed_task_ids(self) -> set[str]:
         """Task ids some entry already owns (a reconciliation must not adopt them twice)."""
+        # (a damaged entry has no task id to claim)
         return {entry.task_id for entry in self.entries() if entry.task_id}
 
     def write(self, entry: JournalEntry) -> None:
@@ -122,22 +131,29 @@ class Journal:
 class KeyJournal:
     """The journal as one step sees it: bound to the step's cache key."""
 
-    def __init__(self, journal: Journal, key: str, step: str, provider: str) -> None:
+    def __init__(self, journal: Journal, key: str, step: str, provider: str,
+                 claims: Callable[[], set[str]] | None = None) -> None:
         self.journal = journal
         self.key = key
         self.step = step
         self.provider = provider
+        self._claims = claims  # task ids the rest of the workspace owns (cache entries, records, lockfiles)
 
     def pending(self) -> JournalEntry | None:
-        """What an earlier run left for this key."""
+        """What an earlier run left for this key (a damaged log counts, whatever its provider)."""
         entry = self.journal.get(self.key)
-        return entry if entry is not None and entry.provider == self.provider else None
+        return entry if entry is not None and (entry.provider == self.provider or entry.damaged) else None
 
-    def intent(self, fingerprint: str) -> JournalEntry:
-        """Record that a create call is about to be sent."""
-        entry = JournalEntry(self.key, self.step, self.provider, fingerprint, time.time())
+    def intent(self, fingerprint: str, deliberate: str | None = None) -> JournalEntry:
+        """Record that a create call is about to be sent (``deliberate``: a resubmission the user asked for)."""
+        entry = JournalEntry(self.key, self.step, self.provider, fingerprint, time.time(), deliberate=deliberate)
         self.journal.write(entry)
         return entry
+
+    def lost(self, entry: JournalEntry, ended_at: float | None, cost_usd: float | None) -> None:
+        """Record that a succeeded task's result could not be downloaded: the next run asks before paying."""
+        entry.lost_at, entry.ended_at, entry.cost_usd = time.time(), ended_at, cost_usd
+        self.journal.write(entry)
 
     def submitted(self, entry: JournalEntry, task_id: str, request_id: str | None) -> None:
         """Record the task id the moment it arrives."""
@@ -148,7 +164,10 @@ class KeyJournal:
         self.journal.write(entry)
 
     def claimed_task_ids(self) -> set[str]:
-        return self.journal.claimed_task_ids()
+        """Task ids that belong to some other request: never adopted for this one."""
+        own = self.journal.get(self.key)
+        claimed = self.journal.claimed_task_ids() | (self._claims() if self._claims is not None else set())
+        return claimed - ({own.task_id} if own is not None and own.task_id else set())
 
     def clear(self) -> None:
         self.journal.remove(self.key)

@@ -8,7 +8,8 @@ bytes leaves its dependents cached (Bazel's early cutoff).
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from wanflow._exceptions import StoreError
 from wanflow.pipelines.resolve import StepRequest

@@ -15,9 +15,10 @@ Waiting for a slot or a token is an anyio wait: thousands of queued sub-tasks co
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Mapping
+from typing import Any
 
 import anyio
 
@@ -28,12 +29,33 @@ DEFAULT_LIMITS: Mapping[str, tuple[float, int]] = {"dashscope": (2.0, 2), "vtrix
 
 class TokenBucket:
     """Creates spaced at least ``1 / rate`` seconds apart (no bursts, so a server's bucket of the
-    same rate never runs dry)."""
+    same rate never runs dry).
+
+    The rate adapts to the service (additive increase, multiplicative decrease): each 429 halves
+    it, down to ``MIN_RATE``; each accepted create wins back a twentieth of the configured rate.
+    A service that throttles below wanflow's configured pace thus slows every queued item down
+    instead of making them fail.
+    """
+
+    MIN_RATE = 0.05  # one create every 20 s at the slowest
 
     def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate
+        self.configured = rate
+        self.rate = rate
         self._next = 0.0
         self._lock = anyio.Lock()
+
+    @property
+    def interval(self) -> float:
+        return 1.0 / self.rate
+
+    def slow_down(self) -> None:
+        """A 429: halve the pace."""
+        self.rate = max(self.MIN_RATE, min(self.rate, self.configured) / 2)
+
+    def speed_up(self) -> None:
+        """An accepted create: recover slowly toward the configured pace."""
+        self.rate = min(self.configured, self.rate + self.configured / 20)
 
     async def take(self) -> None:
         async with self._lock:
@@ -73,6 +95,7 @@ class ProviderLimits:
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         self._config = dict(config or {})
         self._gates: dict[tuple[str, str], ModelLimits] = {}
+        self._stopped: dict[tuple[str, str], str] = {}
         for provider, section in self._config.items():
             if not isinstance(section, Mapping):
                 raise UsageError(f"wanflow.toml [limits.{provider}] must be a table")
@@ -85,7 +108,7 @@ class ProviderLimits:
                 rate = float(scope["submits_per_second"])
             if "concurrent" in scope:
                 concurrent = int(scope["concurrent"])
-        if rate is not None and rate <= 0 or concurrent is not None and concurrent < 1:
+        if (rate is not None and rate <= 0) or (concurrent is not None and concurrent < 1):
             raise UsageError(f"wanflow.toml [limits.{provider}]: submits_per_second must be > 0 and concurrent >= 1")
         return rate, concurrent
 
@@ -102,6 +125,14 @@ class ProviderLimits:
                 TokenBucket(rate) if rate else None,
             )
         return self._gates[key]
+
+    def stop_creates(self, provider: str, model: str, reason: str) -> None:
+        """No new task of ``model`` goes to ``provider`` for the rest of the run (the first reason stays)."""
+        self._stopped.setdefault((provider, model), reason)
+
+    def creates_stopped(self, provider: str, model: str) -> str | None:
+        """Why new tasks of ``model`` on ``provider`` are stopped, or None."""
+        return self._stopped.get((provider, model))
 
     def queues(self) -> list[QueueState]:
         """Every gate in use: tasks holding a slot and tasks waiting for one."""

@@ -11,9 +11,10 @@ request; ``--reseed`` draws new seeds and the lockfile keeps them for later runs
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from wanflow._exceptions import FrozenMismatch, UsageError
 from wanflow.pipelines.model import Pipeline
@@ -37,6 +38,24 @@ def read_lock(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and data.get("wanflow_lock") == LOCK_VERSION else None
+
+
+def lock_problem(path: Path) -> str | None:
+    """Why an existing lockfile cannot be used (read_lock gave None), or None when there is none."""
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        return f"{path} cannot be read ({getattr(error, 'strerror', None) or error})"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        return (f"{path} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); restore it from "
+                f"version control, or delete it and run once without --frozen")
+    if not isinstance(data, dict) or data.get("wanflow_lock") != LOCK_VERSION:
+        return f"{path} is not a wanflow lockfile (version {LOCK_VERSION}); delete it and run once without --frozen"
+    return None
 
 
 def locked_instance(data: Mapping[str, Any] | None, instance: str = DEFAULT_INSTANCE) -> dict[str, Any]:
@@ -118,7 +137,7 @@ def compare(locked: Mapping[str, Any], requests: Mapping[str, dict[str, Any]], i
             for request in (before, after):
                 request.pop("adaptations", None)
             after_inputs = after.get("inputs") or {}
-            before["inputs"] = {slot: [x for x, y in zip(items, after_inputs.get(slot, items)) if y != "sha256:"]
+            before["inputs"] = {slot: [x for x, y in zip(items, after_inputs.get(slot, items), strict=False) if y != "sha256:"]
                                 for slot, items in (before.get("inputs") or {}).items()}
             after["inputs"] = {slot: [x for x in items if x != "sha256:"] for slot, items in after_inputs.items()}
         changes = diff_requests(before, after)
@@ -153,6 +172,10 @@ def prepare(pipeline: Pipeline, data: Mapping[str, Any] | None, *, frozen: bool,
             pipeline.pinned_seeds[step.id] = secrets.randbelow(2_147_483_648)
     if not frozen:
         return None
+    if data is None:
+        problem = lock_problem(lock_path(pipeline))
+        if problem:
+            raise UsageError(f"--frozen: {problem}")
     locked = locked_instance(data, instance)
     if not locked:
         raise UsageError(f"--frozen needs {lock_path(pipeline).name} with instance '{instance}'; run once without --frozen to write it")

@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 import anyio
+
+from wanflow._exceptions import WorkspaceBusy
 
 try:
     import fcntl
@@ -121,7 +123,8 @@ async def _filelock(locks_dir: Path, key: str, on_wait: Callable[[], None] | Non
     """The portable path: one lock file per key."""
     from filelock import FileLock, Timeout
 
-    locks_dir.mkdir(parents=True, exist_ok=True)
+    # One mkdir per lock, no costlier than the non-blocking acquire attempts below.
+    locks_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a single cheap syscall, not worth a thread hop
     lock = FileLock(str(locks_dir / f"{key}.lock"))
 
     def try_acquire() -> bool:
@@ -136,3 +139,49 @@ async def _filelock(locks_dir: Path, key: str, on_wait: Callable[[], None] | Non
         yield
     finally:
         lock.release()
+
+
+WORKSPACE_LOCK = "workspace.lock"
+
+
+class WorkspaceLock:
+    """Runs hold ``<locks>/workspace.lock`` shared; ``cache gc`` holds it exclusive.
+
+    ``flock`` locks belong to the open file, so each holder opens its own descriptor, and the
+    kernel drops the lock when its holder dies. Where ``flock`` does not exist (Windows) the lock
+    is a no-op: gc then relies on the journal and the records alone.
+    """
+
+    def __init__(self, locks_dir: Path) -> None:
+        self.path = locks_dir / WORKSPACE_LOCK
+        self._fd: int | None = None
+
+    def try_lock(self, exclusive: bool) -> bool:
+        """Take (or convert to) the given mode without waiting; False when another holder excludes it."""
+        if fcntl is None:  # pragma: no cover - Windows
+            return True
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    def release(self) -> None:
+        """Drop the lock (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases its flock
+            self._fd = None
+
+    def hold_exclusive(self, what: str) -> None:
+        """Take the lock exclusively now, or raise WorkspaceBusy naming ``what`` would be unsafe."""
+        if not self.try_lock(exclusive=True):
+            self.release()
+            raise WorkspaceBusy(f"a wanflow run is using this workspace, so {what} now could remove its files; "
+                                "try again when it has finished")
+
+    async def hold_shared(self, on_wait: Callable[[], None] | None = None) -> None:
+        """Take the lock shared, waiting (without blocking the loop) while gc holds it."""
+        await _acquire(lambda: self.try_lock(exclusive=False), on_wait)

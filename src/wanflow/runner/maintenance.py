@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from wanflow.runner.abandoned import mark_abandoned
 from wanflow.runner.fsutil import sha256_file
 from wanflow.runner.journal import Journal
+from wanflow.runner.locks import WorkspaceLock
 from wanflow.runner.workspace import Workspace
 
 DEFAULT_KEEP_DAYS = 30.0
@@ -24,6 +27,7 @@ class VerifyReport:
     corrupt: list[str] = field(default_factory=list)  # quarantined object names
     entries_checked: int = 0
     entries_missing_objects: list[str] = field(default_factory=list)
+    abandoned: list[str] = field(default_factory=list)  # run records marked abandoned
 
     @property
     def ok(self) -> bool:
@@ -64,6 +68,10 @@ def verify(workspace: Workspace) -> VerifyReport:
     entry needs it simply runs again next time (a lookup never serves a damaged object).
     """
     report = VerifyReport()
+    lock = WorkspaceLock(workspace.locks_dir)
+    if lock.try_lock(exclusive=True):  # no run is alive: records still "running" are dead ones
+        report.abandoned = mark_abandoned(workspace.runs_dir)
+    lock.release()
     quarantine = workspace.state_dir / "quarantine"
     for path in _objects(workspace):
         report.objects_checked += 1
@@ -138,6 +146,16 @@ def collect_garbage(workspace: Workspace, keep_days: float = DEFAULT_KEEP_DAYS, 
                "any lockfile in the project, or the task journal refers to",
         dry_run=dry_run,
     )
+    lock = WorkspaceLock(workspace.locks_dir)
+    lock.hold_exclusive("cache gc")
+    try:
+        return _collect(workspace, keep_days, dry_run, report)
+    finally:
+        lock.release()
+
+
+def _collect(workspace: Workspace, keep_days: float, dry_run: bool, report: GcReport) -> GcReport:
+    mark_abandoned(workspace.runs_dir)  # nothing runs while gc holds the lock
     cutoff = time.time() - keep_days * 86400
     keep_keys: set[str] = set(entry.key for entry in Journal(workspace.journal_dir).entries())
     keep_objects: set[str] = set()

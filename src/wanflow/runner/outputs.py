@@ -11,6 +11,7 @@ from wanflow.runner.fsutil import atomic_copy, atomic_write_json
 from wanflow.runner.results import MaterializedFile
 
 MANIFEST = ".wanflow-manifest.json"
+OWNER_KEY = "pipeline"  # the pipeline file that owns the folder (see out_owner); kept when the manifest is rewritten
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -30,12 +31,15 @@ class OutputFolder:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._owner: str | None = None
         self._previous = self._read_manifest()
         self._written: dict[str, dict[str, str]] = {}
 
     def _read_manifest(self) -> dict[str, dict[str, str]]:
         try:
             data = json.loads((self.root / MANIFEST).read_text("utf-8"))
+            owner = data.get(OWNER_KEY)
+            self._owner = owner if isinstance(owner, str) else None
             return {str(key): dict(value) for key, value in data.get("files", {}).items()}
         except (OSError, ValueError, AttributeError, TypeError):
             return {}
@@ -88,4 +92,7 @@ class OutputFolder:
         gone = {entry.get("owner", "") for entry in self._previous.values()} - current
         self._remove_stale(gone)
         merged = {**self._previous, **self._written}
-        atomic_write_json(self.root / MANIFEST, {"files": dict(sorted(merged.items()))}, durable=False, compact=True)
+        document: dict[str, object] = {"files": dict(sorted(merged.items()))}
+        if self._owner:
+            document[OWNER_KEY] = self._owner
+        atomic_write_json(self.root / MANIFEST, document, durable=False, compact=True)

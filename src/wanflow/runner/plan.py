@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Literal, Mapping
+from typing import Literal
 
 from wanflow.catalog.pricing import estimate
-from wanflow.pipelines.load import fan_in, placeholder_outputs
 from wanflow.pipelines.instances import Instance
+from wanflow.pipelines.load import fan_in, placeholder_outputs
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import evaluate_for_each, evaluate_when, resolve_step
 from wanflow.pipelines.templating import StepOutputs
@@ -90,6 +91,7 @@ class _Planner:
         self.stand_ins: dict[str, StepOutputs] = {}
         self.skipped: set[str] = set()
         self.planned: list[PlannedStep] = []
+        self.resolved_params: dict[str, dict] = {}  # rendered params (``n: "{{ vars.count }}"`` is a number here)
 
     def plan_step(self, step: StepSpec) -> None:
         upstream = {**self.stand_ins, **self.known}
@@ -101,7 +103,7 @@ class _Planner:
         items, _ = evaluate_for_each(self.pipeline, step, upstream)
         units = [None] if items is None else list(enumerate(items))
         outputs: list[StepOutputs | None] = [self._plan_unit(step, unit, upstream, waiting) for unit in units]
-        params = self.pipeline.steps[step.id].model.with_defaults(dict(step.params))
+        params = self.resolved_params.get(step.id) or step.model.with_defaults({})
         if all(output is not None for output in outputs):
             real = [output for output in outputs if output is not None]
             self.known[step.id] = real[0] if items is None else fan_in(step, real)
@@ -113,6 +115,7 @@ class _Planner:
         name = step.id if unit is None else f"{step.id}[{unit[0]}]"
         request, _ = resolve_step(self.pipeline, step, upstream, self.media, self.options.provider_override, unit)
         assert request is not None, "load_pipeline already checked every step"
+        self.resolved_params[step.id] = dict(request.params)
         cost = estimate(step.model, request.params, request.provider, self.prices)
         if waiting:
             reason = f"after {', '.join(waiting)} run{'s' if len(waiting) == 1 else ''}; cached if their outputs are unchanged"

@@ -15,20 +15,19 @@ from wanflow.preview.notice import PREVIEW_NOTICE
 from wanflow.runner.fsutil import atomic_write_bytes, json_document, sha256_file
 from wanflow.runner.results import RunResult, StepResult
 
-
 RUNNING_WRITE_SECONDS = 1.0
 
 
 def new_run_id(pipeline_name: str) -> str:
     """Sortable, unique run id: ``20261122T101500Z-product-ad-3f9a``."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{pipeline_name}-{secrets.token_hex(2)}"
 
 
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def step_record(step: StepResult, out_dir: Path) -> dict[str, Any]:
@@ -88,7 +87,7 @@ class RunRecorder:
         self.latest = out_dir / "run.json"
         self.out_dir = out_dir
         self.extra = extra
-        self.started_at = dt.datetime.now(dt.timezone.utc).timestamp()
+        self.started_at = dt.datetime.now(dt.UTC).timestamp()
         self.finished_at: float | None = None
         self.pipeline_sha256 = _file_sha256(pipeline.path)
         self._last_write = 0.0
@@ -133,7 +132,7 @@ class RunRecorder:
             return
         self._last_write = now
         if status != "running":
-            self.finished_at = dt.datetime.now(dt.timezone.utc).timestamp()
+            self.finished_at = dt.datetime.now(dt.UTC).timestamp()
         # Records describe work whose results are already durable (journal, store, cache).
         data = json_document(self.document(status), compact=not self._interim_writes)
         atomic_write_bytes(self.path, data, durable=False)

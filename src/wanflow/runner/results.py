@@ -58,7 +58,7 @@ class StepResult:
     started_at: float | None = None
     finished_at: float | None = None
     condition_skipped: bool = False  # skipped because its `when:` (or an upstream one's) was false
-    items: list["StepResult"] | None = None  # the sub-tasks of a for_each step, in item order
+    items: list[StepResult] | None = None  # the sub-tasks of a for_each step, in item order
 
     @property
     def ok(self) -> bool:

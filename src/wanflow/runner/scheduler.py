@@ -11,9 +11,10 @@ import shutil
 import signal
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Protocol
 
 import anyio
 
@@ -21,21 +22,26 @@ from wanflow._exceptions import StepFailed, UsageError, WanflowError
 from wanflow.artifacts import Artifact
 from wanflow.catalog.pricing import estimate
 from wanflow.media import MediaError, probe
-from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.load import fan_in
+from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import StepRequest, base_context, evaluate_for_each, evaluate_when, pipeline_seed, resolve_step
 from wanflow.pipelines.templating import OutputList, StepOutputs, TemplateProblem, referenced_steps, render
 from wanflow.providers.base import GenerationContext, GenerationResult, Provider, RemoteUrl
+from wanflow.providers.uploads import UploadCache
+from wanflow.runner import fs_errors, lockfile
+from wanflow.runner.abandoned import running_in
 from wanflow.runner.cache import StepOutputsData
-from wanflow.runner import lockfile
+from wanflow.runner.claims import claimed_task_ids
 from wanflow.runner.history import RequestHistory, history_name
 from wanflow.runner.journal import Journal, KeyJournal
+from wanflow.runner.keys import cache_key
 from wanflow.runner.limits import ProviderLimits
 from wanflow.runner.locks import process_lock
-from wanflow.runner.keys import cache_key
 from wanflow.runner.media_inputs import RuntimeMedia
 from wanflow.runner.outputs import OutputFolder
 from wanflow.runner.records import RunRecorder, new_run_id
+from wanflow.runner.repair import repair_from_urls, repairable_objects
+from wanflow.runner.result_check import check_result
 from wanflow.runner.results import RunResult, StepResult
 from wanflow.runner.workspace import Workspace
 
@@ -46,7 +52,7 @@ class SharedState:
     known result URLs, and the lockfile read once for all of them. One step whose request
     several instances share runs once."""
 
-    limits: "ProviderLimits"
+    limits: ProviderLimits
     jobs: anyio.CapacityLimiter
     lock_data: dict | None = None
     key_locks: dict = field(default_factory=dict)
@@ -172,6 +178,12 @@ class Runner:
             reseed_steps=self.options.reseed_steps, provider_override=self.options.provider_override,
             instance=self.options.instance,
         )
+        if self._shared is None:  # a batch holds the workspace for all of its instances
+            async with running_in(self.workspace, lambda: self._log(StepResult("*", "-"), "waiting for cache gc to finish")):
+                return await self._run_holding()
+        return await self._run_holding()
+
+    async def _run_holding(self) -> RunResult:
         self.recorder.write("running")
         self._steps_scope = anyio.CancelScope()
         try:
@@ -186,8 +198,7 @@ class Runner:
             self._write_named_outputs()
         except BaseException:
             self.result.interrupted = True
-            with anyio.CancelScope(shield=True):
-                self._finish("interrupted")
+            self._finish("interrupted")  # synchronous: no checkpoint, so cancellation cannot cut it short
             raise
         self._finish("interrupted" if self.result.interrupted else "succeeded" if self.result.ok else "failed")
         if self.result.ok and self.options.write_lock:
@@ -249,8 +260,9 @@ class Runner:
             result.status, result.error = "failed", str(error)
         except Exception as error:  # a bug must fail one step, not take down its siblings
             result.status = "failed"
-            result.error = f"internal error: {type(error).__name__}: {error}"
-            result.provider_info["traceback"] = traceback.format_exc(limit=8)
+            result.error = _unexpected(error)
+            if not fs_errors.is_file_system_error(error):
+                result.provider_info["traceback"] = traceback.format_exc(limit=8)
         finally:
             result.finished_at = time.time()
             self._done[step.id].set()
@@ -259,15 +271,20 @@ class Runner:
 
     async def _fan_out(self, step: StepSpec, result: StepResult, items: list) -> None:
         """One sub-task per item, all at once (within the limits); downstream sees lists in item order."""
-        result.items = [StepResult(f"{step.id}[{index}]", step.model.name) for index in range(len(items))]
+        subs = [StepResult(f"{step.id}[{index}]", step.model.name) for index in range(len(items))]
+        result.items = subs
 
         async def one(index: int, item: object) -> None:
-            sub = result.items[index]
+            sub = subs[index]
             sub.started_at = time.time()
             try:
                 await self._produce(step, sub, (index, item))
             except WanflowError as error:
                 sub.status, sub.error = "failed", str(error)
+            except OSError as error:  # a full or read-only disk fails the item with a plain message
+                if not fs_errors.is_file_system_error(error):
+                    raise
+                sub.status, sub.error = "failed", _unexpected(error)
             finally:
                 sub.finished_at = time.time()
 
@@ -313,9 +330,18 @@ class Runner:
         ):
             again = forced is not None and key in self._generated  # already regenerated by this run
             entry = None if forced and not again else self.cache.lookup(key, origin=f"steps.{step.id}")
+            broken = repairable_objects(self.cache.entry_path(key), self.store, self._workdir) \
+                if entry is None and not forced else []
+            # A damaged or missing object of a paid result: its still-valid URL serves it again.
+            repaired = bool(broken) and await repair_from_urls(broken, self.store, self._workdir,
+                                                               lambda message: self._log(result, message))
+            if repaired:
+                entry = self.cache.lookup(key, origin=f"steps.{step.id}")
             if entry is not None:
                 result.status = "cached"
                 result.reason = "same request as a result this run generated" if again else "same request as a stored result"
+                if repaired:
+                    result.reason += " (a damaged object was downloaded again from its still-valid result URL)"
                 result.estimated_usd = 0.0
                 result.outputs, result.provider_info = entry.outputs, dict(entry.provider_info)
                 self._remember_urls(result)
@@ -343,20 +369,49 @@ class Runner:
                 cache_key=key,
                 log=lambda message: self._log(result, message),
                 known_urls=self._known_urls,
-                journal=KeyJournal(self.journal, key, result.step_id, provider.name) if provider.paid else None,
+                journal=KeyJournal(self.journal, key, result.step_id, provider.name,
+                                   claims=lambda: claimed_task_ids(self.workspace.state_dir)) if provider.paid else None,
                 resubmit_unknown=self.options.resubmit_unknown,
                 cancel_on_interrupt=self.options.cancel_on_interrupt,
                 before_create=gates.submits.take if gates is not None and gates.submits is not None else None,
+                on_throttled=gates.submits.slow_down if gates is not None and gates.submits is not None else None,
+                on_accepted=gates.submits.speed_up if gates is not None and gates.submits is not None else None,
+                create_blocked=lambda: self.limits.creates_stopped(provider.name, request.model.name),
+                uploads=UploadCache(self.workspace.state_dir / "uploads" / f"{provider.name}.json") if provider.paid else None,
             )
             generated = await provider.generate(request, context)
         result.provider_info = dict(generated.info)
         result.outputs = self._ingest(step, request, generated, result.provider_info, workdir)
         result.warnings.extend(generated.warnings)
         self._remember_urls(result)
+        if provider.paid:
+            self._check_result(request, provider, key, result)
         self.cache.save(key, canonical, result.outputs, result.provider_info)
         self.journal.remove(key)  # the paid work is safely stored
         self._generated.add(key)
         result.status = "ran"
+
+    def _check_result(self, request: StepRequest, provider: Provider, key: str, result: StepResult) -> None:
+        """The paid-run safety net: a result that ignored its request stops that provider and model.
+
+        The outputs are already stored and stay in the record; they are not cached under the
+        request's key, because they are not what the request asked for.
+        """
+        assert result.outputs is not None
+        check = check_result(request, result.outputs)
+        result.warnings.extend(f"result check: {warning}" for warning in check.warnings)
+        if not check.mismatches:
+            return
+        result.provider_info["result_mismatch"] = check.mismatches
+        self.journal.remove(key)  # the task is delivered and its files are stored: nothing to resume
+        envelope = result.provider_info.get("envelope") or "documented"
+        reason = (f"{provider.name} returned a result that does not match the request ({'; '.join(check.mismatches)}). "
+                  f"The service evidently ignored the parameters; the likely cause is the request envelope "
+                  f"(now '{envelope}': see 'envelope' under [providers.{provider.name}] in the README). "
+                  f"No further {request.model.name} tasks go to {provider.name} in this run; the result is kept in "
+                  f"the run record")
+        self.limits.stop_creates(provider.name, request.model.name, reason)
+        raise StepFailed(reason)
 
     def _resolve(self, step: StepSpec, item: tuple[int, object] | None = None) -> StepRequest:
         request, problems = resolve_step(self.pipeline, step, self._outputs, self.media, self.options.provider_override, item)
@@ -426,6 +481,14 @@ def _output_problem(message: str) -> str:
     if message.startswith("unknown step"):
         return "its step did not finish"
     return message
+
+
+def _unexpected(error: Exception) -> str:
+    """A step's error for an exception wanflow did not raise itself: disk trouble is the user's to
+    fix (and paid results are safe in the journal); anything else is a bug of ours."""
+    if isinstance(error, OSError) and fs_errors.is_file_system_error(error):
+        return fs_errors.describe(error) + "; paid results are safe in the journal, and the next run resumes them"
+    return f"internal error: {type(error).__name__}: {error}"
 
 
 def forced_reason(step: StepSpec, options: RunOptions) -> str | None:

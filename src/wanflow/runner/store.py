@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
 
-from wanflow._exceptions import StoreError
 from wanflow.artifacts import Artifact
+from wanflow.runner.fs_errors import file_system_error
 from wanflow.runner.fsutil import copy_hashing, sha256_file
 
 
@@ -33,18 +34,20 @@ class ArtifactStore:
                 return self._move_in(source, media_type, meta)
             except OSError:
                 pass  # another filesystem, or a race: fall back to copying
-        self.root.mkdir(parents=True, exist_ok=True)
         temp = self.root / f".incoming-{secrets.token_hex(6)}"
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             with open(source, "rb") as reader, open(temp, "wb") as writer:
                 digest, size = copy_hashing(reader, writer)
                 writer.flush()
                 os.fsync(writer.fileno())
             final = self._settle(temp, digest, size)
         except OSError as error:
-            raise StoreError(f"cannot store {source.name}: {error.strerror or error}") from None
+            # A full disk or a read-only store: the message names the path and what to do (a FileSystemError).
+            raise file_system_error(error, error.filename or self.root, "--state-dir") from None
         finally:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
         return Artifact(sha256=digest, media_type=media_type, size=size, path=final, **meta)  # type: ignore[arg-type]
 
     def _move_in(self, source: Path, media_type: str, meta: dict[str, object]) -> Artifact:

@@ -38,7 +38,7 @@ class Workspace:
     out_dir: Path
 
     @classmethod
-    def discover(cls, cwd: Path | None = None, state_dir: Path | None = None, out_dir: Path | None = None) -> "Workspace":
+    def discover(cls, cwd: Path | None = None, state_dir: Path | None = None, out_dir: Path | None = None) -> Workspace:
         """Find the project from ``cwd``; flags beat WANFLOW_STATE_DIR / WANFLOW_OUT_DIR, which beat wanflow.toml."""
         root = find_project_root((cwd or Path.cwd()).resolve())
         paths = read_config(root).get("paths", {})

@@ -1,39 +1,31 @@
 """Read a create body the way the documented services do: find the model, decode inputs, apply
-the documented rules, and answer with the documented error codes."""
+the documented rules strictly, and answer with the documented error codes.
+
+Strict where the services are: parameters are not coerced (``"n": "2"`` is refused), over-long
+negative prompts are refused (the error tables name codes for them), t2i takes exactly one text,
+audio comes by URL only. Over-long prompts are still truncated: the pages say so, and only the
+t2i error table disagrees (docs/simulator.md).
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import random
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from wanflow.artifacts import Artifact
 from wanflow.catalog import ModelSpec, load_catalog
-from wanflow.catalog.rules import (
-    MediaFacts,
-    check_input_count,
-    check_media,
-    check_params,
-    coerce_param,
-    truncate_text,
-)
-from wanflow.media import MediaError, probe
+from wanflow.catalog.rules import MediaFacts, check_input_count, check_media, check_params, truncate_text
+from wanflow.catalog.spec import InputSpec, ParamSpec
 from wanflow.pipelines.resolve import StepRequest
-from wanflow.runner.fsutil import atomic_write_bytes
+from wanflow.sim.codes import vtrix_code
+from wanflow.sim.envelopes import Rejection
+from wanflow.sim.inputs import Caller, decode_media
 from wanflow.sim.state import SimState
 
-class Rejection(Exception):
-    """The service refuses the request: HTTP status, error code, message."""
+__all__ = ["Caller", "Interpreted", "Rejection", "find_model", "interpret"]
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+SEED_MAX = 2_147_483_647
 
 
 @dataclass
@@ -60,34 +52,38 @@ def find_model(protocol: str, model_id: Any, path: str | None) -> ModelSpec:
     return model
 
 
-def _code_family(model: ModelSpec) -> str:
-    """The code family prefix for vtrix (``001015``), from any code the catalog holds."""
-    for code in [model.prompt.code, model.seed_code, *(p.code for p in model.params.values())]:
-        if code and code.isdigit():
-            return code[:6]
-    return ""
+class _Reader:
+    """Turns problems into the service's answer: a vtrix code from the model's table, or InvalidParameter."""
+
+    def __init__(self, model: ModelSpec, protocol: str) -> None:
+        self.model, self.protocol = model, protocol
+        self.provider_model = model.providers[protocol].model
+
+    def reject(self, message: str, code: str | None = None, check: str | None = None) -> Rejection:
+        if self.protocol == "vtrix":
+            code = code or (vtrix_code(self.provider_model, check) if check else None)
+            return Rejection(400, code or "InvalidParameter", message)
+        return Rejection(400, "InvalidParameter", message)
 
 
-def _reject(model: ModelSpec, protocol: str, code: str | None, message: str, generic_suffix: str = "") -> Rejection:
-    if protocol == "vtrix":
-        family = _code_family(model)
-        return Rejection(400, code or (family + generic_suffix if family and generic_suffix else "InvalidParameter"), message)
-    return Rejection(400, "InvalidParameter", message)
-
-
-def interpret(protocol: str, path: str | None, body: Any, state: SimState, base_url: str) -> Interpreted:
-    """Turn a create body into the request the renderer gets, or raise Rejection."""
+def interpret(caller: Caller, path: str | None, body: Any, state: SimState) -> Interpreted:
+    """Turn a (documented-envelope) create body into the request the renderer gets, or raise Rejection."""
     if not isinstance(body, dict):
         raise Rejection(400, "InvalidParameter", "request body must be a JSON object")
-    model = find_model(protocol, body.get("model"), path)
-    ids = model.providers[protocol]
+    model = find_model(caller.protocol, body.get("model"), path)
+    reader = _Reader(model, caller.protocol)
+    ids = model.providers[caller.protocol]
     body_input = body.get("input")
     if not isinstance(body_input, dict):
-        raise _reject(model, protocol, None, "Missing required field input", "001")
-    parameters = dict(body.get("parameters") or {})
+        raise reader.reject("Missing required field input (input must be an object)", check="missing_input")
+    raw_parameters = body.get("parameters")
+    if raw_parameters is not None and not isinstance(raw_parameters, dict):
+        raise reader.reject("parameters must be an object")
+    # --ignore-params: the service drops what was asked and renders its defaults.
+    parameters = {} if state.knobs.ignore_params else dict(raw_parameters or {})
     if ids.shape == "messages":
-        prompt, images = _messages(model, protocol, body_input)
-        media = {"images": images}
+        prompt, images = _messages(reader, body_input)
+        media: dict[str, list[Any]] = {"images": images}
     elif ids.shape == "images_list":
         prompt, media = body_input.get("prompt"), {"images": list(body_input.get("images") or [])}
     else:
@@ -103,47 +99,20 @@ def interpret(protocol: str, path: str | None, body: Any, state: SimState, base_
         spec = model.params.get(name)
         if spec is None:
             continue  # like the services: unknown parameters are ignored
-        value, problem = coerce_param(spec, value)
+        problem = _type_problem(spec, value)
         if problem is not None:
-            raise _reject(model, protocol, problem.code, f"{name}: {problem.message}")
+            raise reader.reject(f"{name}: {problem}", code=spec.code or spec.codes.get("format"))
         params[name] = value
     completed = model.with_defaults(params)
     for finding in check_params(model, completed, set(params)):
         if finding.severity == "error":
-            raise _reject(model, protocol, finding.code, f"{'.'.join(map(str, finding.field))}: {finding.message}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2_147_483_647):
-        raise _reject(model, protocol, model.seed_code, "seed must be an integer between 0 and 2147483647")
-    completed["seed"] = seed if seed is not None else random.randrange(2_147_483_648)
+            raise reader.reject(f"{'.'.join(map(str, finding.field))}: {finding.message}", code=finding.code)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX):
+        raise reader.reject(f"seed must be an integer between 0 and {SEED_MAX}", code=model.seed_code)
+    completed["seed"] = seed if seed is not None else random.randrange(SEED_MAX + 1)
 
-    moderated = state.knobs.moderate
-    if moderated and any(moderated in str(text) for text in (prompt, negative) if text):
-        state.stats["moderated"] += 1
-        raise Rejection(400, "DataInspectionFailed", "Input data may contain inappropriate content.")
-    if model.prompt.required or prompt is not None:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise _reject(model, protocol, model.prompt.code, f"Text length must be between 1-{model.prompt.max_chars} characters")
-    # Over-long text is truncated silently, as the pages say.
-    prompt = truncate_text(model.prompt, prompt) if isinstance(prompt, str) else None
-    negative = truncate_text(model.negative_prompt, negative) if isinstance(negative, str) else None
-
-    slots = model.inputs_for(completed)
-    inputs: dict[str, tuple[Artifact, ...]] = {}
-    for name, slot in slots.items():
-        items = media.get(name, [])
-        for finding in check_input_count(model, completed, slot, len(items)):
-            raise _reject(model, protocol, finding.code, finding.message)
-        artifacts = []
-        for item in items:
-            artifact = _decode(item, state, base_url)
-            rules = load_catalog().media[slot.media]
-            verdict = check_media(slot, rules, MediaFacts(artifact.media_type, artifact.size, artifact.width,
-                                                          artifact.height, artifact.duration, artifact.has_alpha))
-            problems = verdict.fatal + verdict.fixable
-            if problems:
-                raise _reject(model, protocol, slot.code, f"{name}: " + "; ".join(problems))
-            artifacts.append(artifact)
-        if artifacts:
-            inputs[name] = tuple(artifacts)
+    prompt, negative = _texts(reader, state, prompt, negative)
+    inputs = _inputs(reader, caller, state, completed, media)
     request = StepRequest(
         step_id="sim",
         model=model,
@@ -158,56 +127,95 @@ def interpret(protocol: str, path: str | None, body: Any, state: SimState, base_
     return Interpreted(model, ids.model, request)
 
 
-def _messages(model: ModelSpec, protocol: str, body_input: dict[str, Any]) -> tuple[Any, list[str]]:
+def _type_problem(spec: ParamSpec, value: Any) -> str | None:
+    """The services take JSON types as they are: no "2" for 2, no "true" for true."""
+    if spec.type == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else f"must be an integer, got {value!r}"
+    if spec.type == "boolean":
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    return None if isinstance(value, str) else f"must be a string, got {value!r}"
+
+
+def _texts(reader: _Reader, state: SimState, prompt: Any, negative: Any) -> tuple[str | None, str | None]:
+    model = reader.model
+    moderated = state.knobs.moderate
+    if moderated and any(moderated in str(text) for text in (prompt, negative) if text):
+        state.stats["moderated"] += 1
+        raise Rejection(400, "DataInspectionFailed", "Input data may contain inappropriate content.")
+    if model.prompt.required or prompt is not None:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise reader.reject(f"Text length must be between 1-{model.prompt.max_chars} characters", code=model.prompt.code)
+    if negative is not None:
+        if not isinstance(negative, str):
+            raise reader.reject("negative_prompt must be a string")
+        limit = model.negative_prompt.max_chars
+        if len(negative) > limit:
+            # The error tables (001015007, 001021009) refuse it, whatever the prose says about truncation.
+            raise reader.reject(f"negative_prompt cannot exceed {limit} characters", code=model.negative_prompt.code,
+                                check="negative_prompt")
+    # Over-long prompts are truncated silently, as the pages say.
+    return (truncate_text(model.prompt, prompt) if isinstance(prompt, str) else None), negative
+
+
+def _inputs(reader: _Reader, caller: Caller, state: SimState, completed: dict[str, Any],
+            media: dict[str, list[Any]]) -> dict[str, tuple[Artifact, ...]]:
+    model = reader.model
+    slots = model.inputs_for(completed)
+    inputs: dict[str, tuple[Artifact, ...]] = {}
+    for name, items in media.items():
+        if items and name not in slots:
+            raise reader.reject(f"{model.name} takes no {name}")
+    for name, slot in slots.items():
+        items = media.get(name, [])
+        for finding in check_input_count(model, completed, slot, len(items)):
+            raise reader.reject(finding.message, code=finding.code)
+        artifacts = []
+        for item in items:
+            artifact = decode_media(item, slot.media, reader.provider_model, caller, state)
+            _check_media(reader, name, slot, artifact)
+            artifacts.append(artifact)
+        if artifacts:
+            inputs[name] = tuple(artifacts)
+    return inputs
+
+
+def _check_media(reader: _Reader, name: str, slot: InputSpec, artifact: Artifact) -> None:
+    width, height = artifact.width, artifact.height
+    if width is not None and height is not None:
+        small, large = min(width, height), max(width, height)
+        if (slot.min_side is not None and small < slot.min_side) or (slot.max_side is not None and large > slot.max_side):
+            raise reader.reject(f"{name}: {width}x{height} is outside {slot.min_side}-{slot.max_side} pixels per side",
+                                check="image_side")
+    rules = load_catalog().media[slot.media]
+    verdict = check_media(slot, rules, MediaFacts(artifact.media_type, artifact.size, width, height,
+                                                  artifact.duration, artifact.has_alpha))
+    problems = verdict.fatal + verdict.fixable
+    if problems:
+        raise reader.reject(f"{name}: " + "; ".join(problems))
+
+
+def _messages(reader: _Reader, body_input: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """input.messages: one user message whose content holds exactly one text (and images where allowed)."""
     messages = body_input.get("messages")
     if not isinstance(messages, list) or len(messages) != 1:
-        raise _reject(model, protocol, None, "input.messages must contain one message", "002")
+        raise reader.reject("input.messages must contain one message", check="one_message")
     message = messages[0] if isinstance(messages[0], dict) else {}
     if message.get("role") != "user":
-        raise _reject(model, protocol, None, "message.role must be user", "003")
+        raise reader.reject("message.role must be user", check="role")
     content = message.get("content")
     if not isinstance(content, list):
-        raise _reject(model, protocol, None, "message.content must be array", "004")
-    texts = [item["text"] for item in content if isinstance(item, dict) and "text" in item]
+        raise reader.reject("message.content must be array", check="content_array")
+    if any(not isinstance(item, dict) or not ({"text", "image"} & item.keys()) for item in content):
+        if reader.model.kind == "t2i" and len(content) == 1:
+            raise reader.reject("content[0] must contain text field", check="text_field")
+        raise reader.reject("message.content items must be {text} or {image} objects", check="one_text")
+    texts = [item["text"] for item in content if "text" in item]
+    images = [item["image"] for item in content if "image" in item]
     if len(texts) != 1:
-        raise _reject(model, protocol, None, "message.content must contain one text object", "005")
-    images = [item["image"] for item in content if isinstance(item, dict) and "image" in item]
+        raise reader.reject("message.content must contain one text object", check="one_text")
+    if reader.model.kind == "t2i" and images:
+        # t2i content is one text object and nothing else (001015004).
+        raise reader.reject("message.content must contain one text object (text-to-image takes no image)",
+                            check="one_text")
     return texts[0], images
-
-
-def _decode(value: Any, state: SimState, base_url: str) -> Artifact:
-    """A data: URI or one of the simulator's own result URLs, as a probed file."""
-    if not isinstance(value, str):
-        raise Rejection(400, "InvalidParameter", "media must be a URL or a data: URI")
-    if value.startswith("data:"):
-        header, _, encoded = value.partition(",")
-        if ";base64" not in header:
-            raise Rejection(400, "InvalidParameter", "data: URIs must be base64")
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise Rejection(400, "InvalidParameter", "invalid base64 data") from None
-        digest = hashlib.sha256(data).hexdigest()
-        state.stats["inputs_by_data_uri"] += 1
-        path = state.workdir / "inputs" / digest
-        if not path.exists():  # written atomically: concurrent requests may carry the same bytes
-            atomic_write_bytes(path, data, durable=False)
-    elif value.startswith(("http://", "https://")):
-        parsed = urlparse(value)
-        parts = parsed.path.split("/")
-        if not value.startswith(base_url) or len(parts) < 4 or parts[1:3] != ["_sim", "files"]:
-            raise Rejection(400, "InvalidURL", f"the simulator cannot download {value[:80]}")
-        file = state.file(parts[3])
-        if file is None:
-            raise Rejection(400, "InvalidURL", "url not found")
-        if file.expires_at < time.time():
-            raise Rejection(400, "InvalidURL", "url expired")
-        path, digest = file.path, hashlib.sha256(file.path.read_bytes()).hexdigest()
-        state.stats["inputs_by_url"] += 1
-    else:
-        raise Rejection(400, "InvalidParameter", "media must be an http(s) URL or a data: URI")
-    try:
-        info = probe(path)
-    except MediaError as error:
-        raise Rejection(400, "InvalidParameter", str(error)) from None
-    return Artifact(digest, info.media_type, path.stat().st_size, Path(path), **info.as_meta())  # type: ignore[arg-type]

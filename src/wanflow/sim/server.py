@@ -14,6 +14,7 @@ import uvicorn
 from wanflow._exceptions import UsageError
 from wanflow.sim.app import create_app
 from wanflow.sim.state import Knobs, SimState
+from wanflow.sim.vtrix import GATEWAY_PREFIX
 
 
 class _QuietDrops(logging.Filter):
@@ -46,6 +47,9 @@ def serve(host: str, port: int, knobs: Knobs, workdir: Path | None = None) -> No
     server = uvicorn.Server(config)
     print(f"wanflow sim: vtrix and DashScope on http://{host}:{port}", flush=True)
     print(f"  export VTRIX_BASE_URL=http://{host}:{port} VTRIX_API_KEY={knobs.keys[0]}", flush=True)
+    if knobs.vtrix_dialect == "gateway":
+        print(f"  vtrix speaks the gateway dialect: export VTRIX_GENERATION_URL=http://{host}:{port}{GATEWAY_PREFIX}",
+              flush=True)
     print(f"  export DASHSCOPE_HTTP_BASE_URL=http://{host}:{port}/api/v1 DASHSCOPE_API_KEY={knobs.keys[0]}", flush=True)
     print(f"  stats: http://{host}:{port}/_sim/stats  results in {state.workdir}", flush=True)
     server.run()
@@ -72,7 +76,12 @@ class SimServer:
     def dashscope_url(self) -> str:
         return self.url + "/api/v1"
 
-    def __enter__(self) -> "SimServer":
+    @property
+    def gateway_url(self) -> str:
+        """vtrix's gateway host in the gateway dialect (the vendor CLI's VTRIX_GENERATION_URL)."""
+        return self.url + GATEWAY_PREFIX
+
+    def __enter__(self) -> SimServer:
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:

@@ -1,7 +1,8 @@
-"""The simulator's state: knobs, tasks, result files and counters."""
+"""The simulator's state: knobs, tasks, result files, uploaded objects and counters."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -13,10 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wanflow.sim.clock import parse_offset
+
+VTRIX_DIALECTS = ("documented", "gateway")
+STATUS_WORD_STYLES = ("documented", "vendor", "novel", "mixed")
+ERROR_SHAPES = ("object", "string", "numeric", "message-only")
+
 
 @dataclass
 class Knobs:
-    """How the simulated services behave."""
+    """How the simulated services behave. The defaults are what the documents say."""
 
     task_seconds: float = 2.0
     error_rate: float = 0.0  # transient 5xx before any task is created
@@ -28,6 +35,30 @@ class Knobs:
     seed: int | None = None
     moderate: str | None = None  # prompts containing this word are refused with DataInspectionFailed
     tiny_results: bool = False  # plain 512x512 images instead of rendered previews (benchmarks measure the client, not rendering)
+    # --- the many voices of public material (docs/simulator.md says where each shape comes from) ---
+    vtrix_dialect: str = "documented"  # documented | gateway (the vendor CLI's envelope under /gateway)
+    status_words: str = "documented"  # documented | vendor | novel | mixed (vtrix status words)
+    status_in_output: bool = False  # vtrix status only in output[0].status, as the i2v page shows
+    error_shape: str = "object"  # object | string | numeric | message-only (vtrix errors)
+    suspend_rate: float = 0.0  # DashScope tasks that spend part of their life SUSPENDED
+    list_clock_offset: str = "+00:00"  # DashScope's service clock zone (task list and timestamps)
+    upload_ttl: float = 48 * 3600  # how long DashScope's temporary oss:// uploads live
+    ignore_params: bool = False  # the service drops `parameters` (tests the client's result-vs-request check)
+    poll_throttle_rps: float = 0.0  # per-key task-poll rate; 0 = unlimited
+    # --- result downloads that go wrong (a proxy's faults, a storage's bad day) ---
+    corrupt_rate: float = 0.0  # downloads with 256 flipped bytes and the right length
+    short_rate: float = 0.0  # downloads cut short: the full Content-Length is announced, part of the body sent
+    reset_rate: float = 0.0  # downloads whose connection resets before any body
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("vtrix_dialect", VTRIX_DIALECTS), ("status_words", STATUS_WORD_STYLES),
+                              ("error_shape", ERROR_SHAPES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        for name in ("error_rate", "fail_rate", "drop_rate", "suspend_rate", "corrupt_rate", "short_rate", "reset_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be between 0 and 1")
+        parse_offset(self.list_clock_offset)  # raises ValueError when malformed
 
 
 @dataclass
@@ -43,10 +74,16 @@ class SimTask:
     will_fail: bool
     request: Any  # the StepRequest the renderer gets
     request_id: str
-    canceled: bool = False
-    results: list[dict[str, Any]] | None = None  # [{"field", "url" | "text", "path"}]
+    api_key: str = ""
+    suspended: bool = False  # DashScope: spends the middle of its run SUSPENDED
+    canceled_at: float | None = None
+    results: list[dict[str, Any]] | None = None  # [{"field", "url" | "text"}]
     cost_usd: float = 0.0
     rendering: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def canceled(self) -> bool:
+        return self.canceled_at is not None
 
 
 @dataclass
@@ -54,6 +91,37 @@ class SimFile:
     path: Path
     media_type: str
     expires_at: float
+
+
+@dataclass
+class UploadPolicy:
+    """A DashScope upload certificate the simulator issued (getPolicy)."""
+
+    policy: str
+    signature: str
+    access_key_id: str
+    upload_dir: str
+    model: str
+    api_key: str
+    expires_at: float  # the certificate's own validity (expire_in_seconds)
+
+
+@dataclass
+class UploadedObject:
+    """A file stored through the temporary-upload flow, addressed as ``oss://<key>``."""
+
+    key: str
+    path: Path
+    model: str
+    api_key: str
+    content_type: str
+    expires_at: float
+
+
+# The status timeline, as fractions of task_seconds. A suspended task is SUSPENDED in the middle
+# of its run, long enough to be seen by a client polling once a second when task_seconds >= 1.7.
+_QUEUED_UNTIL = 0.25
+_SUSPENDED_SPAN = (0.3, 0.9)
 
 
 class SimState:
@@ -65,11 +133,15 @@ class SimState:
         self.rng = random.Random(knobs.seed)
         self.tasks: dict[str, SimTask] = {}
         self.files: dict[str, SimFile] = {}
+        self.policies: dict[str, UploadPolicy] = {}  # by policy text
+        self.objects: dict[str, UploadedObject] = {}  # by object key
+        self.oss_secret = uuid.uuid4().hex  # signs upload policies
         self.stats: dict[str, int] = {
             "creates": 0,
             "polls": 0,
             "downloads": 0,
             "throttles": 0,
+            "poll_throttles": 0,
             "errors_injected": 0,
             "failures_injected": 0,
             "duplicate_creates": 0,
@@ -80,10 +152,19 @@ class SimState:
             "moderated": 0,
             "inputs_by_url": 0,
             "inputs_by_data_uri": 0,
+            "inputs_by_oss": 0,
+            "upload_policies": 0,
+            "uploads": 0,
+            "sync_calls": 0,
+            "suspended_polls": 0,
             "downloads_with_auth": 0,
             "dropped": 0,
+            "downloads_reset": 0,
+            "downloads_short": 0,
+            "downloads_corrupted": 0,
         }
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
+        self._create_buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
+        self._poll_buckets: dict[str, tuple[float, float]] = {}
         self.lock = threading.Lock()
 
     # --- knobs ---------------------------------------------------------------------------------
@@ -94,16 +175,11 @@ class SimState:
 
     def take_token(self, key: str, now: float) -> float | None:
         """Spend one create token for ``key``; the seconds to wait when none is left."""
-        rate = self.knobs.throttle_rps
-        if rate <= 0:
-            return None
-        tokens, last = self._buckets.get(key, (rate, now))
-        tokens = min(rate, tokens + (now - last) * rate)
-        if tokens >= 1:
-            self._buckets[key] = (tokens - 1, now)
-            return None
-        self._buckets[key] = (tokens, now)
-        return (1 - tokens) / rate
+        return _take(self._create_buckets, self.knobs.throttle_rps, key, now)
+
+    def take_poll_token(self, key: str, now: float) -> float | None:
+        """Spend one poll token for ``key``; the seconds to wait when none is left."""
+        return _take(self._poll_buckets, self.knobs.poll_throttle_rps, key, now)
 
     # --- tasks ---------------------------------------------------------------------------------
 
@@ -112,17 +188,20 @@ class SimState:
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    def add_task(self, protocol: str, model: str, provider_model: str, body: Any, request: Any) -> SimTask:
+    def new_task(self, protocol: str, model: str, provider_model: str, body: Any, request: Any, api_key: str = "",
+                 register: bool = True) -> SimTask:
         """Create a task; a body already used by a live or succeeded task counts as a duplicate create.
 
         A new task after a FAILED or CANCELED one is a legitimate retry (nothing was delivered or billed).
+        ``register=False`` makes a task that is never listed or polled (the synchronous endpoint).
         """
         fingerprint = self.fingerprint(body)
         with self.lock:
-            for task in self.tasks.values():
-                if task.fingerprint == fingerprint and self.status(task) not in ("FAILED", "CANCELED"):
-                    self.stats["duplicate_creates"] += 1
-                    break
+            if register:
+                for task in self.tasks.values():
+                    if task.fingerprint == fingerprint and self.status(task) not in ("FAILED", "CANCELED"):
+                        self.stats["duplicate_creates"] += 1
+                        break
             will_fail = self.roll(self.knobs.fail_rate)
             if will_fail:
                 self.stats["failures_injected"] += 1
@@ -136,22 +215,41 @@ class SimState:
                 will_fail=will_fail,
                 request=request,
                 request_id=str(uuid.uuid4()),
+                api_key=api_key,
+                suspended=protocol == "dashscope" and self.roll(self.knobs.suspend_rate),
             )
-            self.tasks[task.task_id] = task
+            if register:
+                self.tasks[task.task_id] = task
             self.stats["creates"] += 1
         return task
 
     def status(self, task: SimTask, now: float | None = None) -> str:
-        """PENDING -> RUNNING -> SUCCEEDED / FAILED as time passes (CANCELED if canceled)."""
+        """PENDING -> RUNNING [-> SUSPENDED -> RUNNING] -> SUCCEEDED / FAILED as time passes (CANCELED if canceled)."""
         if task.canceled:
             return "CANCELED"
-        elapsed = (now or time.time()) - task.created_at
-        duration = self.knobs.task_seconds
-        if elapsed < duration * 0.25:
+        fraction = self.progress(task, now)
+        if fraction < _QUEUED_UNTIL:
             return "PENDING"
-        if elapsed < duration:
+        if fraction < 1:
+            if task.suspended and _SUSPENDED_SPAN[0] <= fraction < _SUSPENDED_SPAN[1]:
+                return "SUSPENDED"
             return "RUNNING"
         return "FAILED" if task.will_fail else "SUCCEEDED"
+
+    def progress(self, task: SimTask, now: float | None = None) -> float:
+        """How far the task is, 0..1 (1 once it has finished)."""
+        duration = self.knobs.task_seconds
+        if duration <= 0:
+            return 1.0
+        return min(1.0, max(0.0, ((now or time.time()) - task.created_at) / duration))
+
+    def scheduled_at(self, task: SimTask) -> float:
+        """When the task left the queue (it may not have yet)."""
+        return task.created_at + self.knobs.task_seconds * _QUEUED_UNTIL
+
+    def ended_at(self, task: SimTask) -> float:
+        """When the task finished (or was canceled)."""
+        return task.canceled_at if task.canceled_at is not None else task.created_at + self.knobs.task_seconds
 
     def counts_by_status(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -173,15 +271,23 @@ class SimState:
 
     def snapshot(self) -> dict[str, Any]:
         """The /_sim/stats document."""
+        knobs = {name: value for name, value in dataclasses.asdict(self.knobs).items() if name != "keys"}
         with self.lock:
-            return {**self.stats, "tasks": self.counts_by_status(), "knobs": {
-                "task_seconds": self.knobs.task_seconds,
-                "error_rate": self.knobs.error_rate,
-                "throttle_rps": self.knobs.throttle_rps,
-                "fail_rate": self.knobs.fail_rate,
-                "drop_rate": self.knobs.drop_rate,
-                "url_ttl": self.knobs.url_ttl,
-            }}
+            return {**self.stats, "tasks": self.counts_by_status(), "knobs": knobs}
+
+
+def _take(buckets: dict[str, tuple[float, float]], rate: float, key: str, now: float) -> float | None:
+    """A token bucket of ``rate`` per second holding at most ``rate`` tokens (at least one)."""
+    if rate <= 0:
+        return None
+    capacity = max(1.0, rate)
+    tokens, last = buckets.get(key, (capacity, now))
+    tokens = min(capacity, tokens + (now - last) * rate)
+    if tokens >= 1:
+        buckets[key] = (tokens - 1, now)
+        return None
+    buckets[key] = (tokens, now)
+    return (1 - tokens) / rate
 
 
 def retry_after_header(seconds: float) -> str:

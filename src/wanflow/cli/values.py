@@ -1,0 +1,67 @@
+"""Command-line values checked as they are parsed, and errors printed as JSON for ``--json``.
+
+``--jobs 0`` used to mean the default and ``--budget -1`` refused every run with a confusing
+message; each is now a usage error (exit 2) that says what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+from wanflow._diagnostics import Diagnostic
+from wanflow.pipelines.batch_file import parse_delimiter
+
+
+def positive_int(text: str) -> int:
+    """``--jobs``: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """``--budget``, ``--keep-days``: a finite number of at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got '{text}'")
+    return value
+
+
+def batch_delimiter(text: str) -> str:
+    """``--batch-delimiter``: one character, or comma / semicolon / tab / pipe."""
+    try:
+        return parse_delimiter(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_batch_delimiter(parser: argparse.ArgumentParser) -> None:
+    """The ``--batch-delimiter`` option of run, plan and explain."""
+    parser.add_argument("--batch-delimiter", type=batch_delimiter, metavar="D",
+                        help="the CSV delimiter: one character, or comma, semicolon, tab, pipe "
+                             "(default: sniffed from the header row)")
+
+
+def wants_json(args: argparse.Namespace | None) -> bool:
+    """Whether the command asked for machine-readable output."""
+    return bool(args is not None and getattr(args, "json", False))
+
+
+def errors_json(diagnostics: list[Diagnostic], kind: str) -> dict[str, Any]:
+    """The JSON object printed on stdout for an invalid pipeline or a usage error under ``--json``."""
+    return {"ok": False, "error": kind, "diagnostics": [diagnostic.to_json() for diagnostic in diagnostics]}
+
+
+def print_errors_json(diagnostics: list[Diagnostic], kind: str) -> None:
+    """Print errors_json() as one line on stdout."""
+    print(json.dumps(errors_json(diagnostics, kind), ensure_ascii=False, separators=(",", ":")))

@@ -1,0 +1,49 @@
+"""Every simulator knob is a `wanflow sim` flag, mapped onto the Knobs the server runs with."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import wanflow.sim.server
+from wanflow.cli.main import main
+from wanflow.sim.state import Knobs
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """Capture the knobs `wanflow sim` would serve with, instead of serving."""
+    captured: list[Knobs] = []
+    monkeypatch.setattr(wanflow.sim.server, "serve", lambda host, port, knobs, workdir=None: captured.append(knobs))
+    return captured
+
+
+def test_defaults_are_the_documents(served):
+    assert main(["sim"]) == 0
+    assert served == [Knobs()]
+    knobs = served[0]
+    assert (knobs.vtrix_dialect, knobs.status_words, knobs.error_shape) == ("documented", "documented", "object")
+    assert knobs.list_clock_offset == "+00:00" and knobs.upload_ttl == 48 * 3600
+    assert not knobs.status_in_output and not knobs.ignore_params
+    assert knobs.suspend_rate == 0 and knobs.poll_throttle_rps == 0
+
+
+def test_every_new_flag_reaches_its_knob(served):
+    argv = ["sim", "--vtrix-dialect", "gateway", "--status-words", "mixed", "--status-in-output",
+            "--error-shape", "message-only", "--suspend-rate", "0.25", "--list-clock-offset", "+08:00",
+            "--upload-ttl", "60", "--ignore-params", "--poll-throttle-rps", "3"]
+    assert main(argv) == 0
+    changed = {name: value for name, value in dataclasses.asdict(served[0]).items()
+               if value != getattr(Knobs(), name)}
+    assert changed == {"vtrix_dialect": "gateway", "status_words": "mixed", "status_in_output": True,
+                       "error_shape": "message-only", "suspend_rate": 0.25, "list_clock_offset": "+08:00",
+                       "upload_ttl": 60.0, "ignore_params": True, "poll_throttle_rps": 3.0}
+
+
+@pytest.mark.parametrize("argv", [["--list-clock-offset", "8"], ["--list-clock-offset", "+8:00"],
+                                  ["--suspend-rate", "1.5"], ["--status-words", "random"], ["--error-shape", "xml"]])
+def test_bad_values_are_usage_errors(served, argv, capsys):
+    assert main(["sim", *argv]) != 0
+    assert served == []
+    assert "error" in capsys.readouterr().err

@@ -33,7 +33,7 @@ def test_plan_json_before_and_after_a_run(write_pipeline, capsys, use_instrument
     path = write_pipeline(CHAIN)
     assert main(["plan", str(path), "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert {k: v["status"] for k, v in plan["steps"].items()} == {"hero": "run", "edit": "maybe", "other": "run"}
+    assert {k: v["status"] for k, v in plan["steps"].items()} == {"hero": "run", "edit": "run-if-inputs-change", "other": "run"}
     assert use_instrumented_local.calls == [], "plan generates nothing"
     main(["run", str(path)])
     capsys.readouterr()

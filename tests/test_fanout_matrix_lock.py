@@ -234,15 +234,23 @@ def test_explain_names_exactly_the_affected_steps_and_fields(project, capsys):
     capsys.readouterr()
     assert main(["explain", str(path), "--var", "style=harsh noon light", "--json"]) == 0
     explained = {entry["step"]: entry for entry in json.loads(capsys.readouterr().out)}
-    assert explained["hero"]["status"] == "run" and explained["hero"]["changed"] == ["prompt"]
+    assert explained["hero"]["status"] == "run" and len(explained["hero"]["changed"]) == 1
+    assert explained["hero"]["changed"][0].startswith("prompt: A red running sneaker")
+    assert "{+harsh noon light+}" in explained["hero"]["changed"][0]
+    assert explained["hero"]["vars"] == ["vars.style: 'soft studio light, high detail' -> 'harsh noon light'"]
     assert explained["hero"]["why"] == "changed since the lockfile"
     for step in ("beach", "city", "beach_clip", "city_clip"):
-        assert explained[step]["status"] == "maybe" and explained[step]["changed"] == []
-        assert explained[step]["why"].startswith("its own request is unchanged")
+        assert explained[step]["status"] == "run-if-inputs-change" and explained[step]["changed"] == []
+        assert explained[step]["why"].startswith("after ")
+    # A step whose own request changed surely runs, whatever its inputs do.
     assert main(["explain", str(path), "beach_clip", "--var", "product=blue boot"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("beach_clip: would run if its inputs change: its own request changed since the lockfile")
-    assert "prompt" in text and "hero" not in text.splitlines()[0].split(":")[0]
+    assert text.startswith("beach_clip: would run: changed since the lockfile")
+    assert "prompt" in text and "vars.product: 'red running sneaker' -> 'blue boot'" in text
+    assert "hero" not in text.splitlines()[0].split(":")[0]
+    # An unknown step is an error naming the steps.
+    assert main(["explain", str(path), "nosuch"]) == 2
+    assert "no step 'nosuch'" in capsys.readouterr().err
 
 
 def test_reseed_draws_new_seeds_records_them_and_keeps_them(write_pipeline, capsys, use_instrumented_local):
@@ -323,6 +331,8 @@ def test_explain_on_a_matrix_names_each_instance_and_the_shared_step(project, ca
     lines = {line["step"]: line for line in json.loads(capsys.readouterr().out)}
     assert len(lines) == 12
     first = "style-watercolor_light-morning-sun/product"
-    assert lines[first]["status"] == "run" and lines[first]["changed"] == ["prompt"]
+    assert lines[first]["status"] == "run" and len(lines[first]["changed"]) == 1
+    assert lines[first]["changed"][0].startswith("prompt: A [-ceramic teapot-] {+a blue vase+}")
+    assert "vars.product: 'ceramic teapot' -> 'a blue vase'" in lines[first]["vars"]
     shared = [unit for unit, line in lines.items() if unit.endswith("/product") and line["status"] == "shared"]
     assert len(shared) == 5

@@ -213,11 +213,11 @@ def test_cache_is_shared_by_steps_with_identical_requests(write_pipeline, run_wi
 def test_plan_reports_cached_run_and_maybe(write_pipeline, workspace, run_with):
     path = write_pipeline(CHAIN)
     pipeline = wanflow.load_pipeline(path)
-    before = {step.step_id: step.status for step in wanflow.plan(pipeline, workspace=workspace)}
-    assert before == {"hero": "run", "edit": "maybe", "other": "run"}
+    before = {step.step_id: step.status for step in wanflow.plan(pipeline, workspace=workspace).units["default"]}
+    assert before == {"hero": "run", "edit": "run-if-inputs-change", "other": "run"}
     run_with(path)
     path.write_text(path.read_text().replace("an unrelated landscape", "a mountain"))
-    after = wanflow.plan(wanflow.load_pipeline(path), workspace=workspace)
+    after = wanflow.plan(wanflow.load_pipeline(path), workspace=workspace).units["default"]
     statuses = {step.step_id: step.status for step in after}
     assert statuses == {"hero": "cached", "edit": "cached", "other": "run"}
     other = next(step for step in after if step.step_id == "other")

@@ -22,6 +22,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "plan": "wanflow._api",
     "run": "wanflow._api",
+    "arun": "wanflow._api",
+    "explain": "wanflow._api",
+    "Plan": "wanflow.runner.plan",
+    "BatchResult": "wanflow.runner.batch",
     "Diagnostic": "wanflow._diagnostics",
     "Location": "wanflow._diagnostics",
     "PipelineError": "wanflow._exceptions",
@@ -42,7 +46,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from wanflow._api import plan, run
+    from wanflow._api import arun, explain, plan, run
     from wanflow._diagnostics import Diagnostic, Location
     from wanflow._exceptions import (
         PipelineError,
@@ -57,6 +61,8 @@ if TYPE_CHECKING:
     from wanflow.artifacts import Artifact
     from wanflow.pipelines import Pipeline, load_pipeline
     from wanflow.runner import RunOptions, RunResult, StepResult, Workspace
+    from wanflow.runner.batch import BatchResult
+    from wanflow.runner.plan import Plan
 
 
 def __getattr__(name: str) -> Any:
@@ -74,10 +80,12 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Artifact",
+    "BatchResult",
     "Diagnostic",
     "Location",
     "Pipeline",
     "PipelineError",
+    "Plan",
     "ProviderError",
     "RunOptions",
     "RunResult",
@@ -90,6 +98,8 @@ __all__ = [
     "Workspace",
     "WorkspaceBusy",
     "__version__",
+    "arun",
+    "explain",
     "load_pipeline",
     "plan",
     "run",

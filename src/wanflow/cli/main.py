@@ -79,6 +79,14 @@ def _fresh_argument(parser: argparse.ArgumentParser) -> None:
                         help="ignore the cache: for every step, or (repeatable) only for STEP")
 
 
+def _lock_arguments(parser: argparse.ArgumentParser) -> None:
+    """--frozen and --reseed: plan takes them too, so it plans what run will do."""
+    parser.add_argument("--frozen", action="store_true",
+                        help="reproduce <pipeline>.lock exactly; refuse with a diff if any resolved request would change")
+    parser.add_argument("--reseed", action="append", nargs="?", const=_ALL, metavar="STEP",
+                        help="draw new seeds on purpose (all steps, or only STEP; repeatable); the lockfile keeps them")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render --help in the docs)."""
     parser = _Parser(prog="wanflow", description=DESCRIPTION, epilog=EPILOG,
@@ -99,10 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch", type=Path, metavar="ROWS",
                      help="run one instance per row of a .csv (header = var names) or .jsonl file; bad rows are reported by line")
     add_batch_delimiter(run)
-    run.add_argument("--frozen", action="store_true",
-                     help="reproduce <pipeline>.lock exactly; refuse with a diff if any resolved request would change")
-    run.add_argument("--reseed", action="append", nargs="?", const=_ALL, metavar="STEP",
-                     help="draw new seeds on purpose (all steps, or only STEP; repeatable); the lockfile keeps them")
+    _lock_arguments(run)
     run.add_argument("--no-lock", action="store_true", help="do not write <pipeline>.lock")
     run.add_argument("--resubmit-unknown", action="store_true",
                      help="when an earlier create call's outcome is unknown and cannot be reconciled, submit again "
@@ -116,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Resolve the pipeline against the cache without generating anything.")
     _pipeline_arguments(plan)
     _fresh_argument(plan)
+    _lock_arguments(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("--batch", type=Path, metavar="ROWS", help="plan one instance per row of a .csv or .jsonl file")
     add_batch_delimiter(plan)
@@ -326,19 +332,14 @@ def _print_json(value: object) -> None:
         print(json.dumps(value, separators=(",", ":")))
 
 
-def _explain(args: argparse.Namespace, pipeline, workspace, providers, options, instances) -> int:
+def _explain(args: argparse.Namespace, the_plan, workspace) -> int:
     from dataclasses import replace
 
-    from wanflow.runner.explain import explain
-    from wanflow.runner.plan import plan_instances
+    from wanflow.runner.explain import explain_plan
 
-    if instances is None:
-        lines = explain(pipeline, workspace, providers, options, only=args.step)
-    else:
-        plans = plan_instances(instances, workspace, providers, options)
-        lines = [replace(line, unit=f"{instance.name}/{line.unit}") for instance in instances
-                 for line in explain(instance.pipeline, workspace, providers, replace(options, instance=instance.name),
-                                     only=args.step, planned_steps=plans[instance.name])]
+    explained = explain_plan(the_plan, workspace, only=args.step)
+    lines = [line if not the_plan.batch else replace(line, unit=f"{instance}/{line.unit}")
+             for instance, found in explained.items() for line in found]
     if args.json:
         _print_json([line.to_json() for line in lines])
     else:
@@ -347,23 +348,22 @@ def _explain(args: argparse.Namespace, pipeline, workspace, providers, options, 
     return EXIT_OK
 
 
-def _run_batch(args: argparse.Namespace, pipeline, workspace, providers, options, instances, rejected) -> int:
+def _run_batch(args: argparse.Namespace, the_plan, workspace, providers) -> int:
     import anyio
 
+    from wanflow._api import execute
     from wanflow.cli import reporting
-    from wanflow.runner.batch import batch_state, run_instances
+    from wanflow.runner.batch import batch_state
 
+    pipeline, instances, rejected = the_plan.pipeline, the_plan.instances, the_plan.rejected
     for row in rejected:
         for problem in row.problems:
             print(f"error: {row.label}: {problem}", file=sys.stderr)
     print(f"{pipeline.name}: {len(instances)} instance(s)" + (f", {len(rejected)} row(s) rejected" if rejected else ""),
           file=sys.stderr)
-    from wanflow._api import closing
-
-    shared = batch_state(instances, workspace, options)
+    shared = batch_state(instances, workspace, the_plan.options)
     with reporting.make_batch_progress(pipeline.name, len(instances), shared.limits.queues, sys.stderr) as display:
-        batch = anyio.run(closing, providers, run_instances, instances, workspace, providers, options, display, rejected,
-                          shared, display.instance_finished)
+        batch = anyio.run(execute, the_plan, workspace, providers, display, shared, display.instance_finished)
     if args.json:
         _print_json(reporting.batch_json(batch))
     else:
@@ -423,67 +423,42 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.stdout.write(to_mermaid(pipeline))
         return EXIT_OK
 
-    from wanflow._api import providers_for
-    from wanflow.runner import plan_pipeline
-    from wanflow.runner.plan import plan_instances, total_estimate
-    from wanflow.runner.scheduler import Runner
+    from wanflow._api import execute, instances_for, providers_for
+    from wanflow.runner.batch import BatchResult
+    from wanflow.runner.plan import build_plan
 
     workspace = _workspace(args)
     options = _options(args, pipeline, workspace.config().get("run", {}).get("jobs"))
     providers = providers_for(pipeline, options, check_ready=args.command == "run")  # planning needs no API key
-    instances = rejected = None
-    if getattr(args, "batch", None) is not None or pipeline.matrix:
-        from wanflow.pipelines.instances import expand
-
-        instances, rejected = expand(pipeline, args.batch, strict=args.strict, delimiter=getattr(args, "batch_delimiter", None))
+    instances, rejected = instances_for(pipeline, getattr(args, "batch", None), strict=args.strict,
+                                        delimiter=getattr(args, "batch_delimiter", None))
+    # One plan: what plan and explain print, what --budget and the confirmation weigh, what run executes.
+    the_plan = build_plan(pipeline, workspace, providers, options, instances, rejected)
     if args.command == "explain":
-        return _explain(args, pipeline, workspace, providers, options, instances)
+        return _explain(args, the_plan, workspace)
     if args.command == "plan":
-        if instances is None:
-            planned = plan_pipeline(pipeline, workspace, providers, options)
-            if args.json:
-                _print_json(reporting.plan_json(pipeline, planned))
-            else:
-                reporting.print_plan(pipeline, planned)
+        if args.json:
+            _print_json(reporting.plan_document(the_plan))
         else:
-            plans = plan_instances(instances, workspace, providers, options)
-            if args.json:
-                _print_json(reporting.instance_plans_json(pipeline, plans, rejected or []))
-            else:
-                reporting.print_instance_plans(pipeline, plans, rejected or [])
+            reporting.print_whole_plan(the_plan)
         return EXIT_OK
 
-    if args.budget is not None:
-        # Every instance of a matrix or batch counts: the budget is for the whole run.
-        plans = plan_instances(instances, workspace, providers, options) if instances is not None \
-            else {"": plan_pipeline(pipeline, workspace, providers, options)}
-        total = round(sum(total_estimate(planned) for planned in plans.values()), 6)
-        if total > args.budget:
-            for instance, planned in plans.items():
-                for step in planned:
-                    if step.status in ("run", "maybe") and step.estimated_usd:
-                        unit = f"{instance}/{step.step_id}" if instance else step.step_id
-                        print(f"  {unit:<16} ~${step.estimated_usd:.2f}  {step.estimate_basis}", file=sys.stderr)
-            raise UsageError(f"estimated cost ${total:.2f} exceeds --budget ${args.budget:.2f}; nothing was run")
+    the_plan.check_budget(args.budget)
     from wanflow.runner.preflight import prepare_run
 
     prepare_run(workspace, pipeline, [instance.name for instance in instances or []], options.write_lock)  # exit 2 now, not mid-run
     from wanflow.cli import run_hooks
 
-    run_hooks.confirm_paid_start(args, workspace, providers, lambda: sum(total_estimate(planned) for planned in (
-        plan_instances(instances, workspace, providers, options) if instances is not None
-        else {"": plan_pipeline(pipeline, workspace, providers, options)}).values()))
+    run_hooks.confirm_paid_start(args, workspace, providers, lambda: the_plan.upper_usd)
 
     import anyio
 
-    if instances is not None:
-        return _run_batch(args, pipeline, workspace, providers, options, instances, rejected or [])
+    if the_plan.batch:
+        return _run_batch(args, the_plan, workspace, providers)
     display = reporting.make_progress(pipeline, sys.stderr)
-    runner = Runner(pipeline, workspace, providers, options, display)
-    from wanflow._api import closing
-
     with display:
-        result = anyio.run(closing, providers, runner.run)
+        result = anyio.run(execute, the_plan, workspace, providers, display)
+    assert not isinstance(result, BatchResult)
     if args.json:
         _print_json(reporting.run_json(result))
     else:

@@ -10,8 +10,9 @@ from typing import Any, TextIO
 
 from wanflow.pipelines.model import Pipeline
 from wanflow.preview.notice import PREVIEW_NOTICE
+from wanflow.runner.decision import SPENDS
 from wanflow.runner.limits import QueueState
-from wanflow.runner.plan import PlannedStep, total_estimate
+from wanflow.runner.plan import Plan, PlannedStep, total_estimate
 from wanflow.runner.results import RunResult, StepResult
 
 _MARKS = {"ran": "✓ ran", "cached": "✓ cached", "failed": "✗ failed", "skipped": "- skipped", "running": "… running", "pending": "· waiting"}
@@ -237,6 +238,8 @@ def run_json(result: RunResult) -> dict[str, Any]:
         "record": str(result.record_path) if result.record_path else None,
         "out_dir": str(result.out_dir) if result.out_dir else None,
         "counts": result.counts(),
+        "estimated_cost_usd": result.estimated_usd,
+        "cost_usd": result.cost_usd,
         "steps": {
             step.step_id: {
                 "status": step.status,
@@ -269,12 +272,12 @@ def print_plan(pipeline: Pipeline, planned: list[PlannedStep], stream: TextIO | 
     stream = stream or sys.stdout
     print(f"{pipeline.name}: plan", file=stream)
     _print_plan_steps(planned, stream, "  ")
-    runs = sum(1 for step in planned if step.status in ("run", "maybe"))
+    runs = sum(1 for step in planned if step.status in SPENDS)
     print(f"{runs} of {len(planned)} steps would run; estimated cost ${total_estimate(planned):.2f} "
           "(estimates from public list prices; run? = runs unless its inputs come out byte-identical)", file=stream)
 
 
-_PLAN_LABELS = {"cached": "cached", "run": "run", "shared": "shared", "maybe": "run?", "skip": "skip"}
+_PLAN_LABELS = {"cached": "cached", "run": "run", "shared": "shared", "run-if-inputs-change": "run?", "skip": "skip"}
 
 
 def _print_plan_steps(planned: list[PlannedStep], stream: TextIO, indent: str) -> None:
@@ -282,7 +285,7 @@ def _print_plan_steps(planned: list[PlannedStep], stream: TextIO, indent: str) -
         cost = f"${step.estimated_usd:6.2f}"
         print(f"{indent}{_PLAN_LABELS[step.status]:<7} {step.step_id:<16} {step.model:<20} {step.provider:<9} {cost}  "
               f"seed {step.seed:<10}  {step.reason}", file=stream)
-        if step.status in ("run", "maybe") and step.estimate_basis:
+        if step.status in SPENDS and step.estimate_basis:
             print(f"{indent}{'':<7} {'':<16} {'':<20} {'':<9} {'':<7}  ({step.estimate_basis})", file=stream)
 
 
@@ -297,7 +300,7 @@ def print_instance_plans(pipeline: Pipeline, plans: dict[str, list[PlannedStep]]
     for row in rejected:
         print(f"  ✗ {row.label}: " + "; ".join(row.problems), file=stream)
     steps = [step for planned in plans.values() for step in planned]
-    runs = sum(1 for step in steps if step.status in ("run", "maybe"))
+    runs = sum(1 for step in steps if step.status in SPENDS)
     shared = sum(1 for step in steps if step.status == "shared")
     total = sum(total_estimate(planned) for planned in plans.values())
     print(f"{runs} of {len(steps)} steps would run ({shared} more share a request that runs once); "
@@ -313,6 +316,25 @@ def instance_plans_json(pipeline: Pipeline, plans: dict[str, list[PlannedStep]],
         "rejected": [{"row": row.label, "problems": row.problems} for row in rejected],
         "warnings": [warning.format() for warning in pipeline.warnings],
     }
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The ``--json`` form of ``wanflow plan`` (single run, or matrix/batch instances)."""
+    document = instance_plans_json(plan.pipeline, plan.units, plan.rejected) if plan.batch \
+        else plan_json(plan.pipeline, plan.units[plan.options.instance])
+    document["estimated_cost_usd"] = plan.upper_usd
+    document["certain_cost_usd"] = plan.certain_usd
+    return document
+
+
+def print_whole_plan(plan: Plan, stream: TextIO | None = None) -> None:
+    """The human form of ``wanflow plan`` (single run, or matrix/batch instances)."""
+    if plan.batch:
+        print_instance_plans(plan.pipeline, plan.units, plan.rejected, stream)
+    else:
+        print_plan(plan.pipeline, plan.units[plan.options.instance], stream)
+    if plan.upper_usd != plan.certain_usd:
+        print(f"${plan.certain_usd:.2f} surely; up to ${plan.upper_usd:.2f} if every 'run?' step runs", file=stream or sys.stdout)
 
 
 def plan_json(pipeline: Pipeline, planned: list[PlannedStep]) -> dict[str, Any]:
@@ -336,6 +358,7 @@ def _plan_steps_json(planned: list[PlannedStep]) -> dict[str, Any]:
             "cache_key": step.cache_key,
             "estimated_cost_usd": step.estimated_usd,
             "estimate_basis": step.estimate_basis,
+            "changed": step.changed,
         }
         for step in planned
     }

@@ -79,6 +79,7 @@ async def run_instances(
     rejected: list[RejectedRow] | None = None,
     shared: SharedState | None = None,
     on_instance_done: Callable[[str, RunResult], None] | None = None,
+    prepared: Mapping[str, dict | None] | None = None,
 ) -> BatchResult:
     """Run every instance concurrently within the shared limits; write one lockfile at the end.
 
@@ -92,6 +93,10 @@ async def run_instances(
                _Prefixed(reporter, instance.name), shared=shared)
         for instance in instances
     ]
+
+    if prepared is not None:  # a Plan applied the lockfile to each instance already
+        for runner in runners:
+            runner.prepared = {"locked": prepared.get(runner.options.instance)}
 
     async def one(runner: Runner) -> None:
         result = batch.instances[runner.options.instance] = await runner.run()

@@ -22,10 +22,13 @@ class RequestHistory:
     def __init__(self, index_dir: Path, pipeline_name: str) -> None:
         self.path = index_dir / f"{pipeline_name}.json"
         try:
-            self._entries: dict[str, dict[str, Any]] = json.loads(self.path.read_text("utf-8")).get("steps", {})
+            document = json.loads(self.path.read_text("utf-8"))
+            self._entries: dict[str, dict[str, Any]] = document.get("steps", {})
+            self.previous_vars: dict[str, Any] | None = document.get("vars")
         except (OSError, ValueError, AttributeError):
-            self._entries = {}
+            self._entries, self.previous_vars = {}, None
         self._updates: dict[str, dict[str, Any]] = {}
+        self._vars: dict[str, Any] | None = None
 
     def explain_miss(self, step_id: str, key: str, request: dict[str, Any]) -> str:
         """Why ``step_id`` must run: what changed since last time, or that it is new."""
@@ -47,10 +50,17 @@ class RequestHistory:
         """Note the request a step resolved to in this run."""
         self._updates[step_id] = {"key": key, "request": request}
 
+    def remember_vars(self, values: dict[str, Any]) -> None:
+        """Note the vars of this run, so the next ``explain`` can name a var that changed."""
+        self._vars = dict(values)
+
     def save(self) -> None:
         """Persist (merging with what earlier runs recorded)."""
         if not self._updates:
             return
         entries = {**self._entries, **self._updates}
+        document: dict[str, Any] = {"steps": entries}
+        if self._vars is not None or self.previous_vars is not None:
+            document["vars"] = self._vars if self._vars is not None else self.previous_vars
         # Rebuilt by the next run if lost, so it skips the fsyncs.
-        atomic_write_json(self.path, {"steps": entries}, durable=False, compact=True)
+        atomic_write_json(self.path, document, durable=False, compact=True)

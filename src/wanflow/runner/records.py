@@ -96,8 +96,7 @@ class RunRecorder:
     def document(self, status: str) -> dict[str, Any]:
         """The record as JSON data."""
         steps = self.result.steps.values()
-        cost = sum(step.cost_usd for step in steps)
-        estimated = sum(step.estimated_usd for step in steps if step.status == "ran")
+        cost, estimated = self.result.cost_usd, self.result.estimated_usd
         document: dict[str, Any] = {
             "wanflow_version": __version__,
             "run_id": self.result.run_id,

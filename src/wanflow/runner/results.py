@@ -72,10 +72,17 @@ class StepResult:
 
     @property
     def cost_usd(self) -> float:
-        """The cost the provider reported for this run of the step (0 when cached or free)."""
+        """The cost the provider reported for this run of the step, its items' for a ``for_each``
+        step (0 when cached or free)."""
+        if self.items is not None:
+            return sum(item.cost_usd for item in self.items)
         if self.status != "ran":
             return 0.0
         return float(self.provider_info.get("cost_usd") or 0.0)
+
+    def units(self) -> list[StepResult]:
+        """What was generated or looked up: the step itself, or its items."""
+        return self.items if self.items is not None else [self]
 
     @property
     def seconds(self) -> float | None:
@@ -98,6 +105,20 @@ class RunResult:
     out_dir: Path | None = None
     preview: bool = False
     interrupted: bool = False
+
+    def units(self) -> list[StepResult]:
+        """Every unit: each step, or each item of a ``for_each`` step (as ``plan`` lists them)."""
+        return [unit for step in self.steps.values() for unit in step.units()]
+
+    @property
+    def estimated_usd(self) -> float:
+        """The estimated cost of every unit that ran (what ``plan`` estimated for them)."""
+        return round(sum(unit.estimated_usd for unit in self.units() if unit.status == "ran"), 6)
+
+    @property
+    def cost_usd(self) -> float:
+        """The cost the providers reported (or estimated, where they report none) for this run."""
+        return round(sum(unit.cost_usd for unit in self.units()), 6)
 
     @property
     def ok(self) -> bool:

@@ -32,6 +32,7 @@ from wanflow.runner import fs_errors, lockfile
 from wanflow.runner.abandoned import running_in
 from wanflow.runner.cache import StepOutputsData
 from wanflow.runner.claims import claimed_task_ids
+from wanflow.runner.decision import decide
 from wanflow.runner.history import RequestHistory, history_name
 from wanflow.runner.journal import Journal, KeyJournal
 from wanflow.runner.keys import cache_key
@@ -89,7 +90,9 @@ class Reporter(Protocol):
     def step_note(self, step: StepResult, message: str) -> None: ...
 
 
-class _SilentReporter:
+class SilentReporter:
+    """Hears nothing (the default reporter)."""
+
     def step_started(self, step: StepResult) -> None:
         pass
 
@@ -117,12 +120,13 @@ class Runner:
         self.workspace = workspace
         self.providers = providers
         self.options = options or RunOptions()
-        self.reporter = reporter or _SilentReporter()
+        self.reporter = reporter or SilentReporter()
         self.store = workspace.store
         self.cache = workspace.cache
         self.media = RuntimeMedia(pipeline, self.options.provider_override, self.store)
         instance = self.options.instance
         self.history = RequestHistory(workspace.index_dir, history_name(pipeline, instance))
+        self.history.remember_vars(pipeline.vars)
         out_root = workspace.out_dir / pipeline.name
         if instance != "default":
             out_root = out_root / instance
@@ -160,6 +164,8 @@ class Runner:
         self._generated: set[str] = shared.generated if shared else set()
         self.journal = Journal(workspace.journal_dir)
         self._locked: dict | None = None
+        # {"locked": ...} when a Plan already applied the lockfile to this pipeline (see runner.plan)
+        self.prepared: dict | None = None
         self._prices = workspace.price_overrides
         self.limits = shared.limits if shared else (limits or ProviderLimits(workspace.config().get("limits", {})))
         self._workdir = workspace.tmp_dir / run_id
@@ -172,12 +178,15 @@ class Runner:
                 f"this run would spend money on {', '.join(paid)}; nothing was run. Choose it explicitly with "
                 f"--provider {paid[0]} or --allow-paid, or preview for free with --provider local"
             )
-        lock_data = self._shared.lock_data if self._shared else lockfile.read_lock(lockfile.lock_path(self.pipeline))
-        self._locked = lockfile.prepare(
-            self.pipeline, lock_data, frozen=self.options.frozen, reseed_all=self.options.reseed_all,
-            reseed_steps=self.options.reseed_steps, provider_override=self.options.provider_override,
-            instance=self.options.instance,
-        )
+        if self.prepared is not None:  # the plan applied the lockfile: its seeds are the ones to send
+            self._locked = self.prepared.get("locked")
+        else:
+            lock_data = self._shared.lock_data if self._shared else lockfile.read_lock(lockfile.lock_path(self.pipeline))
+            self._locked = lockfile.prepare(
+                self.pipeline, lock_data, frozen=self.options.frozen, reseed_all=self.options.reseed_all,
+                reseed_steps=self.options.reseed_steps, provider_override=self.options.provider_override,
+                instance=self.options.instance,
+            )
         if self._shared is None:  # a batch holds the workspace for all of its instances
             async with running_in(self.workspace, lambda: self._log(StepResult("*", "-"), "waiting for cache gc to finish")):
                 return await self._run_holding()
@@ -337,9 +346,12 @@ class Runner:
                                                                lambda message: self._log(result, message))
             if repaired:
                 entry = self.cache.lookup(key, origin=f"steps.{step.id}")
-            if entry is not None:
+            decision = decide(cached=entry is not None, forced=None if again else forced, made_by=None, pending_inputs=[],
+                              own_changes=[], miss_reason=lambda: self.history.explain_miss(result.step_id, key, canonical))
+            if decision.status == "cached":
+                assert entry is not None
                 result.status = "cached"
-                result.reason = "same request as a result this run generated" if again else "same request as a stored result"
+                result.reason = "same request as a result this run generated" if again else decision.reason
                 if repaired:
                     result.reason += " (a damaged object was downloaded again from its still-valid result URL)"
                 result.estimated_usd = 0.0
@@ -347,13 +359,13 @@ class Runner:
                 self._remember_urls(result)
                 return
             result.estimated_usd = cost.usd
-            await self._generate(step, request, provider, key, canonical, result, forced)
+            await self._generate(step, request, provider, key, canonical, result, decision.reason)
 
     async def _generate(
         self, step: StepSpec, request: StepRequest, provider: Provider, key: str, canonical: dict,
-        result: StepResult, forced: str | None,
+        result: StepResult, reason: str,
     ) -> None:
-        result.reason = forced or self.history.explain_miss(result.step_id, key, canonical)
+        result.reason = reason
         result.status = "running"
         self.reporter.step_started(result)
         gates = self.limits.gates(provider.name, request.model.name)

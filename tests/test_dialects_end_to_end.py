@@ -128,6 +128,7 @@ def test_kill_9_at_random_moments_on_the_gateway_never_creates_twice(sim, projec
         """)
     rng = random.Random(11)
     env = _gateway(server)
+    deliberate = 0
     for trial in range(6):
         args = [sys.executable, "-m", "wanflow", "run", str(path), "--provider", "vtrix", "--var", f"trial={trial}", "--json"]
         victim = subprocess.Popen(args, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -137,11 +138,12 @@ def test_kill_9_at_random_moments_on_the_gateway_never_creates_twice(sim, projec
         code, summary, err = wanflow_json(["run", str(path), "--provider", "vtrix", "--var", f"trial={trial}"], project, env)
         if code != 0:  # killed between sending a create and journaling its id: vtrix cannot list, so it asks
             assert "--resubmit-unknown" in err + json.dumps(summary)
+            deliberate += 1
             code, summary, err = wanflow_json(["run", str(path), "--provider", "vtrix", "--var", f"trial={trial}",
                                            "--resubmit-unknown"], project, env)
         assert code == 0, err
-    stats = server.stats()
-    assert stats["duplicate_creates"] == 0
+    # A duplicate is only ever the user's deliberate --resubmit-unknown after a stop.
+    assert server.stats()["duplicate_creates"] <= deliberate
 
 
 # --- uploads ---------------------------------------------------------------------------------------

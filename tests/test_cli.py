@@ -122,6 +122,16 @@ def test_a_paid_provider_named_only_in_the_pipeline_is_not_used_without_consent(
     assert "would spend money on dashscope; nothing was run" in err and "sk-test" not in err
     # Previewing it for free is always possible.
     assert main(["plan", str(path), "--provider", "local"]) == 0
+    # WANFLOW_ALLOW_PAID=1 is consent.
+    from wanflow.sim.server import SimServer
+    from wanflow.sim.state import Knobs
+
+    with SimServer(Knobs(task_seconds=0.05, tiny_results=True, keys=("sk-test-not-used",))) as sim:
+        monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", sim.dashscope_url)
+        monkeypatch.setenv("WANFLOW_ALLOW_PAID", "1")
+        monkeypatch.setenv("WANFLOW_POLL_INTERVAL", "0.02")
+        assert main(["run", str(path)]) == 0, capsys.readouterr().err
+        assert sim.stats()["creates"] == 3
 
 
 def test_a_model_the_provider_does_not_offer_is_rejected_before_running(write_pipeline, capsys):

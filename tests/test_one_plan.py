@@ -104,7 +104,7 @@ def test_templated_params_vars_conditions_and_changed_fan_out_items(sim, project
     assert summary["steps"]["clip"]["status"] == "skipped"
     # One fan-out item changes: only it runs, and the plan says so before.
     _agree([str(path), "--provider", "dashscope", "--var", "styles=[red, green, gold]"], project, env)
-    code, plan, _ = wanflow_json(["plan", str(path), "--provider", "dashscope", "--var", "styles=[red, green, gold]"],
+    _code, plan, _ = wanflow_json(["plan", str(path), "--provider", "dashscope", "--var", "styles=[red, green, gold]"],
                                  project, env)
     assert _planned(plan)[0] == set()
 
@@ -121,7 +121,7 @@ def test_reseeded_steps_run_with_the_seeds_the_plan_drew(sim, project):
     lock = json.loads((project / "pipe.lock").read_text())
     assert lock["instances"]["default"]["steps"]["hero"]["seed"] == summary["steps"]["hero"]["seed"]
     # The next plan uses the seed the lockfile pinned: nothing to run.
-    code, plan, _ = wanflow_json(["plan", str(path), "--provider", "dashscope"], project, env)
+    _code, plan, _ = wanflow_json(["plan", str(path), "--provider", "dashscope"], project, env)
     assert plan["steps"]["hero"]["status"] == "cached" and plan["steps"]["hero"]["seed"] == summary["steps"]["hero"]["seed"]
 
 
@@ -164,7 +164,7 @@ def test_arun_works_inside_a_running_event_loop(project, write_pipeline):
     pipeline = wanflow.load_pipeline(path)
 
     async def notebook_cell():
-        with pytest.raises(wanflow.UsageError, match="await wanflow.arun"):
+        with pytest.raises(wanflow.UsageError, match=r"await wanflow\.arun"):
             wanflow.run(pipeline)
         return await wanflow.arun(pipeline)
 

@@ -14,7 +14,7 @@ from wanflow.pipelines.resolve import StepRequest
 from wanflow.providers.config import parse_clock_offset, service_config
 from wanflow.providers.dashscope import DashScopeProtocol
 from wanflow.providers.failures import classify
-from wanflow.providers.remote import read_error
+from wanflow.providers.protocol import read_error
 from wanflow.providers.vtrix import VtrixProtocol
 
 

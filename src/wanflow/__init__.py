@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from wanflow._version import __version__
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -28,10 +28,15 @@ _EXPORTS = {
     "BatchResult": "wanflow.runner.batch",
     "Diagnostic": "wanflow._diagnostics",
     "Location": "wanflow._diagnostics",
+    "ConformError": "wanflow.media_conform",
+    "FileSystemError": "wanflow._exceptions",
+    "FrozenMismatch": "wanflow._exceptions",
+    "MediaError": "wanflow.media",
     "PipelineError": "wanflow._exceptions",
     "ProviderError": "wanflow._exceptions",
     "StepFailed": "wanflow._exceptions",
     "StoreError": "wanflow._exceptions",
+    "TemplateProblem": "wanflow.pipelines.templating",
     "TemplateReferenceError": "wanflow._exceptions",
     "UsageError": "wanflow._exceptions",
     "WanflowError": "wanflow._exceptions",
@@ -49,6 +54,8 @@ if TYPE_CHECKING:
     from wanflow._api import arun, explain, plan, run
     from wanflow._diagnostics import Diagnostic, Location
     from wanflow._exceptions import (
+        FileSystemError,
+        FrozenMismatch,
         PipelineError,
         ProviderError,
         StepFailed,
@@ -59,7 +66,10 @@ if TYPE_CHECKING:
         WorkspaceBusy,
     )
     from wanflow.artifacts import Artifact
+    from wanflow.media import MediaError
+    from wanflow.media_conform import ConformError
     from wanflow.pipelines import Pipeline, load_pipeline
+    from wanflow.pipelines.templating import TemplateProblem
     from wanflow.runner import RunOptions, RunResult, StepResult, Workspace
     from wanflow.runner.batch import BatchResult
     from wanflow.runner.plan import Plan
@@ -81,8 +91,12 @@ def __dir__() -> list[str]:
 __all__ = [
     "Artifact",
     "BatchResult",
+    "ConformError",
     "Diagnostic",
+    "FileSystemError",
+    "FrozenMismatch",
     "Location",
+    "MediaError",
     "Pipeline",
     "PipelineError",
     "Plan",
@@ -92,6 +106,7 @@ __all__ = [
     "StepFailed",
     "StepResult",
     "StoreError",
+    "TemplateProblem",
     "TemplateReferenceError",
     "UsageError",
     "WanflowError",

@@ -139,6 +139,26 @@ async def execute(the_plan: Plan, workspace: Workspace, providers: Mapping[str, 
                   reporter: Reporter | None = None, shared: Any = None,
                   on_instance_done: Callable[[str, RunResult], None] | None = None) -> RunResult | BatchResult:
     """Run ``the_plan``: the lockfile preparation (seeds, ``--frozen``) it made is the one used."""
+    result = await _execute(the_plan, workspace, providers, reporter, shared, on_instance_done)
+    store = workspace.shared
+    if store is not None:  # run records go to the shared store too
+        runs = result.instances.values() if isinstance(result, BatchResult) else [result]
+        for one in runs:
+            store.push_run(workspace.runs_dir / f"{one.run_id}.json")
+    return result
+
+
+async def _execute(the_plan: Plan, workspace: Workspace, providers: Mapping[str, Provider],
+                   reporter: Reporter | None, shared: Any,
+                   on_instance_done: Callable[[str, RunResult], None] | None) -> RunResult | BatchResult:
+    from wanflow.runner.cluster import address_for
+
+    address = address_for(the_plan.options.cluster, workspace.config())
+    if address is not None:
+        from wanflow.runner.cluster import execute_on_cluster
+
+        return await closing(providers, execute_on_cluster, the_plan, workspace, providers, address, reporter,
+                             on_instance_done)
     if the_plan.batch:
         return await closing(providers, run_instances, the_plan.instances, workspace, providers, the_plan.options,
                              reporter or SilentReporter(), the_plan.rejected, shared, on_instance_done, the_plan.locked)

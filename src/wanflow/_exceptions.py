@@ -1,4 +1,4 @@
-"""Every exception wanflow raises, in one place.
+"""Every exception wanflow raises, in one place (or, for the few defined next to their code, named here).
 
 The hierarchy::
 
@@ -7,14 +7,31 @@ The hierarchy::
     ├── UsageError               a command-line or configuration mistake. CLI exit 2
     │   └── FrozenMismatch       --frozen: the pipeline or vars would change a locked request
     ├── TemplateReferenceError   a template names a step, var or output field that does not exist
+    ├── TemplateProblem          a template failed to parse or render (wanflow.pipelines.templating);
+    │                            turned into a located Diagnostic, or into a step's error at run time
+    ├── TemplateLimitError       a template went past a size, time or depth bound
+    │                            (wanflow.pipelines.template_limits); reported as a TemplateProblem
+    ├── MediaError               a file is not readable media of a supported kind (wanflow.media);
+    │                            also a ValueError
+    ├── ConformError             an image cannot be adapted to a model's size rules
+    │                            (wanflow.media_conform); also a ValueError
     ├── StepFailed               one step could not produce its outputs. CLI exit 1 (the run goes on)
     │   └── ProviderError        the provider refused or failed the generation
+    │       └── ResultGone       a result URL answered 403/404/410: expired or gone (wanflow.providers.downloads)
     ├── StoreError               the artifact store or step cache cannot be read or written
     │   └── FileSystemError      a folder is a file, unwritable, read-only or full (also an OSError)
     └── WorkspaceBusy            a run holds the workspace, so ``cache gc`` would be unsafe. CLI exit 1
 
+MediaError and ConformError were ValueErrors before they joined the tree and still are, so
+``except ValueError`` keeps catching them. A WanflowError that reaches the command line is
+printed as ``wanflow: error: ...`` (exit 1) rather than as an internal error.
+
 Only ``PipelineError`` and ``UsageError`` mean "nothing was run"; the others surface per step in
 the run summary and the run record.
+
+Not part of the tree, because they never reach a user: ``TaskGone`` (wanflow.providers.remote: a
+control-flow signal inside a provider), ``Rejection`` (wanflow.sim: the simulator's HTTP error
+answers) and the YAML reader's private ``_TooDeep``.
 """
 
 from __future__ import annotations

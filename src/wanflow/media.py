@@ -5,12 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from wanflow._exceptions import WanflowError
+
 _IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp"}
 _AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 
 
-class MediaError(ValueError):
-    """A file is not readable media of a supported kind; the message says why."""
+class MediaError(WanflowError, ValueError):
+    """A file is not readable media of a supported kind; the message says why.
+
+    Also a ValueError (what it was before joining the WanflowError tree), so ``except ValueError`` still catches it.
+    """
 
 
 @dataclass(frozen=True)

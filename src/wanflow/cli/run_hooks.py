@@ -1,6 +1,6 @@
 """What ``wanflow run`` does around a run: before a costly paid start, ask (or refuse without a
 terminal); when it ends, the batch record of a matrix or batch, the cost of paid steps, and the
-HTML report ``out/<pipeline>/index.html``. cli/main.py calls these in one line each.
+HTML report ``out/<pipeline>/index.html``. cli/pipeline_commands.py calls these in one line each.
 """
 
 from __future__ import annotations

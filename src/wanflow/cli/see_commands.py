@@ -1,19 +1,18 @@
 """The commands for looking at work: ``runs``, ``report`` and ``init`` (and ``run``'s ``--yes`` and
-``--no-report``). Kept apart from cli/main.py, which only registers these parsers and dispatches.
+``--no-report``). Kept apart from cli/parser.py and cli/main.py, which only register these parsers and dispatch.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from wanflow._exceptions import UsageError
+from wanflow.cli.exit_codes import EXIT_OK
+from wanflow.cli.values import print_json
 
 COMMANDS = ("runs", "report", "init")
-EXIT_OK = 0
 
 
 def add_parsers(commands: Any) -> None:
@@ -106,7 +105,7 @@ def _runs(args: argparse.Namespace, history: Any) -> int:
     if args.runs_action == "show":
         run = history.find(args.run, args.pipeline)
         if args.show_json:
-            _print_json({"run": run.summary_json(), "records": run_records(run)})
+            print_json({"run": run.summary_json(), "records": run_records(run)})
         else:
             runs_view.print_run(run)
         return EXIT_OK
@@ -118,7 +117,7 @@ def _runs(args: argparse.Namespace, history: Any) -> int:
             second = history.find(args.run_b, args.pipeline or first.pipeline)
         diff = diff_runs(first, second)
         if args.diff_json:
-            _print_json(diff.to_json())
+            print_json(diff.to_json())
         else:
             runs_view.print_diff(diff)
         return EXIT_OK
@@ -127,7 +126,7 @@ def _runs(args: argparse.Namespace, history: Any) -> int:
     runs = filter_runs(history.runs, args.pipeline, args.status)
     shown = runs[:args.limit] if args.limit else runs
     if args.json:
-        _print_json([run.summary_json() for run in shown])
+        print_json([run.summary_json() for run in shown])
     else:
         runs_view.print_runs(shown, hidden=len(runs) - len(shown))
     return EXIT_OK
@@ -152,7 +151,3 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2) if sys.stdout.isatty() else json.dumps(value, separators=(",", ":")))

@@ -16,8 +16,8 @@ from wanflow._diagnostics import Diagnostic, Location
 from wanflow._exceptions import PipelineError, UsageError
 from wanflow.pipelines import batch_file
 from wanflow.pipelines.batch_file import BatchRow
-from wanflow.pipelines.load import check_templates
 from wanflow.pipelines.model import Pipeline
+from wanflow.pipelines.static_checks import check_templates
 from wanflow.pipelines.variables import check_typed_value
 
 MAX_INSTANCES = 100_000

@@ -8,14 +8,12 @@ values and places each finding at its line in the pipeline file.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from wanflow._diagnostics import Diagnostic, Location, format_path
-from wanflow.artifacts import Artifact, MediaInput, RemoteInput
-from wanflow.catalog import InputSpec, ModelSpec
+from wanflow.artifacts import Artifact, MediaInput
+from wanflow.catalog import InputSpec
 from wanflow.catalog.rules import (
     Finding,
     check_ignored_inputs,
@@ -28,15 +26,17 @@ from wanflow.catalog.rules import (
     truncate_text,
 )
 from wanflow.pipelines.model import MEDIA_FIELDS, Pipeline, StepSpec
+from wanflow.pipelines.request import SEED_MAX, StepRequest, derive_seed
 from wanflow.pipelines.templating import StepOutputs, StepsNamespace, TemplateProblem, VarsNamespace, render
 from wanflow.pipelines.variables import BOOLEAN_WORDS, parse_boolean_word
 from wanflow.pipelines.yaml_source import DataPath
 
-SEED_MAX = 2_147_483_647
 DEFAULT_PROVIDER = "local"
 _MEDIA_KIND = {"images": "image", "image": "image", "audio": "audio"}
 
-__all__ = ["MediaResolver", "StepRequest", "parse_size", "resolve_step"]
+# StepRequest, derive_seed and SEED_MAX live in wanflow.pipelines.request (light: no Jinja, no rules);
+# they stay importable from here.
+__all__ = ["SEED_MAX", "MediaResolver", "StepRequest", "derive_seed", "parse_size", "resolve_step"]
 
 
 class MediaResolver(Protocol):
@@ -49,56 +49,6 @@ class MediaResolver(Protocol):
     def fit(self, item: MediaInput, slot: InputSpec, step: StepSpec, path: DataPath) -> tuple[MediaInput, dict[str, Any] | None]:
         """Check ``item`` against ``slot``; return it (or a conformed copy and what was done)."""
         ...
-
-
-@dataclass(frozen=True)
-class StepRequest:
-    """A step with every template rendered: exactly what will be asked of the provider."""
-
-    step_id: str
-    model: ModelSpec
-    provider: str
-    prompt: str | None
-    negative_prompt: str | None
-    inputs: Mapping[str, tuple[MediaInput, ...]]
-    params: Mapping[str, Any]
-    explicit_params: frozenset[str]
-    seed_source: str
-    adaptations: tuple[Mapping[str, Any], ...] = field(default=())
-    version: str | int | None = None
-
-    @property
-    def seed(self) -> int:
-        """The resolved seed (always present)."""
-        return int(self.params["seed"])
-
-    def canonical(self) -> dict[str, Any]:
-        """The request as plain JSON data: inputs by content hash, never by local path."""
-        data: dict[str, Any] = {
-            "model": self.model.name,
-            "provider": self.provider,
-            "prompt": self.prompt,
-            "negative_prompt": self.negative_prompt,
-            "inputs": {name: [_input_id(item) for item in items] for name, items in sorted(self.inputs.items())},
-            "params": dict(sorted(self.params.items())),
-        }
-        if self.adaptations:
-            data["adaptations"] = [dict(item) for item in self.adaptations]
-        if self.version is not None:
-            data["version"] = self.version
-        return data
-
-
-def _input_id(item: MediaInput) -> str:
-    if isinstance(item, RemoteInput):
-        return f"url:{item.url}"
-    return f"sha256:{item.sha256}"
-
-
-def derive_seed(parent: int | str, step_id: str) -> int:
-    """A stable seed in 0..2147483647 for ``step_id`` under the pipeline seed ``parent``."""
-    digest = hashlib.sha256(f"wanflow-seed-v1\x00{parent}\x00{step_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % (SEED_MAX + 1)
 
 
 def pipeline_seed(pipeline: Pipeline) -> tuple[int, str]:

@@ -21,7 +21,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.runtime import Undefined
 
-from wanflow._exceptions import TemplateReferenceError
+from wanflow._exceptions import TemplateReferenceError, WanflowError
 from wanflow.artifacts import Artifact
 from wanflow.pipelines.template_limits import (
     MAX_PRODUCED,
@@ -70,7 +70,7 @@ def is_template(text: str) -> bool:
     return "{{" in text or "{%" in text or "{#" in text
 
 
-class TemplateProblem(Exception):
+class TemplateProblem(WanflowError):
     """A template failed; ``line`` is the 1-based line inside the template when known."""
 
     def __init__(self, message: str, line: int | None = None) -> None:

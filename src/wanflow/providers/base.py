@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from wanflow.pipelines.resolve import StepRequest
+from wanflow.pipelines.request import StepRequest
 
 
 @dataclass

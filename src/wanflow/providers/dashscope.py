@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 
 from wanflow._exceptions import ProviderError
-from wanflow.pipelines.resolve import StepRequest
+from wanflow.pipelines.request import StepRequest
 from wanflow.providers.config import ServiceConfig, parse_clock_offset, service_config
-from wanflow.providers.remote import CreateCall, RemoteOutput, RemoteProvider, ServiceProtocol, TaskState, read_error
+from wanflow.providers.protocol import CreateCall, RemoteOutput, ServiceProtocol, TaskState, read_error
+from wanflow.providers.remote import RemoteProvider
 from wanflow.providers.shapes import build_body
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wanflow.pipelines.resolve import StepRequest
+from wanflow.pipelines.request import StepRequest
 
 WEIGHT = 0.3  # of the newest task in the running mean and deviation
 SAVE_EVERY = 2.0  # seconds between writes of the file, at most

@@ -15,7 +15,7 @@ import anyio
 
 from wanflow._exceptions import ProviderError
 from wanflow.artifacts import Artifact, RemoteInput
-from wanflow.pipelines.resolve import StepRequest, parse_size
+from wanflow.pipelines.request import StepRequest
 from wanflow.providers.base import GenerationContext, GenerationResult, ProducedFile
 
 RENDERER_VERSION = "preview-2"  # bump when preview output changes: it salts the cache keys
@@ -49,6 +49,7 @@ def _open_images(request: StepRequest, slot: str) -> list[Any]:
 
 
 def _render_t2i(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    from wanflow.catalog.rules import parse_size
     from wanflow.preview.images import render_text_to_image, save_png
 
     size = parse_size(str(request.params["size"])) or (1280, 1280)

@@ -1,4 +1,5 @@
-"""The submit → poll → download engine shared by the paid Wan services.
+"""The submit → poll → download engine shared by the paid Wan services (the journal side is in
+recovery.py, the protocol types in protocol.py).
 
 A service module (``dashscope``, ``vtrix``) supplies a ``Protocol``: how to shape the create
 call and how to read its answers. This module owns what the users' money rides on:
@@ -16,13 +17,9 @@ call and how to read its answers. This module owns what the users' money rides o
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import anyio
@@ -31,16 +28,21 @@ import httpx
 
 from wanflow._exceptions import ProviderError
 from wanflow.artifacts import Artifact, RemoteInput
-from wanflow.catalog import ServiceSpec, load_catalog
 from wanflow.catalog.pricing import list_price
-from wanflow.catalog.services import TaskStatus
-from wanflow.pipelines.resolve import StepRequest
+from wanflow.pipelines.request import StepRequest
 from wanflow.providers.base import GenerationContext, GenerationResult, ProducedFile
 from wanflow.providers.config import ServiceConfig
 from wanflow.providers.downloads import ResultGone, download_verified, output_target
 from wanflow.providers.durations import DurationBook, duration_key
 from wanflow.providers.failures import classify
 from wanflow.providers.policies import LearnedSchedule, RetryPolicy, fixed_poll_interval, parse_retry_after, poll_policy
+from wanflow.providers.protocol import (
+    CreateCall,
+    ServiceProtocol,
+    TaskGone,
+    TaskState,
+)
+from wanflow.providers.recovery import JournalRecovery, clear_journal, lost_message
 from wanflow.providers.uploads import upload_file
 
 MAX_TASK_ATTEMPTS = 3  # one task, plus two new ones after internal failures
@@ -54,146 +56,10 @@ THROTTLE_PATIENCE = 30 * 60  # seconds a create waits out 429s before it gives u
 CONNECTION_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=8, keepalive_expiry=30)
 
 
-@dataclass
-class RemoteOutput:
-    """One result item: an image or video URL, or a piece of text."""
-
-    field: str  # images | video | text
-    url: str | None = None
-    text: str | None = None
-
-
-@dataclass
-class TaskState:
-    """A task as the service describes it, in wanflow's vocabulary.
-
-    ``recognized`` is False for a status word the catalog does not know: such a task counts as
-    still running (until the overall deadline), never as ended or gone.
-    """
-
-    status: TaskStatus
-    raw_status: str
-    recognized: bool = True
-    outputs: list[RemoteOutput] = field(default_factory=list)
-    error_code: str | None = None
-    error_message: str | None = None
-    cost_usd: float | None = None
-    partial_failures: list[str] = field(default_factory=list)
-    service_seconds: float | None = None  # how long the service says the task took, when it says
-    extra_outputs: list[dict[str, str]] = field(default_factory=list)  # items wanflow keeps only as URLs (audio)
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in ("succeeded", "failed", "canceled", "gone")
-
-
-class TaskGone(Exception):
-    """The service said explicitly that a task id does not exist."""
-
-
-@dataclass(frozen=True)
-class CreateCall:
-    """A create request: path under the base URL, JSON body, extra headers."""
-
-    path: str
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @cached_property
-    def fingerprint(self) -> str:
-        """sha256 of the canonical body: names the request in messages and journals."""
-        text = json.dumps(self.body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-class ServiceProtocol:
-    """What differs between services. Subclasses fill these in; the words, envelopes and
-    uploads they speak come from the catalog's ``services`` section."""
-
-    name = "service"
-
-    @cached_property
-    def spec(self) -> ServiceSpec:
-        return load_catalog().services[self.name]
-
-    def create_call(self, request: StepRequest, inputs: dict[str, list[str]], envelope: str | None = None) -> CreateCall:
-        raise NotImplementedError
-
-    def created(self, payload: Any) -> tuple[str | None, str | None]:
-        """(task id, request id) from a create answer."""
-        raise NotImplementedError
-
-    def task_path(self, task_id: str, envelope: str | None = None) -> str:
-        return self.spec.envelope(envelope).task.format(id=task_id)
-
-    def task_state(self, payload: Any, request: StepRequest) -> TaskState:
-        raise NotImplementedError
-
-    def error_of(self, payload: Any) -> tuple[str | None, str]:
-        """(code, message) of an error answer, whatever its shape."""
-        return read_error(payload)
-
-    def request_id(self, payload: Any) -> str | None:
-        return _text(payload.get("request_id")) if isinstance(payload, dict) else None
-
-    def cancel_path(self, task_id: str) -> str | None:
-        """Where to cancel a queued task; None when the service cannot."""
-        return None
-
-    async def find_tasks(self, client: httpx.AsyncClient, auth: dict[str, str], request: StepRequest,
-                         sent_at: float, body: dict[str, Any]) -> list[str] | None:
-        """Task ids that a create of ``body`` sent at ``sent_at`` may have made; None when the service cannot say."""
-        return None
-
-    def state_for(self, word: Any) -> TaskState:
-        """A TaskState for a status word; an unknown word is "still running", marked unrecognized."""
-        raw = "" if word is None else str(word)
-        status = self.spec.status(raw)
-        return TaskState(status or "running", raw, recognized=status is not None)
-
-
-def read_error(payload: Any) -> tuple[str | None, str]:
-    """(code, message) from any error shape the services use.
-
-    Seen: ``{"code", "message"}`` (DashScope), ``{"error": {"code", "message"}}`` (vtrix documents),
-    ``{"error": "text"}`` and ``{"message": "text"}`` (the vtrix gateway), ``{"error": {"code": 1015008,
-    "error_message": ...}}`` (numeric codes). A numeric code is written as the documents' 9 digits.
-    """
-    if isinstance(payload, str):
-        return None, payload[:500]
-    if not isinstance(payload, dict):
-        return None, str(payload)[:200]
-    error = payload.get("error")
-    if isinstance(error, str) and error.strip():
-        return _code(payload.get("code")), error[:500]
-    source = error if isinstance(error, dict) else payload
-    code = _code(source.get("code", source.get("error_code")))
-    if code is None and source is not payload:
-        code = _code(payload.get("code"))
-    message = next((str(source[key]) for key in ("message", "error_message", "msg") if source.get(key)), "")
-    if not message and source is not payload:
-        message = next((str(payload[key]) for key in ("message", "error_message") if payload.get(key)), "")
-    return code, message[:500]
-
-
-def _code(value: Any) -> str | None:
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-        digits = str(value)
-        # vtrix's codes are 9 digits with leading zeros (001015008); a JSON number loses them.
-        return digits.zfill(9) if 6 <= len(digits) < 9 else digits
-    return str(value)
-
-
-def _text(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class RemoteProvider:
+class RemoteProvider(JournalRecovery):
     """A paid Wan service behind the Provider interface."""
 
     paid = True
@@ -276,12 +142,12 @@ class RemoteProvider:
             if state.status == "succeeded":
                 break
             if state.status == "gone":
-                _clear(context)
+                clear_journal(context)
                 raise ProviderError(f"task {task_id} is unknown to the service (expired after 24 h, or never existed); "
                                     "its result cannot be fetched", code=state.error_code)
             failure = classify(state.error_code, state.error_message or state.raw_status)
             if not failure.retryable or attempt == MAX_TASK_ATTEMPTS:
-                _clear(context)
+                clear_journal(context)
                 raise ProviderError(f"task {task_id} {state.raw_status}: {failure.describe()}", code=failure.code,
                                     retryable=failure.retryable)
             context.log(f"task {task_id} failed internally ({failure.code}); submitting a new task "
@@ -297,7 +163,7 @@ class RemoteProvider:
                 raise
             # Paid for and gone: say so once, and never loop on the dead URL again.
             context.journal.lost(entry, ended_at, info["cost_usd"] if info["cost_source"].startswith("reported") else None)
-            raise ProviderError(f"{gone}. " + _lost_message(self.name, context.journal.pending()), code="task-lost") from None
+            raise ProviderError(f"{gone}. " + lost_message(self.name, context.journal.pending()), code="task-lost") from None
         info["task_id"] = info["task_ids"][-1]
         info["task_ended_at"] = ended_at  # result URLs live 24 h from here (a damaged object can be fetched again)
         info["urls_expire_at"] = ended_at + self.config.url_reuse_hours * 3600
@@ -308,128 +174,6 @@ class RemoteProvider:
             info["partial_failures"] = state.partial_failures
             warnings.append(f"{len(state.partial_failures)} of the requested images failed: " + "; ".join(state.partial_failures))
         return GenerationResult(files=files, info=info, warnings=warnings)
-
-    # --- the journal: never pay twice ----------------------------------------------------------
-
-    async def _recover(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
-                       context: GenerationContext) -> str | None:
-        """A task an earlier run already paid for, or None when it is safe to create one.
-
-        Raises (stops and asks) whenever the journal shows paid work whose fate is unknown and
-        the user has not said ``--resubmit-unknown``.
-        """
-        journal = context.journal
-        if journal is None:
-            return None
-        entry = journal.pending()
-        if entry is None:
-            return None
-        if entry.damaged:
-            if context.resubmit_unknown:
-                context.log("this request's journal log was found emptied or unreadable; submitting anew on purpose "
-                            "(--resubmit-unknown)")
-                info["deliberate_resubmission"] = "damaged journal log"
-                journal.clear()
-                return None
-            raise ProviderError("this request's journal log (.wanflow/journal/) was found emptied or unreadable, so an "
-                                "earlier run may have paid for a task whose id is lost. wanflow will not risk paying "
-                                "twice: check the service's console, then rerun with --resubmit-unknown to pay for a "
-                                "new task on purpose", code="journal-damaged")
-        sent = _when(entry.intent_at)
-        if entry.lost_at is not None:
-            if context.resubmit_unknown:
-                context.log(f"task {entry.task_id} was lost (its result URL expired before download); "
-                            "paying for a new one (--resubmit-unknown)")
-                info["deliberate_resubmission"] = f"lost task {entry.task_id}"
-                journal.clear()
-                return None
-            raise ProviderError(_lost_message(self.name, entry), code="task-lost")
-        if entry.task_id:
-            if entry.expired:
-                if context.resubmit_unknown:
-                    context.log(f"task {entry.task_id} from {sent} is past the 24 h validity; submitting anew (--resubmit-unknown)")
-                    info["deliberate_resubmission"] = f"expired task {entry.task_id}"
-                    journal.clear()
-                    return None
-                raise ProviderError(f"task {entry.task_id}, submitted at {sent}, is past the services' 24 h validity: its "
-                                    "result is gone. Rerun with --resubmit-unknown to pay for a new one", code="task-expired")
-            context.log(f"resuming task {entry.task_id} submitted at {sent} (not creating a new one)")
-            info["task_ids"].append(entry.task_id)
-            info["request_ids"].extend(entry.request_ids)
-            info["resumed"] = True
-            return entry.task_id
-        # An earlier create was sent but its answer never recorded.
-        adopted = await self._reconcile(client, entry, request, call, info, context)
-        if adopted is not None:
-            journal.submitted(entry, adopted, None)
-            info["task_ids"].append(adopted)
-            info["adopted"] = True
-        return adopted
-
-    async def _submit(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
-                      context: GenerationContext) -> str:
-        blocked = context.create_blocked() if context.create_blocked is not None else None
-        if blocked:
-            raise ProviderError(f"not submitted: {blocked}", code="creates-stopped")
-        journal = context.journal
-        entry = journal.intent(call.fingerprint, info.get("deliberate_resubmission")) if journal is not None else None
-        try:
-            task_id = await self._create(client, call, info, context)
-        except ProviderError as error:
-            if error.code != "create-outcome-unknown":
-                if journal is not None:
-                    journal.clear()  # a definite refusal: nothing was created
-                raise
-            if entry is None:
-                raise
-            adopted = await self._reconcile(client, entry, request, call, info, context, lost=str(error))
-            if adopted is None:  # only with --resubmit-unknown: the user chose to pay again
-                return await self._submit(client, call, request, info, context)
-            task_id = adopted
-            info["task_ids"].append(adopted)
-            info["adopted"] = True
-        if entry is not None:
-            journal.submitted(entry, task_id, info["request_ids"][-1] if info["request_ids"] else None)
-        return task_id
-
-    async def _reconcile(self, client: httpx.AsyncClient, entry: Any, request: StepRequest, call: CreateCall,
-                         info: dict[str, Any], context: GenerationContext, lost: str | None = None) -> str | None:
-        """The task a create of unknown outcome made.
-
-        Adopted only on proof: exactly one listed task matches the request (model, the service's
-        own submit time, and the prompt and parameters where the list echoes them) and no journal
-        entry, cache entry, record or lockfile of this workspace claims it. No candidate is not
-        proof that nothing was created (the list's clock or format may not match), so it stops and
-        asks like several candidates do. ``--resubmit-unknown`` clears the entry, journals the next
-        create as a deliberate resubmission, and returns None.
-        """
-        sent = _when(entry.intent_at)
-        candidates = await self.protocol.find_tasks(client, self._auth(), request, entry.intent_at, call.body)
-        fresh: list[str] = []
-        if candidates is not None:
-            claimed = context.journal.claimed_task_ids()
-            fresh = [task for task in dict.fromkeys(candidates) if task not in claimed]
-            if len(fresh) == 1:
-                context.log(f"the create sent at {sent} did make task {fresh[0]}; adopting it instead of creating another")
-                return fresh[0]
-        if candidates is None:
-            why = f"{self.name} has no task list to check"
-        elif not fresh:
-            why = (f"{self.name}'s task list shows no unclaimed task that matches it, which does not prove that none was "
-                   "created (the list's clock or filters may not match)")
-        else:
-            why = f"{len(fresh)} unclaimed tasks could be it ({', '.join(fresh[:4])})"
-        if context.resubmit_unknown:
-            context.log(f"the create sent at {sent} has an unknown outcome ({why}); submitting again on purpose "
-                        "(--resubmit-unknown)")
-            info["deliberate_resubmission"] = f"create of unknown outcome sent at {sent}"
-            context.journal.clear()
-            return None
-        raise ProviderError(
-            (lost + ". " if lost else "") +
-            f"A create call for this step was sent at {sent} (request fingerprint {entry.fingerprint[:16]}) and its "
-            f"outcome is unknown: {why}. wanflow will not risk paying twice. Check the service's console for a task "
-            "of that time; to pay for a new one on purpose, rerun with --resubmit-unknown", code="create-outcome-unknown")
 
     async def _wait_or_cancel(self, client: httpx.AsyncClient, task_id: str, request: StepRequest, info: dict[str, Any],
                               context: GenerationContext) -> TaskState:
@@ -453,7 +197,7 @@ class RemoteProvider:
             return
         if response.is_success:
             context.log(f"canceled queued task {task_id}")
-            _clear(context)
+            clear_journal(context)
         else:
             context.log(f"task {task_id} could not be canceled (only queued tasks can); the next run resumes it")
 
@@ -707,28 +451,11 @@ class RemoteProvider:
         return files
 
 
-def _clear(context: GenerationContext) -> None:
-    if context.journal is not None:
-        context.journal.clear()
-
-
 def _refused_a_url(error: ProviderError) -> bool:
     """Whether a definite create refusal blames an input URL (DashScope ``InvalidURL``, or a URL error)."""
     code = (error.code or "").lower()
     return error.code != "create-outcome-unknown" and ("url" in code or ("url" in str(error).lower()
                                                        and any(word in str(error) for word in ("HTTP 400", "HTTP 403"))))
-
-
-def _lost_message(service: str, entry: Any) -> str:
-    paid = f" (reported cost ${entry.cost_usd:.2f})" if entry.cost_usd is not None else ""
-    ended = _when(entry.ended_at) if entry.ended_at else "an unknown time"
-    return (f"task {entry.task_id} on {service} succeeded at {ended}{paid}, but its result URL was gone before wanflow "
-            "could download it, so the result is lost. Nothing more can be fetched for it; rerun with "
-            "--resubmit-unknown to pay for a new task")
-
-
-def _when(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
 
 
 def _json(response: httpx.Response) -> Any:

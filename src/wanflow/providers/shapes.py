@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wanflow.catalog.spec import ProviderModel
-from wanflow.pipelines.resolve import StepRequest
+from wanflow.pipelines.request import StepRequest
 
 
 def _parameters(request: StepRequest) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import httpx
 from wanflow._exceptions import ProviderError
 from wanflow.artifacts import Artifact
 from wanflow.catalog.services import UploadSpec
-from wanflow.pipelines.resolve import StepRequest
+from wanflow.pipelines.request import StepRequest
 
 UPLOAD_SAFETY_MARGIN = 3600  # reuse an upload only while it has an hour to live
 _POLICY_FIELDS = ("upload_host", "upload_dir", "policy", "signature", "oss_access_key_id")

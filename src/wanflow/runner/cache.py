@@ -6,11 +6,14 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wanflow.artifacts import Artifact
 from wanflow.runner.fsutil import atomic_write_json
 from wanflow.runner.store import ArtifactStore
+
+if TYPE_CHECKING:
+    from wanflow.runner.shared_store import SharedStore
 
 
 @dataclass
@@ -55,9 +58,13 @@ class CacheEntry:
 class StepCache:
     """Entries live at ``<root>/<first two hex digits>/<key>.json``."""
 
-    def __init__(self, root: Path, store: ArtifactStore) -> None:
+    def __init__(self, root: Path, store: ArtifactStore, remote: SharedStore | None = None) -> None:
         self.root = root
         self.store = store
+        self.remote = remote  # a shared store (--store): entries are written through and read through
+
+    def _remote_name(self, key: str) -> str:
+        return f"cache/{key[:2]}/{key}.json"
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
@@ -71,7 +78,9 @@ class StepCache:
         try:
             raw = json.loads(self._path(key).read_text("utf-8"))
         except (OSError, ValueError):
-            return None
+            raw = self._pull(key)
+            if raw is None:
+                return None
         try:
             outputs = self._outputs_from(raw["outputs"], origin)
         except (KeyError, TypeError, ValueError):
@@ -83,7 +92,7 @@ class StepCache:
 
     def contains(self, key: str) -> bool:
         """Cheap existence check (no object verification), for planning."""
-        return self._path(key).is_file()
+        return self._path(key).is_file() or (self.remote is not None and self.remote.read(self._remote_name(key)) is not None)
 
     def save(self, key: str, request: dict[str, Any], outputs: StepOutputsData, provider_info: dict[str, Any]) -> None:
         """Record that ``key`` produced ``outputs``."""
@@ -98,6 +107,20 @@ class StepCache:
             },
             compact=True,
         )
+        if self.remote is not None:
+            self.remote.write(self._remote_name(key), self._path(key).read_bytes())
+
+    def _pull(self, key: str) -> dict[str, Any] | None:
+        """The shared store's entry for ``key`` (kept locally too), or None."""
+        data = self.remote.read(self._remote_name(key)) if self.remote is not None else None
+        if data is None:
+            return None
+        try:
+            raw = json.loads(data)
+        except ValueError:
+            return None
+        atomic_write_json(self._path(key), raw, compact=True)
+        return dict(raw)
 
     def _outputs_from(self, raw: dict[str, Any], origin: str) -> StepOutputsData:
         def rebuild(record: dict[str, Any], label: str) -> Artifact:

@@ -120,10 +120,18 @@ def _show(path: KeyPath) -> str:
 
 def _check_paths(report: _Report, section: Mapping[str, Any]) -> None:
     for key, value in section.items():
-        if key not in ("state_dir", "out_dir"):
-            report.unknown(("paths", key), ["out_dir", "state_dir"])
+        if key not in ("state_dir", "out_dir", "store"):
+            report.unknown(("paths", key), ["out_dir", "state_dir", "store"])
         elif not isinstance(value, str) or not value.strip():
-            report.add(("paths", key), f"must be a folder path as text, not {_kind(value)}")
+            report.add(("paths", key), f"must be a {'store URL' if key == 'store' else 'folder path'} as text, not {_kind(value)}")
+
+
+def _check_cluster(report: _Report, section: Mapping[str, Any]) -> None:
+    for key, value in section.items():
+        if key != "address":
+            report.unknown(("cluster", key), ["address"])
+        elif not isinstance(value, str) or not (value.startswith("local:") or "://" in value):
+            report.add(("cluster", key), "must be local:N or a Dask scheduler address such as tcp://HOST:8786")
 
 
 def _check_run(report: _Report, section: Mapping[str, Any]) -> None:
@@ -230,6 +238,7 @@ def _check_providers(report: _Report, section: Mapping[str, Any]) -> None:
 
 _SECTIONS: dict[str, Callable[[_Report, Mapping[str, Any]], None]] = {
     "paths": _check_paths,
+    "cluster": _check_cluster,
     "run": _check_run,
     "limits": _check_limits,
     "prices": _check_prices,

@@ -25,8 +25,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wanflow.runner.fsutil import canonical_json, fsync_dir
+
+if TYPE_CHECKING:
+    from wanflow.runner.shared_store import SharedJournal
 
 TASK_LIFETIME = 24 * 3600  # DashScope and vtrix keep task ids and results for 24 hours
 
@@ -58,14 +62,22 @@ class JournalEntry:
 class Journal:
     """All entries of one state folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, remote: SharedJournal | None = None) -> None:
         self.root = root
+        self.remote = remote  # a shared store (--store): its events are the truth other machines see
 
     def _path(self, key: str) -> Path:
         return self.root / f"{key}.jsonl"
 
     def get(self, key: str) -> JournalEntry | None:
         """The entry for ``key``, if a previous run left one."""
+        if self.remote is not None:
+            shared = self.remote.last(key)
+            if shared is not None:
+                try:
+                    return JournalEntry(**shared)
+                except TypeError:
+                    return JournalEntry(key, "?", "?", "", 0.0, damaged=True)
         try:
             lines = self._path(key).read_text("utf-8").splitlines()
         except FileNotFoundError:
@@ -91,7 +103,9 @@ class Journal:
     def entries(self) -> list[JournalEntry]:
         """Every entry (for reconciliation and ``wanflow cache`` reports)."""
         found = []
-        for key in sorted({path.stem for pattern in ("*.jsonl", "*.json") for path in self.root.glob(pattern)}):
+        keys = {path.stem for pattern in ("*.jsonl", "*.json") for path in self.root.glob(pattern)}
+        keys |= set(self.remote.keys()) if self.remote is not None else set()
+        for key in sorted(keys):
             entry = self.get(key)
             if entry is not None:
                 found.append(entry)
@@ -104,6 +118,9 @@ class Journal:
 
     def write(self, entry: JournalEntry) -> None:
         """Durably record ``entry``: append it as one line and fsync (and the folder, for a new log)."""
+        if self.remote is not None:  # first: an intent another machine beat us to is refused here
+            self.remote.append(entry.key, {**vars(entry), "request_ids": list(entry.request_ids)},
+                               intent=entry.task_id is None and entry.lost_at is None)
         path = self._path(entry.key)
         data = (canonical_json({**vars(entry), "request_ids": list(entry.request_ids)}) + "\n").encode("utf-8")
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
@@ -126,6 +143,8 @@ class Journal:
         """Forget ``key``: its outputs are stored, or it failed for good."""
         self._path(key).unlink(missing_ok=True)
         self._legacy_path(key).unlink(missing_ok=True)
+        if self.remote is not None:
+            self.remote.remove(key)
 
 
 class KeyJournal:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wanflow._exceptions import StoreError
-from wanflow.pipelines.resolve import StepRequest
+from wanflow.pipelines.request import StepRequest
 from wanflow.runner.fsutil import canonical_json
 
 KEY_VERSION = 1

@@ -89,6 +89,11 @@ class ModelLimits:
         return max(0, self.claimed - int(self.tasks.total_tokens))
 
 
+@asynccontextmanager
+async def _async_null() -> AsyncIterator[None]:
+    yield
+
+
 class ProviderLimits:
     """All gates of a run (shared by every instance of a batch)."""
 
@@ -154,7 +159,16 @@ class ProviderLimits:
         if on_queue is not None and gates.queued():
             on_queue(gates.queued())
         try:
-            async with gates.tasks:
+            async with gates.tasks, self._cluster_slot(provider, model):
                 yield gates
         finally:
             gates.claimed -= 1
+
+    def _cluster_slot(self, provider: str, model: str) -> Any:
+        """On a Dask worker, the same concurrent-task limit held cluster-wide (a distributed.Semaphore)."""
+        from wanflow.runner import cluster
+
+        _, concurrent = self._settings(provider, model)
+        if not cluster.active() or concurrent is None:
+            return _async_null()
+        return cluster.model_slot(provider, model, concurrent)

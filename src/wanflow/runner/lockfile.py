@@ -148,7 +148,7 @@ def compare(locked: Mapping[str, Any], requests: Mapping[str, dict[str, Any]], i
 
 def static_units(pipeline: Pipeline, provider_override: str | None) -> dict[str, dict[str, Any]]:
     """Every unit's request as far as it is known before running (upstream inputs unknown)."""
-    from wanflow.pipelines.load import static_requests
+    from wanflow.pipelines.static_checks import static_requests
 
     return {name: request.canonical() for name, request in static_requests(pipeline, provider_override).items()}
 

@@ -9,8 +9,8 @@ from typing import Any
 from wanflow.artifacts import Artifact, MediaInput, RemoteInput
 from wanflow.catalog import InputSpec, load_catalog
 from wanflow.media_conform import ConformError, conform_image
-from wanflow.pipelines.load import StaticMedia, media_verdict
 from wanflow.pipelines.model import Pipeline, StepSpec
+from wanflow.pipelines.static_media import StaticMedia, media_verdict
 from wanflow.pipelines.templating import TemplateProblem
 from wanflow.pipelines.yaml_source import DataPath
 from wanflow.runner.fsutil import sha256_file

@@ -22,9 +22,9 @@ from typing import Any
 from wanflow.catalog.pricing import estimate
 from wanflow.pipelines.graph import template_strings
 from wanflow.pipelines.instances import Instance, RejectedRow
-from wanflow.pipelines.load import fan_in, placeholder_outputs
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import evaluate_for_each, evaluate_when, resolve_step
+from wanflow.pipelines.static_checks import fan_in, placeholder_outputs
 from wanflow.pipelines.templating import StepOutputs, TemplateProblem, referenced_steps
 from wanflow.providers.base import Provider
 from wanflow.runner import lockfile

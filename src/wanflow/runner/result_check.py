@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from wanflow.artifacts import Artifact
 from wanflow.media import MediaError, has_audio_stream
-from wanflow.pipelines.resolve import StepRequest
+from wanflow.pipelines.request import StepRequest
 from wanflow.preview.images import TIER_AREAS as IMAGE_TIERS
 from wanflow.preview.video import TIER_AREAS as VIDEO_TIERS
 from wanflow.runner.cache import StepOutputsData

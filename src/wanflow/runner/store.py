@@ -6,17 +6,22 @@ import contextlib
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wanflow.artifacts import Artifact
 from wanflow.runner.fs_errors import file_system_error
 from wanflow.runner.fsutil import copy_hashing, sha256_file
 
+if TYPE_CHECKING:
+    from wanflow.runner.shared_store import SharedStore
+
 
 class ArtifactStore:
     """Objects live at ``<root>/<first two hex digits>/<sha256>``; writes are verified and atomic."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, remote: SharedStore | None = None) -> None:
         self.root = root
+        self.remote = remote  # a shared store (--store): written through, read through on a local miss
 
     def path_for(self, sha256: str) -> Path:
         """Where the object ``sha256`` is (or would be) stored."""
@@ -66,6 +71,8 @@ class ArtifactStore:
         else:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(incoming, final)
+        if self.remote is not None:
+            self.remote.push_object(digest, final)
         return final
 
     def put_bytes(self, data: bytes, media_type: str) -> Artifact:
@@ -85,5 +92,6 @@ class ArtifactStore:
             if path.stat().st_size != size:
                 return False
         except OSError:
-            return False
+            # Not here: the shared store may have it (it is verified as it is fetched).
+            return self.remote is not None and self.remote.pull_object(sha256, size, path)
         return sha256_file(path) == sha256

@@ -6,11 +6,15 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wanflow._config_files import read_toml
 from wanflow.runner.cache import StepCache
+from wanflow.runner.journal import Journal
 from wanflow.runner.store import ArtifactStore
+
+if TYPE_CHECKING:
+    from wanflow.runner.shared_store import SharedStore
 
 CONFIG_NAME = "wanflow.toml"
 STATE_NAME = ".wanflow"
@@ -36,15 +40,20 @@ class Workspace:
     root: Path
     state_dir: Path
     out_dir: Path
+    store_url: str | None = None  # a shared store (fsspec URL) behind the state folder, or None
 
     @classmethod
-    def discover(cls, cwd: Path | None = None, state_dir: Path | None = None, out_dir: Path | None = None) -> Workspace:
-        """Find the project from ``cwd``; flags beat WANFLOW_STATE_DIR / WANFLOW_OUT_DIR, which beat wanflow.toml."""
+    def discover(cls, cwd: Path | None = None, state_dir: Path | None = None, out_dir: Path | None = None,
+                 store: str | None = None) -> Workspace:
+        """Find the project from ``cwd``; flags beat WANFLOW_STATE_DIR / WANFLOW_OUT_DIR / WANFLOW_STORE,
+        which beat wanflow.toml."""
         root = find_project_root((cwd or Path.cwd()).resolve())
         paths = read_config(root).get("paths", {})
         state = state_dir or _env_path("WANFLOW_STATE_DIR") or Path(paths.get("state_dir", STATE_NAME))
         out = out_dir or _env_path("WANFLOW_OUT_DIR") or Path(paths.get("out_dir", "out"))
-        return cls(root=root, state_dir=(root / state).resolve(), out_dir=(root / out).resolve())
+        shared = store or os.environ.get("WANFLOW_STORE", "").strip() or paths.get("store") or None
+        return cls(root=root, state_dir=(root / state).resolve(), out_dir=(root / out).resolve(),
+                   store_url=_store_url(shared, root))
 
     def config(self) -> dict[str, Any]:
         """The project's wanflow.toml ({} when absent), read once per workspace."""
@@ -60,13 +69,31 @@ class Workspace:
         """``[prices]`` from wanflow.toml: per-model price overrides."""
         return dict(self.config().get("prices", {}))
 
+    @functools.cached_property
+    def shared(self) -> SharedStore | None:
+        """The shared store (``--store``), opened on first use; None without one."""
+        if not self.store_url:
+            return None
+        from wanflow.runner.shared_store import open_store
+
+        return open_store(self.store_url)
+
     @property
     def store(self) -> ArtifactStore:
-        return ArtifactStore(self.state_dir / "objects")
+        return ArtifactStore(self.state_dir / "objects", self.shared)
 
     @property
     def cache(self) -> StepCache:
-        return StepCache(self.state_dir / "cache", self.store)
+        return StepCache(self.state_dir / "cache", self.store, self.shared)
+
+    @property
+    def journal(self) -> Journal:
+        """The task journal (its events also on the shared store, when there is one)."""
+        if self.shared is None:
+            return Journal(self.journal_dir)
+        from wanflow.runner.shared_store import SharedJournal
+
+        return Journal(self.journal_dir, SharedJournal(self.shared))
 
     @property
     def runs_dir(self) -> Path:
@@ -87,6 +114,15 @@ class Workspace:
     @property
     def locks_dir(self) -> Path:
         return self.state_dir / "locks"
+
+
+def _store_url(value: str | None, root: Path) -> str | None:
+    """A store URL as fsspec takes it: a plain path (relative to the project) becomes file://."""
+    if not value:
+        return None
+    if "://" in value:
+        return value
+    return "file://" + str((root / Path(value).expanduser()).resolve())
 
 
 def _env_path(name: str) -> Path | None:

@@ -17,7 +17,7 @@ from wanflow.artifacts import Artifact
 from wanflow.catalog import ModelSpec, load_catalog
 from wanflow.catalog.rules import MediaFacts, check_input_count, check_media, check_params, truncate_text
 from wanflow.catalog.spec import InputSpec, ParamSpec
-from wanflow.pipelines.resolve import StepRequest
+from wanflow.pipelines.request import StepRequest
 from wanflow.sim.codes import vtrix_code
 from wanflow.sim.envelopes import Rejection
 from wanflow.sim.inputs import Caller, decode_media

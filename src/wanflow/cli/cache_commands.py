@@ -1,0 +1,48 @@
+"""``wanflow cache verify`` and ``wanflow cache gc``: check or clean the artifact store and step cache."""
+
+from __future__ import annotations
+
+import argparse
+
+from wanflow._exceptions import UsageError
+from wanflow.cli.exit_codes import EXIT_OK, EXIT_STEP_FAILED
+from wanflow.cli.values import print_json
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from wanflow.runner import maintenance
+    from wanflow.runner.workspace import Workspace
+
+    workspace = Workspace.discover(state_dir=args.state_dir)
+    if workspace.state_dir.exists() and not workspace.state_dir.is_dir():
+        raise UsageError(f"the state folder {workspace.state_dir} is a file, not a folder; choose another with --state-dir")
+    if args.action == "verify":
+        report = maintenance.verify(workspace)
+        if args.json:
+            print_json({**asdict(report), "ok": report.ok})
+        else:
+            print(f"checked {report.objects_checked} objects and {report.entries_checked} cache entries in {workspace.state_dir}")
+            for name in report.corrupt:
+                print(f"  corrupt object {name}: moved to quarantine; the steps needing it will run again")
+            for key in report.entries_missing_objects:
+                print(f"  cache entry {key[:16]} lost an object: its step will run again")
+            for run_id in report.abandoned:
+                print(f"  run {run_id} was left running by a process that died: marked abandoned")
+            print("ok" if report.ok else "problems found (nothing corrupt will be served)")
+        return EXIT_OK if report.ok else EXIT_STEP_FAILED
+    gc = maintenance.collect_garbage(workspace, keep_days=args.keep_days, dry_run=args.dry_run)
+    if args.json:
+        print_json(asdict(gc))
+        return EXIT_OK
+    verb = "would remove" if gc.dry_run else "removed"
+    print(f"policy: {gc.policy}")
+    print(f"{verb} {len(gc.removed_entries)} cache entries and {len(gc.removed_objects)} objects "
+          f"({gc.freed_bytes / 1048576:.1f} MB); kept {gc.kept_entries} entries and {gc.kept_objects} objects")
+    if gc.dry_run:
+        for key in gc.removed_entries:
+            print(f"  entry  {key}")
+        for name in gc.removed_objects:
+            print(f"  object {name}")
+    return EXIT_OK

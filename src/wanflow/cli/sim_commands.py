@@ -1,0 +1,46 @@
+"""``wanflow sim``: serve the local simulator of the vtrix and DashScope APIs."""
+
+from __future__ import annotations
+
+import argparse
+
+from wanflow._exceptions import UsageError
+from wanflow.cli.exit_codes import EXIT_OK
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from wanflow.sim.server import serve
+    from wanflow.sim.state import Knobs
+
+    for name in ("error_rate", "fail_rate", "drop_rate", "suspend_rate", "corrupt_rate", "short_rate", "reset_rate"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 1")
+    try:
+        knobs = Knobs(
+            task_seconds=args.task_seconds,
+            error_rate=args.error_rate,
+            throttle_rps=args.throttle_rps,
+            fail_rate=args.fail_rate,
+            drop_rate=args.drop_rate,
+            corrupt_rate=args.corrupt_rate,
+            short_rate=args.short_rate,
+            reset_rate=args.reset_rate,
+            url_ttl=args.url_ttl,
+            keys=tuple(args.key or ["sim-key"]),
+            seed=args.seed,
+            moderate=args.moderate,
+            tiny_results=args.tiny_results,
+            vtrix_dialect=args.vtrix_dialect,
+            status_words=args.status_words,
+            status_in_output=args.status_in_output,
+            error_shape=args.error_shape,
+            suspend_rate=args.suspend_rate,
+            list_clock_offset=args.list_clock_offset,
+            upload_ttl=args.upload_ttl,
+            ignore_params=args.ignore_params,
+            poll_throttle_rps=args.poll_throttle_rps,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    serve(args.host, args.port, knobs)
+    return EXIT_OK

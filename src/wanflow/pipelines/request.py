@@ -1,0 +1,70 @@
+"""What a step asks of its provider, and the seed derivation: the light part of resolving.
+
+Providers, the simulator, cache keys and records use ``StepRequest`` without loading the
+template engine or the catalog's rules; ``wanflow.pipelines.resolve`` builds requests and
+re-exports these names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wanflow.artifacts import MediaInput, RemoteInput
+from wanflow.catalog import ModelSpec
+
+SEED_MAX = 2_147_483_647
+
+__all__ = ["SEED_MAX", "StepRequest", "derive_seed"]
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """A step with every template rendered: exactly what will be asked of the provider."""
+
+    step_id: str
+    model: ModelSpec
+    provider: str
+    prompt: str | None
+    negative_prompt: str | None
+    inputs: Mapping[str, tuple[MediaInput, ...]]
+    params: Mapping[str, Any]
+    explicit_params: frozenset[str]
+    seed_source: str
+    adaptations: tuple[Mapping[str, Any], ...] = field(default=())
+    version: str | int | None = None
+
+    @property
+    def seed(self) -> int:
+        """The resolved seed (always present)."""
+        return int(self.params["seed"])
+
+    def canonical(self) -> dict[str, Any]:
+        """The request as plain JSON data: inputs by content hash, never by local path."""
+        data: dict[str, Any] = {
+            "model": self.model.name,
+            "provider": self.provider,
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "inputs": {name: [_input_id(item) for item in items] for name, items in sorted(self.inputs.items())},
+            "params": dict(sorted(self.params.items())),
+        }
+        if self.adaptations:
+            data["adaptations"] = [dict(item) for item in self.adaptations]
+        if self.version is not None:
+            data["version"] = self.version
+        return data
+
+
+def _input_id(item: MediaInput) -> str:
+    if isinstance(item, RemoteInput):
+        return f"url:{item.url}"
+    return f"sha256:{item.sha256}"
+
+
+def derive_seed(parent: int | str, step_id: str) -> int:
+    """A stable seed in 0..2147483647 for ``step_id`` under the pipeline seed ``parent``."""
+    digest = hashlib.sha256(f"wanflow-seed-v1\x00{parent}\x00{step_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (SEED_MAX + 1)

@@ -1,0 +1,171 @@
+"""The journal's side of a paid task: never pay twice, never adopt the wrong task.
+
+Mixed into ``RemoteProvider``: before a create it resumes what the journal holds (or stops and
+asks, when that task's fate is unknown); it journals every create before sending it; and it
+reconciles a create whose answer was lost, adopting a listed task only on proof.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from wanflow._exceptions import ProviderError
+from wanflow.pipelines.request import StepRequest
+from wanflow.providers.base import GenerationContext
+from wanflow.providers.protocol import CreateCall, ServiceProtocol
+
+
+class JournalRecovery:
+    """Resume, journal and reconcile paid tasks (needs the provider's ``_create`` and ``_auth``)."""
+
+    name: str
+    protocol: ServiceProtocol
+
+    def _auth(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: dict[str, Any],
+                      context: GenerationContext) -> str:
+        raise NotImplementedError
+
+    async def _recover(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
+                       context: GenerationContext) -> str | None:
+        """A task an earlier run already paid for, or None when it is safe to create one.
+
+        Raises (stops and asks) whenever the journal shows paid work whose fate is unknown and
+        the user has not said ``--resubmit-unknown``.
+        """
+        journal = context.journal
+        if journal is None:
+            return None
+        entry = journal.pending()
+        if entry is None:
+            return None
+        if entry.damaged:
+            if context.resubmit_unknown:
+                context.log("this request's journal log was found emptied or unreadable; submitting anew on purpose "
+                            "(--resubmit-unknown)")
+                info["deliberate_resubmission"] = "damaged journal log"
+                journal.clear()
+                return None
+            raise ProviderError("this request's journal log (.wanflow/journal/) was found emptied or unreadable, so an "
+                                "earlier run may have paid for a task whose id is lost. wanflow will not risk paying "
+                                "twice: check the service's console, then rerun with --resubmit-unknown to pay for a "
+                                "new task on purpose", code="journal-damaged")
+        sent = _when(entry.intent_at)
+        if entry.lost_at is not None:
+            if context.resubmit_unknown:
+                context.log(f"task {entry.task_id} was lost (its result URL expired before download); "
+                            "paying for a new one (--resubmit-unknown)")
+                info["deliberate_resubmission"] = f"lost task {entry.task_id}"
+                journal.clear()
+                return None
+            raise ProviderError(lost_message(self.name, entry), code="task-lost")
+        if entry.task_id:
+            if entry.expired:
+                if context.resubmit_unknown:
+                    context.log(f"task {entry.task_id} from {sent} is past the 24 h validity; submitting anew (--resubmit-unknown)")
+                    info["deliberate_resubmission"] = f"expired task {entry.task_id}"
+                    journal.clear()
+                    return None
+                raise ProviderError(f"task {entry.task_id}, submitted at {sent}, is past the services' 24 h validity: its "
+                                    "result is gone. Rerun with --resubmit-unknown to pay for a new one", code="task-expired")
+            context.log(f"resuming task {entry.task_id} submitted at {sent} (not creating a new one)")
+            info["task_ids"].append(entry.task_id)
+            info["request_ids"].extend(entry.request_ids)
+            info["resumed"] = True
+            return entry.task_id
+        # An earlier create was sent but its answer never recorded.
+        adopted = await self._reconcile(client, entry, request, call, info, context)
+        if adopted is not None:
+            journal.submitted(entry, adopted, None)
+            info["task_ids"].append(adopted)
+            info["adopted"] = True
+        return adopted
+
+    async def _submit(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
+                      context: GenerationContext) -> str:
+        blocked = context.create_blocked() if context.create_blocked is not None else None
+        if blocked:
+            raise ProviderError(f"not submitted: {blocked}", code="creates-stopped")
+        journal = context.journal
+        entry = journal.intent(call.fingerprint, info.get("deliberate_resubmission")) if journal is not None else None
+        try:
+            task_id = await self._create(client, call, info, context)
+        except ProviderError as error:
+            if error.code != "create-outcome-unknown":
+                if journal is not None:
+                    journal.clear()  # a definite refusal: nothing was created
+                raise
+            if entry is None:
+                raise
+            adopted = await self._reconcile(client, entry, request, call, info, context, lost=str(error))
+            if adopted is None:  # only with --resubmit-unknown: the user chose to pay again
+                return await self._submit(client, call, request, info, context)
+            task_id = adopted
+            info["task_ids"].append(adopted)
+            info["adopted"] = True
+        if entry is not None:
+            journal.submitted(entry, task_id, info["request_ids"][-1] if info["request_ids"] else None)
+        return task_id
+
+    async def _reconcile(self, client: httpx.AsyncClient, entry: Any, request: StepRequest, call: CreateCall,
+                         info: dict[str, Any], context: GenerationContext, lost: str | None = None) -> str | None:
+        """The task a create of unknown outcome made.
+
+        Adopted only on proof: exactly one listed task matches the request (model, the service's
+        own submit time, and the prompt and parameters where the list echoes them) and no journal
+        entry, cache entry, record or lockfile of this workspace claims it. No candidate is not
+        proof that nothing was created (the list's clock or format may not match), so it stops and
+        asks like several candidates do. ``--resubmit-unknown`` clears the entry, journals the next
+        create as a deliberate resubmission, and returns None.
+        """
+        sent = _when(entry.intent_at)
+        candidates = await self.protocol.find_tasks(client, self._auth(), request, entry.intent_at, call.body)
+        fresh: list[str] = []
+        if candidates is not None:
+            claimed = context.journal.claimed_task_ids()
+            fresh = [task for task in dict.fromkeys(candidates) if task not in claimed]
+            if len(fresh) == 1:
+                context.log(f"the create sent at {sent} did make task {fresh[0]}; adopting it instead of creating another")
+                return fresh[0]
+        if candidates is None:
+            why = f"{self.name} has no task list to check"
+        elif not fresh:
+            why = (f"{self.name}'s task list shows no unclaimed task that matches it, which does not prove that none was "
+                   "created (the list's clock or filters may not match)")
+        else:
+            why = f"{len(fresh)} unclaimed tasks could be it ({', '.join(fresh[:4])})"
+        if context.resubmit_unknown:
+            context.log(f"the create sent at {sent} has an unknown outcome ({why}); submitting again on purpose "
+                        "(--resubmit-unknown)")
+            info["deliberate_resubmission"] = f"create of unknown outcome sent at {sent}"
+            context.journal.clear()
+            return None
+        raise ProviderError(
+            (lost + ". " if lost else "") +
+            f"A create call for this step was sent at {sent} (request fingerprint {entry.fingerprint[:16]}) and its "
+            f"outcome is unknown: {why}. wanflow will not risk paying twice. Check the service's console for a task "
+            "of that time; to pay for a new one on purpose, rerun with --resubmit-unknown", code="create-outcome-unknown")
+
+
+def clear_journal(context: GenerationContext) -> None:
+    """Forget the step's journal entry (the task failed for good, or was canceled)."""
+    if context.journal is not None:
+        context.journal.clear()
+
+
+def lost_message(service: str, entry: Any) -> str:
+    """The one report of a succeeded task whose result could not be downloaded."""
+    paid = f" (reported cost ${entry.cost_usd:.2f})" if entry.cost_usd is not None else ""
+    ended = _when(entry.ended_at) if entry.ended_at else "an unknown time"
+    return (f"task {entry.task_id} on {service} succeeded at {ended}{paid}, but its result URL was gone before wanflow "
+            "could download it, so the result is lost. Nothing more can be fetched for it; rerun with "
+            "--resubmit-unknown to pay for a new task")
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))

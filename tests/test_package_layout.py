@@ -1,0 +1,78 @@
+"""The package's shape: one version, py.typed, every public exception under WanflowError, light
+imports for providers and the simulator, old import paths kept, and no load <-> instances cycle."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import wanflow
+from wanflow.cli.main import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE = ROOT / "src" / "wanflow"
+
+
+def _loaded_after(statement: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running ``statement``."""
+    code = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+def test_the_version_is_written_once_and_pyproject_reads_it(capsys):
+    from wanflow import _version
+
+    assert wanflow.__version__ == _version.__version__
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "wanflow._version.__version__"}
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"wanflow {wanflow.__version__}"
+
+
+def test_py_typed_is_shipped():
+    assert (SOURCE / "py.typed").is_file()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "py.typed" in project["tool"]["setuptools"]["package-data"]["wanflow"]
+
+
+@pytest.mark.parametrize("name", ["MediaError", "ConformError", "TemplateProblem", "FrozenMismatch", "FileSystemError",
+                                  "PipelineError", "UsageError", "StepFailed", "ProviderError", "StoreError",
+                                  "TemplateReferenceError", "WorkspaceBusy"])
+def test_every_public_exception_is_a_wanflow_error(name):
+    assert issubclass(getattr(wanflow, name), wanflow.WanflowError)
+
+
+def test_media_errors_stay_value_errors_and_the_limits_join_the_tree():
+    from wanflow.pipelines.template_limits import TemplateLimitError
+    from wanflow.providers.downloads import ResultGone
+
+    assert issubclass(wanflow.MediaError, ValueError) and issubclass(wanflow.ConformError, ValueError)
+    assert issubclass(TemplateLimitError, wanflow.WanflowError)
+    assert issubclass(ResultGone, wanflow.ProviderError)
+
+
+def test_providers_and_the_request_load_no_templates_and_no_rules():
+    loaded = _loaded_after("import wanflow.pipelines.request\nimport wanflow.providers")
+    assert not {"jinja2", "wanflow.pipelines.resolve", "wanflow.pipelines.load", "wanflow.catalog.rules"} & loaded
+
+
+def test_moved_names_stay_importable_from_their_old_modules():
+    from wanflow.pipelines import StepRequest, load, request, resolve, static_checks, static_media
+
+    assert resolve.StepRequest is request.StepRequest is StepRequest
+    assert resolve.derive_seed is request.derive_seed and resolve.SEED_MAX == request.SEED_MAX
+    for name in ("static_requests", "check_templates", "resolve_statically", "check_output_templates",
+                 "placeholder_outputs", "fan_in"):
+        assert getattr(load, name) is getattr(static_checks, name)
+    for name in ("StaticMedia", "media_verdict", "local_input_path"):
+        assert getattr(load, name) is getattr(static_media, name)
+
+
+def test_instances_do_not_import_loading():
+    assert "wanflow.pipelines.load" not in _loaded_after("import wanflow.pipelines.instances")

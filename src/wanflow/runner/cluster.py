@@ -114,16 +114,28 @@ async def key_lock(key: str, on_wait: Callable[[], None] | None = None) -> Async
 @asynccontextmanager
 async def model_slot(provider: str, model: str, concurrent: int) -> AsyncIterator[None]:
     """Hold one of ``concurrent`` cluster-wide task slots of a provider's model (on a worker)."""
-    from distributed import Semaphore
-
-    semaphore = Semaphore(concurrent, f"wanflow-slots-{provider}-{model}", scheduler_rpc=_worker.scheduler, loop=_worker.loop)
+    semaphore = _semaphore(provider, model, concurrent)
     await anyio.to_thread.run_sync(semaphore.acquire)
     try:
         yield
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(semaphore.release)
-            semaphore.close()
+
+
+_semaphores: dict[tuple[str, str], Any] = {}
+
+
+def _semaphore(provider: str, model: str, concurrent: int) -> Any:
+    """One Semaphore client per worker process and model, never closed: closing a distributed
+    Semaphore closes it for every holder in the cluster (the leases of other units included)."""
+    from distributed import Semaphore
+
+    key = (provider, model)
+    if key not in _semaphores:
+        _semaphores[key] = Semaphore(concurrent, f"wanflow-slots-{provider}-{model}",
+                                     scheduler_rpc=_worker.scheduler, loop=_worker.loop)
+    return _semaphores[key]
 
 
 async def execute_on_cluster(the_plan: Any, workspace: Any, providers: Mapping[str, Any], address: str,

@@ -88,7 +88,9 @@ def main() -> None:
                 break
             except httpx.TransportError:
                 time.sleep(0.05)
-        env = {**os.environ, "DASHSCOPE_HTTP_BASE_URL": f"http://127.0.0.1:{port}/api/v1", "DASHSCOPE_API_KEY": "sim-key",
+        # Without PYTHONDONTWRITEBYTECODE (some sandboxes set it), as a user's shell runs wanflow.
+        env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+               "DASHSCOPE_HTTP_BASE_URL": f"http://127.0.0.1:{port}/api/v1", "DASHSCOPE_API_KEY": "sim-key",
                "WANFLOW_POLL_INTERVAL": "0"}
         # A small batch first: the difference to the big one is the cost of the extra steps alone,
         # without the process start (interpreter, imports, loading the pipeline).

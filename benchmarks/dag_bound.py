@@ -47,11 +47,12 @@ GOAL = 1.05
 LIMITS = f"[limits.dashscope]\nsubmits_per_second = 1000\nconcurrent = {WIDTH}\n"
 
 
-def dag_pipeline(seed: int = 7) -> str:
+def dag_pipeline(tag: str, seed: int = 7) -> str:
+    """The DAG; ``tag`` goes into the root prompts so that no two runs send the same request."""
     rng = random.Random(seed)
     lines = ["wanflow: 1", "name: dag", "defaults: {seed: 3, params: {watermark: false}}", "steps:"]
     for column in range(WIDTH):
-        lines.append(f'  l00s{column}: {{model: wan2.6-t2i, prompt: "root {column}", params: {{size: 1280*1280, n: 1}}}}')
+        lines.append(f'  l00s{column}: {{model: wan2.6-t2i, prompt: "root {column} of run {tag}", params: {{size: 1280*1280, n: 1}}}}')
     for level in range(1, LEVELS):
         for column in range(WIDTH):
             # One or two parents in the level before; column's own parent always among them so that
@@ -77,7 +78,7 @@ def iso(text: str) -> float:
 
 def one_run(sim: Any, folder: Path, key: str, cache: Path, fixed: bool) -> dict[str, Any]:
     folder.mkdir(parents=True)
-    (folder / "dag.yaml").write_text(dag_pipeline())
+    (folder / "dag.yaml").write_text(dag_pipeline(key))
     (folder / "wanflow.toml").write_text(LIMITS)
     env = client_env(sim.url, key, cache)
     if fixed:

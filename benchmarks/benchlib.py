@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,27 @@ class Timed:
     returncode: int
     stdout: str
     stderr: str
+
+
+# The two-step batch pipeline that batch_overhead.py and cluster_batch.py run, at a concurrency
+# high enough that the service's limits are not what is measured.
+BATCH_PIPELINE = """
+name: bench
+vars: {product: thing}
+defaults: {seed: 1}
+steps:
+  hero: {model: wan2.6-t2i, prompt: "a {{ vars.product }}", params: {size: 1280*1280, n: 1}}
+  edit: {model: wan2.6-image, images: ["{{ steps.hero.images[0] }}"], prompt: "a {{ vars.product }} at night", params: {n: 1}}
+"""
+BATCH_JOBS = 64
+BATCH_LIMITS = f"[limits.dashscope]\nsubmits_per_second = 100000\nconcurrent = {BATCH_JOBS}\n"
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def timed(cmd: Sequence[str | os.PathLike[str]], cwd: Path, env: Mapping[str, str] | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 import wanflow
+from sim_helpers import SimStarter
 from wanflow.pipelines.resolve import StepRequest
 from wanflow.providers.base import GenerationContext, GenerationResult
 from wanflow.providers.local import LocalPreviewProvider
@@ -36,6 +37,38 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("WANFLOW_STATE_DIR", "WANFLOW_OUT_DIR"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[SimStarter]:
+    """``sim(**knobs)`` starts a simulator that takes ``sim_helpers.SECRET``; all stop after the test."""
+    starter = SimStarter(tmp_path)
+    yield starter
+    starter.close()
+
+
+@pytest.fixture
+def s3_server() -> Iterator[dict[str, str]]:
+    """A moto S3 server on loopback with the bucket ``team``; yields the environment that reaches it."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as error:
+        pytest.skip(f"moto[server] is not installed ({error}); pip install -e '.[test,store]'")
+    pytest.importorskip("s3fs", reason="s3fs is not installed; pip install -e '.[store]'")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    try:
+        server.start()
+    except Exception as error:  # pragma: no cover - depends on the machine
+        pytest.skip(f"the moto S3 server could not start on 127.0.0.1: {error}")
+    host, port = server.get_host_and_port()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "FSSPEC_S3_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+    import boto3
+
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket="team")
+    yield env
+    server.stop()
 
 
 @pytest.fixture

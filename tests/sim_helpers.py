@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import subprocess
+import sys
 import time
 import wave
 from collections.abc import Callable, Iterator
@@ -18,6 +21,7 @@ from wanflow.sim.server import SimServer
 from wanflow.sim.state import Knobs
 
 KEY = "sim-key"
+SECRET = "sk-wanflow-test-SECRET-0123456789"  # the paid tests' key: it must never appear in what a run writes
 AUTH = {"Authorization": f"Bearer {KEY}"}
 ASYNC = {**AUTH, "X-DashScope-Async": "enable"}
 VTRIX_CREATE = "/model/v1/generation"
@@ -35,6 +39,26 @@ def running(workdir: Path, **knobs: Any) -> Iterator[SimServer]:
     knobs.setdefault("seed", 7)
     with SimServer(Knobs(**knobs), workdir=workdir / "sim") as sim:
         yield sim
+
+
+class SimStarter:
+    """Starts simulators that accept ``SECRET`` (one task per 0.6 s, seed 1, unless told otherwise)
+    under ``workdir/sim``, and stops them all at ``close``: the ``sim`` fixture of the paid tests."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.servers: list[SimServer] = []
+
+    def __call__(self, **knobs: Any) -> SimServer:
+        knobs.setdefault("task_seconds", 0.6)
+        knobs.setdefault("seed", 1)
+        server = SimServer(Knobs(keys=(SECRET,), **knobs), workdir=self.workdir / "sim")
+        self.servers.append(server.__enter__())
+        return server
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.__exit__(None, None, None)
 
 
 def png_bytes(width: int = 640, height: int = 480, color: tuple[int, int, int] = (200, 50, 50)) -> bytes:
@@ -79,3 +103,54 @@ def poll(url: str, done: Callable[[dict[str, Any]], bool], headers: dict[str, st
             return seen
         time.sleep(interval)
     raise AssertionError(f"not done after {timeout} s; last body: {seen[-1] if seen else None}")
+
+
+# --- whole paid runs through the CLI, one project folder per "laptop" ---------------------------------
+
+def project_folder(parent: Path, name: str, pipeline: str, toml: str = "") -> Path:
+    """A project folder ``parent/name`` with ``wanflow.toml`` and ``pipe.yaml``."""
+    folder = parent / name
+    folder.mkdir()
+    (folder / "wanflow.toml").write_text(toml)
+    (folder / "pipe.yaml").write_text(pipeline)
+    return folder
+
+
+def start_run(folder: Path, env: dict[str, str], *extra: str, pipeline: str = "pipe.yaml",
+              new_session: bool = False) -> subprocess.Popen[str]:
+    """``wanflow run PIPELINE --provider dashscope --json EXTRA`` in ``folder``, not waited for
+    (``new_session``: in its own process group, which a test may signal as a terminal's Ctrl-C does)."""
+    return subprocess.Popen([sys.executable, "-m", "wanflow", "run", pipeline, "--provider", "dashscope", "--json", *extra],
+                            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=new_session)
+
+
+def finish_run(process: subprocess.Popen[str], timeout: float = 240) -> dict[str, Any]:
+    """The JSON summary of a run that must succeed."""
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err + out
+    summary: dict[str, Any] = json.loads(out)
+    return summary
+
+
+def lock_keys(lock: dict[str, Any]) -> dict[str, str]:
+    """Every ``cache_key`` in a lockfile, by its path in the document."""
+    found: dict[str, str] = {}
+
+    def walk(node: object, path: str) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("cache_key"), str):
+                found[path] = node["cache_key"]
+            for name, value in node.items():
+                walk(value, f"{path}/{name}")
+
+    walk(lock, "")
+    return found
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0, interval: float = 0.05) -> None:
+    """Wait until ``condition()`` holds (a test's synchronisation with another process, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not true after {timeout} s"
+        time.sleep(interval)

@@ -23,6 +23,7 @@ from wanflow.providers.failures import classify
 from wanflow.providers.policies import POLL_POLICIES, RetryPolicy, parse_retry_after, poll_policy
 from wanflow.providers.remote import RemoteProvider
 from wanflow.providers.vtrix import VtrixProtocol
+from wanflow.runner.limits import ProviderLimits, TokenBucket, submit_burst
 
 # --- policies ------------------------------------------------------------------------------------
 
@@ -51,7 +52,9 @@ def test_backoff_is_capped_exponential_with_full_jitter():
         samples = [policy.delay(attempt, rng) for _ in range(200)]
         assert max(samples) <= ceiling and min(samples) >= 0
         assert max(samples) > ceiling * 0.8
-    assert policy.delay(3, rng, retry_after=17) == 17
+    told = [policy.delay(3, rng, retry_after=17) for _ in range(50)]
+    assert all(17 <= d <= 17 * (1 + policy.retry_after_jitter) for d in told), "never sooner than asked"
+    assert len(set(told)) > 40, "jittered, so tasks told the same do not come back in lockstep"
     assert policy.delay(3, rng, retry_after=10_000) == policy.retry_after_cap
 
 
@@ -59,6 +62,90 @@ def test_retry_after_parsing():
     assert parse_retry_after("3", now=0) == 3
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10
     assert parse_retry_after("soon", now=0) is None and parse_retry_after(None, now=0) is None
+
+
+# --- the submit pace, on a fake clock -------------------------------------------------------------
+
+class FakeClock:
+    """A clock that moves only when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _grants(bucket: TokenBucket, clock: FakeClock, arrivals: list[float]) -> list[float]:
+    """When each create, asking at its arrival time, is let through (bookings are made in order,
+    so asking one after another is what asking together would give)."""
+    granted = []
+
+    async def main() -> None:
+        for arrival in arrivals:
+            clock.now = max(clock.now, arrival)
+            await bucket.take()
+            granted.append(clock.now)
+
+    anyio.run(main)
+    return granted
+
+
+def _most_in_any_second(times: list[float]) -> int:
+    return max(sum(1 for t in times if start <= t < start + 1 - 1e-9) for start in times)
+
+
+def _server_refusals(arrivals: list[float], rate: float) -> int:
+    """429s from a service's token bucket holding one second of creates (the simulator's)."""
+    capacity, tokens, last, refused = max(1.0, rate), max(1.0, rate), 0.0, 0
+    for at in sorted(arrivals):
+        tokens, last = min(capacity, tokens + (at - last) * rate), at
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            refused += 1
+    return refused
+
+
+def test_creates_go_in_bursts_within_the_rate_and_with_slack_for_latency():
+    clock = FakeClock()
+    bucket = TokenBucket(2.0, burst=2, clock=clock.time, sleep=clock.sleep)
+    granted = _grants(bucket, clock, [0.0] * 8)
+    assert granted[:2] == [0, 0], "the first two creates go together"
+    assert granted == pytest.approx([0, 0, 1.5, 1.5, 3, 3, 4.5, 4.5])
+    assert _most_in_any_second(granted) == 2  # "2 submits per second" holds in every window, not only on average
+    # A service counting 2 per second refuses none even when each create's trip varies by up to
+    # LATENCY_SLACK (the worst case: a burst that arrives late, the next that arrives early).
+    rng = random.Random(7)
+    for _ in range(200):
+        trips = [rng.choice([0.0, bucket.LATENCY_SLACK * 0.99]) for _ in granted]
+        assert _server_refusals([g + t for g, t in zip(granted, trips, strict=True)], 2.0) == 0
+    assert _server_refusals([0.3, 0.3, 1.0, 1.0], 2.0) > 0  # pairs a bare second apart would not survive that
+    clock = FakeClock()
+    spaced = _grants(TokenBucket(2.0, clock=clock.time, sleep=clock.sleep), clock, [0.0] * 4)
+    assert spaced == pytest.approx([0, 0.5, 1, 1.5])  # burst 1: the old pace
+
+
+def test_an_idle_bucket_allows_a_burst_again_and_a_429_ends_bursts():
+    clock = FakeClock()
+    bucket = TokenBucket(2.0, burst=2, clock=clock.time, sleep=clock.sleep)
+    assert _grants(bucket, clock, [0, 0, 10, 10, 10.2]) == pytest.approx([0, 0, 10, 10, 11.5])
+    bucket.slow_down()
+    assert bucket.rate == 1.0 and bucket.burst == 1
+    assert _grants(bucket, clock, [20, 20, 20]) == pytest.approx([20, 21, 22])
+
+
+def test_the_burst_follows_the_concurrent_limit_within_the_rate():
+    assert submit_burst(2.0, 2) == 2  # the documented defaults: both slots start together
+    assert submit_burst(2.0, 8) == 2 and submit_burst(100.0, 8) == 8
+    assert submit_burst(2.0, 1) == 1 and submit_burst(0.5, 4) == 1 and submit_burst(3.0, None) == 3
+    default = ProviderLimits().gates("dashscope", "wan2.6-t2i")
+    assert default is not None and default.submits is not None and default.submits.burst == 2
+    single = ProviderLimits({"dashscope": {"wan2.6-i2v": {"concurrent": 1}}}).gates("dashscope", "wan2.6-i2v")
+    assert single is not None and single.submits is not None and single.submits.burst == 1
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -160,7 +247,7 @@ def test_429_on_create_honours_retry_after(tmp_path):
                                                json={"code": "Throttling.RateQuota", "message": "slow down"})
     script = Script(throttled, _created, _succeeded, _png_file)
     _generate(_provider(script, sleeps), tmp_path)
-    assert 7 in sleeps
+    assert any(7 <= slept <= 7 * 1.1 for slept in sleeps), sleeps
     assert sum(1 for r in script.seen if r.method == "POST") == 2
 
 

@@ -76,3 +76,48 @@ def test_moved_names_stay_importable_from_their_old_modules():
 
 def test_instances_do_not_import_loading():
     assert "wanflow.pipelines.load" not in _loaded_after("import wanflow.pipelines.instances")
+
+
+HEAVY = {"httpx", "numpy", "av", "jinja2", "jsonschema", "PIL", "rich"}  # not anyio: the runner is built on it
+CACHED_PIPELINE = """\
+wanflow: 1
+name: light
+defaults: {seed: 1}
+steps:
+  first: {model: wan2.6-t2i, prompt: "a red kite", params: {size: 1104*1472, n: 1}}
+  second: {model: wan2.6-t2i, prompt: "a blue kite", params: {size: 1104*1472, n: 1}, needs: [first]}
+"""
+
+
+def _cli_modules(args: list[str], cwd: Path) -> tuple[int, set[str]]:
+    """Run the ``wanflow`` command in a fresh interpreter: its exit code and the modules it loaded."""
+    listing = cwd / "modules.txt"
+    code = ("import sys\nfrom wanflow.cli.entry import main\nsys.argv = ['wanflow', *sys.argv[1:]]\ncode = main()\n"
+            f"open({str(listing)!r}, 'w').write('\\n'.join(sorted(sys.modules)))\nsys.exit(code)")
+    env = {name: value for name, value in __import__("os").environ.items() if not name.startswith("WANFLOW")}
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return done.returncode, set(listing.read_text().split())
+
+
+def test_help_loads_nothing_heavy(tmp_path):
+    code, loaded = _cli_modules(["--help"], tmp_path)
+    assert code == 0
+    assert not {name.split(".")[0] for name in loaded} & (HEAVY | {"anyio", "yaml"})
+
+
+def test_a_fully_cached_run_loads_no_http_client_media_libraries_templates_or_schema_checker(tmp_path):
+    (tmp_path / "light.yaml").write_text(CACHED_PIPELINE)
+    first, loaded = _cli_modules(["run", "light.yaml"], tmp_path)
+    assert first == 0 and {"PIL", "jsonschema"} <= {name.split(".")[0] for name in loaded}  # it generated and validated
+    again, loaded = _cli_modules(["run", "light.yaml"], tmp_path)  # the HTML report too (its thumbnails are kept)
+    assert again == 0
+    assert not {name.split(".")[0] for name in loaded} & HEAVY
+    _, planned = _cli_modules(["plan", "light.yaml"], tmp_path)
+    assert not {name.split(".")[0] for name in planned} & HEAVY
+
+
+def test_the_result_checks_tiers_are_the_renderers():
+    from wanflow.preview import images, video
+    from wanflow.runner import result_check
+
+    assert result_check.IMAGE_TIERS == images.TIER_AREAS and result_check.VIDEO_TIERS == video.TIER_AREAS

@@ -18,13 +18,11 @@ from PIL import Image
 
 import wanflow
 from cli_helpers import SRC, cli_env
+from sim_helpers import SECRET
 from wanflow.cli.main import main
 from wanflow.media import verify_complete
 from wanflow.runner.journal import Journal, JournalEntry, KeyJournal
 from wanflow.sim.server import SimServer
-from wanflow.sim.state import Knobs
-
-SECRET = "sk-wanflow-test-SECRET-0123456789"
 
 TWO_STEPS = """
 name: paid
@@ -35,21 +33,6 @@ steps:
   edit: {model: wan2.6-image, images: ["{{ steps.hero.images[0] }}"], prompt: "make it glow {{ vars.trial }}", params: {n: 1}}
 outputs: {final: "{{ steps.edit.images[0] }}"}
 """
-
-
-@pytest.fixture
-def sim(project: Path):
-    servers: list[SimServer] = []
-
-    def start(**knobs) -> SimServer:
-        server = SimServer(Knobs(task_seconds=knobs.pop("task_seconds", 0.6), seed=knobs.pop("seed", 1),
-                                 keys=(SECRET,), **knobs), workdir=project / "sim")
-        servers.append(server.__enter__())
-        return server
-
-    yield start
-    for server in servers:
-        server.__exit__(None, None, None)
 
 
 def _env(server: SimServer, **extra: str) -> dict[str, str]:

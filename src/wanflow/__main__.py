@@ -1,7 +1,5 @@
 """``python -m wanflow``."""
 
-import sys
+from wanflow.cli.entry import console
 
-from wanflow.cli.entry import main
-
-sys.exit(main())
+console()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 
 import yaml
 
@@ -56,8 +56,8 @@ class Catalog:
 @functools.cache
 def load_catalog() -> Catalog:
     """The catalog shipped with wanflow (parsed once per process)."""
-    text = resources.files("wanflow.catalog").joinpath("models.yaml").read_text("utf-8")
-    raw = yaml.safe_load(text)
+    text = Path(__file__).with_name("models.yaml").read_text("utf-8")  # importlib.resources costs 10 ms to import
+    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: 5x faster
     models = {name: parse_model(name, data) for name, data in raw["models"].items()}
     by_name: dict[str, str] = {}
     for name, model in models.items():

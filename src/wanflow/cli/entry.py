@@ -2,18 +2,42 @@
 
 Imports take a noticeable moment; a SIGTERM (a CI timeout, ``kill``) or a Ctrl-C in it must end
 with a clear message and exit 130, not a traceback or a silent kill. Once a run starts, the
-runner replaces these handlers with its own, which stop submitting and flush the records.
+runner replaces these handlers with its own, which stop submitting and flush the records, and
+gives these back when it ends (``runner/interrupts.py``). Once the command's work is done, a
+signal during the interpreter's shutdown ends the process at once with 130.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import signal
 import sys
 from types import FrameType
+from typing import NoReturn
+
+EXIT_INTERRUPTED = 130
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+def _exit_now(signum: int, frame: FrameType | None) -> None:
+    # The work is over and the process is on its way out (interpreter shutdown joins threads):
+    # an exception raised now could escape every handler and end the process by SIGINT (-2).
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, RuntimeError):
+            pass
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _finishing() -> None:
+    """From here on a Ctrl-C or SIGTERM ends the process at once with 130, quietly."""
+    signal.signal(signal.SIGTERM, _exit_now)
+    signal.signal(signal.SIGINT, _exit_now)
 
 
 def main() -> int:
@@ -22,11 +46,32 @@ def main() -> int:
     try:
         from wanflow.cli.main import main as run_cli
 
-        return run_cli()
+        code = run_cli()
     except KeyboardInterrupt:
+        _finishing()
         print("wanflow: interrupted while starting; nothing was run", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    _finishing()
+    return code
+
+
+def console() -> NoReturn:
+    """The ``wanflow`` console script: :func:`main`, then a quick, signal-safe exit.
+
+    Python's own shutdown resets the signal handlers to their defaults before it is done (a
+    SIGTERM then ends the process with -15) and spends tens of milliseconds tearing modules down.
+    Everything wanflow writes is closed and synced by now, so the exit handlers run, the standard
+    streams are flushed, and the process ends with the command's code.
+    """
+    code = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 1  # like Python's own exit when stdout cannot be flushed
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -1,19 +1,30 @@
-"""Validate a loaded pipeline against pipeline.schema.json and explain every violation in place."""
+"""Validate a loaded pipeline against pipeline.schema.json and explain every violation in place.
+
+A file that passed once is not validated again: its verdict is remembered in the user's cache
+folder (``valid-pipelines/``, one empty file per valid file), keyed by the sha256 of the file's
+bytes, the schema and wanflow's version. Any edit of either changes the key, so only identical bytes checked by
+the identical schema skip jsonschema (whose import alone costs 30 ms of every start).
+"""
 
 from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import json
 from collections.abc import Iterable
-from importlib import resources
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from wanflow._diagnostics import Diagnostic, format_path
 from wanflow.pipelines.yaml_source import DataPath, SourceDocument
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+
+_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "pipeline.schema.json"
+VERDICTS = "valid-pipelines"  # the folder of remembered verdicts in the user's cache folder
 
 _JSON_TYPE_NAMES = {
     dict: "a mapping",
@@ -27,14 +38,20 @@ _JSON_TYPE_NAMES = {
 
 
 @functools.cache
+def _schema_bytes() -> bytes:
+    return _SCHEMA_FILE.read_bytes()
+
+
+@functools.cache
 def pipeline_schema() -> dict[str, Any]:
     """The pipeline JSON Schema shipped with wanflow."""
-    text = resources.files("wanflow.schemas").joinpath("pipeline.schema.json").read_text("utf-8")
-    return json.loads(text)
+    return json.loads(_schema_bytes())
 
 
 @functools.cache
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(pipeline_schema())
 
 
@@ -42,11 +59,38 @@ def check_schema(document: SourceDocument) -> list[Diagnostic]:
     """Every schema violation in ``document``, sorted by position."""
     if not isinstance(document.data, dict):
         return [Diagnostic("a pipeline must be a YAML mapping with at least 'name' and 'steps'", document.locate(()))]
+    marker = _verdict_path(document.digest)
+    if marker is not None and marker.exists():
+        return []  # these very bytes passed this very schema before
     diagnostics: list[Diagnostic] = []
     for error in _validator().iter_errors(document.data):
         diagnostics.extend(_explain(error, document))
     unique = {(d.location.line if d.location else 0, d.location.column if d.location else 0, d.message): d for d in diagnostics}
+    if not unique and marker is not None:
+        _remember(marker)
     return [unique[key] for key in sorted(unique)]
+
+
+def _verdict_path(digest: str) -> Path | None:
+    """Where the verdict "valid" on a file with this sha256 is remembered (None: not from a file)."""
+    if not digest:
+        return None
+    from wanflow._version import __version__  # how bytes become data may change with wanflow
+    from wanflow.providers.durations import cache_dir
+
+    key = hashlib.sha256(b"\0".join([__version__.encode(), _schema_bytes(), digest.encode("ascii")])).hexdigest()
+    try:
+        return cache_dir() / VERDICTS / key
+    except (RuntimeError, KeyError, OSError):  # no home folder to be found: validate every time
+        return None
+
+
+def _remember(marker: Path) -> None:
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass  # an unwritable cache folder only means validating again next time
 
 
 def _type_name(value: Any) -> str:

@@ -15,29 +15,25 @@ import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
-from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
-from jinja2.runtime import Undefined
+from typing import TYPE_CHECKING, Any
 
 from wanflow._exceptions import TemplateReferenceError, WanflowError
 from wanflow.artifacts import Artifact
-from wanflow.pipelines.template_limits import (
-    MAX_PRODUCED,
-    BoundedSandbox,
-    TemplateLimitError,
-    check_nesting,
-    check_printable,
-    check_value,
-    render_budget,
-)
+
+# Jinja (and template_limits, built on it) is imported where a string really is a template: a
+# pipeline without any, rerun from the cache, never loads it.
+if TYPE_CHECKING:
+    from jinja2 import nodes
+
+    from wanflow.pipelines.template_limits import BoundedSandbox
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{-?(?P<expr>.*?)-?\}\}\s*$", re.DOTALL)
 
 
 def _finalize(value: Any) -> Any:
     """Turn values printed into text: text artifacts become their content, media is refused."""
+    from wanflow.pipelines.template_limits import check_printable
+
     if isinstance(value, Artifact):
         if value.kind == "text":
             return value.read_text()
@@ -53,6 +49,10 @@ def _finalize(value: Any) -> Any:
 @functools.cache
 def environment() -> BoundedSandbox:
     """The shared sandboxed environment (no filesystem loader, no globals beyond Jinja's safe ones)."""
+    from jinja2 import StrictUndefined
+
+    from wanflow.pipelines.template_limits import BoundedSandbox
+
     env = BoundedSandbox(
         undefined=StrictUndefined,
         autoescape=False,
@@ -82,6 +82,10 @@ class TemplateProblem(WanflowError):
 @functools.lru_cache(maxsize=4096)
 def parse(source: str) -> nodes.Template:
     """Parse ``source`` (cached); syntax errors become TemplateProblem."""
+    from jinja2 import TemplateSyntaxError
+
+    from wanflow.pipelines.template_limits import TemplateLimitError, check_nesting
+
     try:
         tree = environment().parse(source)
         check_nesting(tree)
@@ -113,6 +117,8 @@ def referenced_steps(source: str) -> References:
     """
     if not is_template(source):
         return References((), ())
+    from jinja2 import nodes
+
     tree = parse(source)
     steps: list[str] = []
     fields: list[tuple[str, str]] = []
@@ -138,10 +144,14 @@ def referenced_steps(source: str) -> References:
 
 
 def _is_steps_name(node: nodes.Node) -> bool:
+    from jinja2 import nodes
+
     return isinstance(node, nodes.Name) and node.name == "steps"
 
 
 def _literal_key(node: nodes.Getattr | nodes.Getitem) -> str | None:
+    from jinja2 import nodes
+
     if isinstance(node, nodes.Getattr):
         return node.attr
     if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
@@ -153,6 +163,8 @@ def render(source: str, context: Mapping[str, Any]) -> Any:
     """Render ``source`` with ``context``: a native value for a lone expression, else text."""
     if not is_template(source):
         return source
+    (TemplateSyntaxError, SecurityError, TemplateError, UndefinedError, Undefined, MAX_PRODUCED, TemplateLimitError,
+     check_printable, check_value, render_budget) = _render_names()
     try:
         with render_budget():
             expression = _compiled_expression(source)
@@ -184,6 +196,19 @@ def render(source: str, context: Mapping[str, Any]) -> Any:
         raise TemplateProblem(f"template error: {error.message or error}") from None
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as error:
         raise TemplateProblem(f"template error: {error}") from None
+
+
+@functools.cache
+def _render_names() -> tuple[Any, ...]:
+    """What ``render`` needs from Jinja and template_limits, imported once (a batch renders thousands of times)."""
+    from jinja2 import TemplateSyntaxError
+    from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+    from jinja2.runtime import Undefined
+
+    from wanflow.pipelines.template_limits import MAX_PRODUCED, TemplateLimitError, check_printable, check_value, render_budget
+
+    return (TemplateSyntaxError, SecurityError, TemplateError, UndefinedError, Undefined, MAX_PRODUCED, TemplateLimitError,
+            check_printable, check_value, render_budget)
 
 
 def _template_line(error: BaseException, source: str) -> int | None:

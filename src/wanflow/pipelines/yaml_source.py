@@ -10,6 +10,7 @@ are errors at their line and column.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from wanflow._exceptions import PipelineError
 
 MAX_DOCUMENT_BYTES = 1_000_000
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq")}
+_STR_TAG = "tag:yaml.org,2002:str"
 MAX_NODES = 100_000
 MAX_DEPTH = 100  # mappings and lists inside each other
 
@@ -43,6 +45,27 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+
+
+def _libyaml_loader() -> Any:
+    """SafeLoader's libyaml twin (about 10 times faster), or None.
+
+    Only libyaml 0.2.6 or later: it refuses nesting past 1,000 levels, where older versions let
+    PyYAML's C composer recurse without bound.
+    """
+    base = getattr(yaml, "CSafeLoader", None)
+    try:
+        version = yaml._yaml.get_version()
+    except AttributeError:
+        return None
+    if base is None or tuple(version) < (0, 2, 6):
+        return None
+    return type("_CLoader", (base,), {"__doc__": "SafeLoader with _Loader's resolvers, on libyaml.",
+                                      "yaml_implicit_resolvers": _Loader.yaml_implicit_resolvers})
+
+
+_CLoader = _libyaml_loader()
+_NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE  # characters PyYAML refuses (with its own message)
 
 
 class _TooDeep(yaml.YAMLError):
@@ -84,6 +107,7 @@ class SourceDocument:
     value_marks: dict[DataPath, Location] = field(default_factory=dict)
     key_marks: dict[DataPath, Location] = field(default_factory=dict)
     containers: set[DataPath] = field(default_factory=set)
+    digest: str = ""  # sha256 of the file's bytes (load_yaml_file): what a remembered verdict on it is keyed by
 
     def locate(self, path: DataPath) -> Location:
         """Position of the value at ``path`` (of its key, for a mapping or list), or of the nearest ancestor.
@@ -125,11 +149,46 @@ def load_yaml_file(path: Path, display_name: str | None = None) -> SourceDocumen
         line, column = _position(raw.decode("latin-1"), error.start)
         raise PipelineError([Diagnostic(f"not UTF-8 text (byte 0x{raw[error.start]:02x}); save the file as UTF-8",
                                         Location(name, line, column))]) from None
-    return load_yaml_text(text, name)
+    document = load_yaml_text(text, name)
+    document.digest = hashlib.sha256(raw).hexdigest()
+    return document
 
 
 def load_yaml_text(text: str, file: str) -> SourceDocument:
-    """Parse ``text`` (named ``file`` in messages) into a located SourceDocument."""
+    """Parse ``text`` (named ``file`` in messages) into a located SourceDocument.
+
+    A valid document is composed by libyaml when available; anything libyaml refuses, or that
+    nests too deeply, is parsed again by the pure-Python loader, whose messages and positions
+    are the ones users see (the two libraries word their errors differently).
+    """
+    if _CLoader is not None and not _NON_PRINTABLE.search(text):
+        document = _load_with_libyaml(text, file)
+        if document is not None:
+            return document
+    return _load_with_python(text, file)
+
+
+def _load_with_libyaml(text: str, file: str) -> SourceDocument | None:
+    """The document composed by libyaml, or None when the pure-Python loader must decide: any
+    problem at all (a valid document is all libyaml ever returns)."""
+    loader = _CLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
+    document = SourceDocument(file=file, data=None)
+    if node is None:
+        return document
+    try:
+        document.data = _Builder(loader, document, check_depth=True).build(node, ())
+    except (_TooDeep, PipelineError):  # the pure-Python loader says which problem comes first, and how
+        return None
+    return document
+
+
+def _load_with_python(text: str, file: str) -> SourceDocument:
     try:
         loader = _BoundedLoader(text)  # checks for characters YAML does not allow, such as NUL
     except yaml.reader.ReaderError as error:
@@ -169,10 +228,12 @@ def _unprintable(error: yaml.reader.ReaderError, text: str, file: str) -> Diagno
 class _Builder:
     """Turns a composed YAML node graph into plain data, recording positions."""
 
-    def __init__(self, loader: _Loader, document: SourceDocument) -> None:
+    def __init__(self, loader: Any, document: SourceDocument, check_depth: bool = False) -> None:
         self._loader = loader
         self._document = document
         self._visited = 0
+        # The pure-Python loader refuses deep nesting while composing; libyaml's nodes are checked here.
+        self._check_depth = check_depth
 
     def _location(self, node: yaml.Node) -> Location:
         return Location(self._document.file, node.start_mark.line + 1, node.start_mark.column + 1)
@@ -189,12 +250,18 @@ class _Builder:
         if node.tag not in _PLAIN_TAGS:
             # Only plain data: no Python objects, no binary, no sets (and nothing is ever constructed from them).
             raise self._fail(node, f"unsupported YAML value: tag {node.tag} is not allowed", path)
+        if self._check_depth and len(path) >= MAX_DEPTH - 1:  # stricter than the limit: the fallback decides
+            raise _TooDeep(node.start_mark)
+        if len(path) > MAX_DEPTH:  # composing bounded the nesting: only an alias inside itself gets here
+            raise self._fail(node, f"values nest more than {MAX_DEPTH} levels deep (an alias inside itself?)", path[:3])
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
             self._document.containers.add(path)
         if isinstance(node, yaml.MappingNode):
             return self._build_mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
+        if node.tag == _STR_TAG:
+            return node.value  # what SafeConstructor.construct_yaml_str returns, without its bookkeeping
         try:
             return self._loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as error:
@@ -212,7 +279,7 @@ class _Builder:
         for index, (key_node, value_node) in enumerate(node.value):
             if not isinstance(key_node, yaml.ScalarNode):
                 raise self._fail(key_node, "mapping keys must be plain text", path)
-            key = self._loader.construct_object(key_node)
+            key = key_node.value if key_node.tag == _STR_TAG else self._loader.construct_object(key_node)
             if key is None:
                 raise self._fail(key_node, "a key must not be empty (null, ~ or a bare ':')", path)
             if not isinstance(key, str):

@@ -10,16 +10,33 @@ from collections.abc import Callable, Mapping
 
 from wanflow._exceptions import UsageError
 from wanflow.providers.base import GenerationResult, ProducedFile, Provider
-from wanflow.providers.dashscope import dashscope_provider
-from wanflow.providers.local import LocalPreviewProvider
-from wanflow.providers.vtrix import vtrix_provider
 
 ProviderFactory = Callable[[], Provider]
 
+
+# Each provider module is imported when its provider is made: a local run needs no HTTP client.
+def _local() -> Provider:
+    from wanflow.providers.local import LocalPreviewProvider
+
+    return LocalPreviewProvider()
+
+
+def _dashscope() -> Provider:
+    from wanflow.providers.dashscope import dashscope_provider
+
+    return dashscope_provider()
+
+
+def _vtrix() -> Provider:
+    from wanflow.providers.vtrix import vtrix_provider
+
+    return vtrix_provider()
+
+
 BUILTIN_PROVIDERS: Mapping[str, ProviderFactory] = {
-    "local": LocalPreviewProvider,
-    "dashscope": dashscope_provider,
-    "vtrix": vtrix_provider,
+    "local": _local,
+    "dashscope": _dashscope,
+    "vtrix": _vtrix,
 }
 PAID_PROVIDERS = frozenset({"dashscope", "vtrix"})
 

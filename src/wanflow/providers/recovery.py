@@ -81,7 +81,7 @@ class JournalRecovery:
         # An earlier create was sent but its answer never recorded.
         adopted = await self._reconcile(client, entry, request, call, info, context)
         if adopted is not None:
-            journal.submitted(entry, adopted, None)
+            await journal.record_submitted(entry, adopted, None)
             info["task_ids"].append(adopted)
             info["adopted"] = True
         return adopted
@@ -92,7 +92,8 @@ class JournalRecovery:
         if blocked:
             raise ProviderError(f"not submitted: {blocked}", code="creates-stopped")
         journal = context.journal
-        entry = journal.intent(call.fingerprint, info.get("deliberate_resubmission")) if journal is not None else None
+        entry = await journal.record_intent(call.fingerprint, info.get("deliberate_resubmission")) \
+            if journal is not None else None
         try:
             task_id = await self._create(client, call, info, context)
         except ProviderError as error:
@@ -109,7 +110,7 @@ class JournalRecovery:
             info["task_ids"].append(adopted)
             info["adopted"] = True
         if entry is not None:
-            journal.submitted(entry, task_id, info["request_ids"][-1] if info["request_ids"] else None)
+            await journal.record_submitted(entry, task_id, info["request_ids"][-1] if info["request_ids"] else None)
         return task_id
 
     async def _reconcile(self, client: httpx.AsyncClient, entry: Any, request: StepRequest, call: CreateCall,

@@ -19,14 +19,15 @@ import mimetypes
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from wanflow._exceptions import ProviderError
 from wanflow.artifacts import Artifact
 from wanflow.catalog.services import UploadSpec
 from wanflow.pipelines.request import StepRequest
+
+if TYPE_CHECKING:
+    import httpx
 
 UPLOAD_SAFETY_MARGIN = 3600  # reuse an upload only while it has an hour to live
 _POLICY_FIELDS = ("upload_host", "upload_dir", "policy", "signature", "oss_access_key_id")
@@ -79,6 +80,8 @@ async def upload_file(client: httpx.AsyncClient, get_json: GetJson, backoff: Bac
     Nothing here creates a billable task, so every step may be retried; a failure is a clear
     ProviderError before the create call is sent.
     """
+    import httpx  # here, not at the top: the runner imports UploadCache for every run, even a local one
+
     assert artifact.path is not None
     model = request.model.providers[service].model
     if cache is not None:

@@ -7,7 +7,6 @@ exactly the configured pressure however many sub-tasks are queued.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -17,6 +16,7 @@ from wanflow.pipelines.instances import Instance, RejectedRow
 from wanflow.providers.base import Provider
 from wanflow.runner import lockfile
 from wanflow.runner.abandoned import running_in
+from wanflow.runner.interrupts import stop_signals
 from wanflow.runner.limits import ProviderLimits
 from wanflow.runner.results import RunResult, StepResult
 from wanflow.runner.scheduler import Reporter, Runner, RunOptions, SharedState
@@ -119,7 +119,7 @@ async def run_instances(
 
 
 async def _stop_on_signal(scope: anyio.CancelScope, batch: BatchResult) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with stop_signals() as signals:
         async for _ in signals:
             batch.interrupted = True
             scope.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,21 @@ class CacheEntry:
     created_at: float
 
 
+# Objects this process hashed and found intact, by (path, size, mtime, inode): any rewrite of the
+# file changes the stamp, and a new process hashes again.
+_VERIFIED: set[tuple[str, int, int, int]] = set()
+
+
+def _stamp(path: Path | None) -> tuple[str, int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return str(path), found.st_size, found.st_mtime_ns, found.st_ino
+
+
 class StepCache:
     """Entries live at ``<root>/<first two hex digits>/<key>.json``."""
 
@@ -86,9 +102,21 @@ class StepCache:
         except (KeyError, TypeError, ValueError):
             return None
         for _, artifact in outputs.all():
-            if not self.store.is_intact(artifact.sha256, artifact.size):
+            if not self._intact(artifact):
                 return None
         return CacheEntry(key, raw.get("request", {}), outputs, raw.get("provider", {}), raw.get("created_at", 0.0))
+
+    def _intact(self, artifact: Artifact) -> bool:
+        """The store's full check (the hash of every byte), once per process for an unchanged file:
+        a run looks each object up twice (planning, then running)."""
+        stamp = _stamp(artifact.path)
+        if stamp is not None and stamp in _VERIFIED:
+            return True
+        if not self.store.is_intact(artifact.sha256, artifact.size):
+            return False
+        if stamp is not None and stamp == _stamp(artifact.path):  # unchanged while it was hashed
+            _VERIFIED.add(stamp)
+        return True
 
     def contains(self, key: str) -> bool:
         """Cheap existence check (no object verification), for planning."""

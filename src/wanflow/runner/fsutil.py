@@ -120,19 +120,32 @@ def atomic_copy(source: Path, target: Path, durable: bool = True) -> None:
     """Copy ``source`` to ``target`` so ``target`` is never seen half-written."""
     temp = _temp_beside(target)
     try:
-        try:
-            shutil.copyfile(source, temp)  # sendfile(2) where the OS has it: no bytes through Python
-        except FileNotFoundError:
-            if not source.exists():
-                raise
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, temp)
-        if durable:
-            with open(temp, "rb+") as written:
-                os.fsync(written.fileno())
+        # Opened directly rather than with shutil.copyfile, whose four stats (same file? special
+        # files?) cannot apply to a fresh temporary name and cost more than copying a small file.
+        with open(source, "rb") as reader, _create(temp) as writer:
+            _copy_stream(reader, writer)
+            if durable:
+                writer.flush()
+                os.fsync(writer.fileno())
         os.replace(temp, target)
     except BaseException as error:
         raised = _discard(temp, error, target)
         if raised is error:
             raise
         raise raised from error
+
+
+def _copy_stream(reader: BinaryIO, writer: BinaryIO) -> None:
+    """Copy an open file to another: sendfile(2) where the OS has it (no bytes through Python)."""
+    if hasattr(os, "sendfile"):
+        offset = 0
+        try:
+            while sent := os.sendfile(writer.fileno(), reader.fileno(), offset, CHUNK):
+                offset += sent
+            return
+        except OSError:
+            if offset:  # partly sent: start over the plain way
+                writer.seek(0)
+                writer.truncate()
+            reader.seek(0)
+    shutil.copyfileobj(reader, writer, CHUNK)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio
+
 from wanflow.runner.fsutil import canonical_json, fsync_dir
 
 if TYPE_CHECKING:
@@ -65,6 +67,18 @@ class Journal:
     def __init__(self, root: Path, remote: SharedJournal | None = None) -> None:
         self.root = root
         self.remote = remote  # a shared store (--store): its events are the truth other machines see
+        self._created: set[str] = set()  # keys whose log this process created (and has not removed)
+        self._legacy: bool | None = None  # whether any wanflow 0.1 entry exists (looked up once)
+
+    def _has_legacy(self) -> bool:
+        """Whether the folder holds any wanflow 0.1 entry (``<key>.json``); only 0.1 wrote them,
+        so one listing per process replaces two failed lookups per step."""
+        if self._legacy is None:
+            try:
+                self._legacy = any(name.endswith(".json") for name in os.listdir(self.root))
+            except OSError:
+                self._legacy = False
+        return self._legacy
 
     def _path(self, key: str) -> Path:
         return self.root / f"{key}.jsonl"
@@ -82,6 +96,8 @@ class Journal:
             lines = self._path(key).read_text("utf-8").splitlines()
         except FileNotFoundError:
             # wanflow 0.1 kept one indented JSON file per key; a pending one must still be honoured.
+            if not self._has_legacy():
+                return None
             try:
                 lines = [self._legacy_path(key).read_text("utf-8")]
             except OSError:
@@ -125,7 +141,10 @@ class Journal:
         data = (canonical_json({**vars(entry), "request_ids": list(entry.request_ids)}) + "\n").encode("utf-8")
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
         try:
-            fd, created = os.open(path, flags | os.O_EXCL, 0o644), True
+            if entry.key in self._created:  # its second event: the log is ours and exists
+                fd, created = os.open(path, flags, 0o644), False
+            else:
+                fd, created = os.open(path, flags | os.O_EXCL, 0o644), True
         except FileExistsError:
             fd, created = os.open(path, flags, 0o644), False
         except FileNotFoundError:
@@ -138,11 +157,14 @@ class Journal:
             os.close(fd)
         if created:
             fsync_dir(self.root)
+            self._created.add(entry.key)
 
     def remove(self, key: str) -> None:
         """Forget ``key``: its outputs are stored, or it failed for good."""
         self._path(key).unlink(missing_ok=True)
-        self._legacy_path(key).unlink(missing_ok=True)
+        self._created.discard(key)
+        if self._has_legacy():
+            self._legacy_path(key).unlink(missing_ok=True)
         if self.remote is not None:
             self.remote.remove(key)
 
@@ -169,6 +191,21 @@ class KeyJournal:
         self.journal.write(entry)
         return entry
 
+    async def record_intent(self, fingerprint: str, deliberate: str | None = None) -> JournalEntry:
+        """``intent``, with the write and its fsync in a worker thread: the event loop goes on
+        meanwhile, and the caller sends the create only once this returns (the entry is durable)."""
+        entry = JournalEntry(self.key, self.step, self.provider, fingerprint, time.time(), deliberate=deliberate)
+        await _in_thread(self.journal.write, entry)
+        return entry
+
+    async def record_submitted(self, entry: JournalEntry, task_id: str, request_id: str | None) -> None:
+        """``submitted``, with the write and its fsync in a worker thread."""
+        entry.task_id = task_id
+        entry.submitted_at = time.time()
+        if request_id:
+            entry.request_ids.append(request_id)
+        await _in_thread(self.journal.write, entry)
+
     def lost(self, entry: JournalEntry, ended_at: float | None, cost_usd: float | None) -> None:
         """Record that a succeeded task's result could not be downloaded: the next run asks before paying."""
         entry.lost_at, entry.ended_at, entry.cost_usd = time.time(), ended_at, cost_usd
@@ -191,3 +228,10 @@ class KeyJournal:
     def clear(self) -> None:
         self.journal.remove(self.key)
 
+
+async def _in_thread(write: Callable[[JournalEntry], None], entry: JournalEntry) -> None:
+    """Run a journal write in a worker thread, shielded: an interrupt arriving now must not skip
+    the write (``to_thread`` checks for cancellation before it starts), exactly as a write on the
+    event loop could not be skipped."""
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(write, entry)

@@ -1,7 +1,9 @@
 """Per-provider, per-model pressure on the paid services: submits per second and tasks at once.
 
 Defaults follow the documents (DashScope Wan: 2 submits per second and 2 concurrent tasks per
-model per account; vtrix documents none, so it gets the same). ``wanflow.toml`` changes them::
+model per account; vtrix documents none, so it gets the same). A model's first creates may go
+back to back, up to its concurrent limit and within the rate's one second (``submit_burst``).
+``wanflow.toml`` changes them::
 
     [limits.dashscope]
     submits_per_second = 2
@@ -15,7 +17,9 @@ Waiting for a slot or a token is an anyio wait: thousands of queued sub-tasks co
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,43 +31,80 @@ from wanflow._exceptions import UsageError
 DEFAULT_LIMITS: Mapping[str, tuple[float, int]] = {"dashscope": (2.0, 2), "vtrix": (2.0, 2)}
 
 
-class TokenBucket:
-    """Creates spaced at least ``1 / rate`` seconds apart (no bursts, so a server's bucket of the
-    same rate never runs dry).
+def submit_burst(rate: float, concurrent: int | None) -> int:
+    """How many creates of one model may go back to back: up to its concurrent-task limit (more
+    could not start anyway), and never more than the rate allows within one second, so that no
+    one-second window holds more creates than the documented "2 submits per second"."""
+    per_second = max(1, math.floor(rate))
+    return max(1, min(per_second, concurrent if concurrent is not None else per_second))
 
+
+def next_grant(granted: Sequence[float], now: float, burst: int, window: float) -> float:
+    """When the next create may go: not before the latest one, and ``window`` seconds after the
+    one ``burst`` creates back (``granted``: the times booked so far, oldest first)."""
+    at = max(now, granted[-1]) if granted else now
+    if len(granted) >= burst:
+        at = max(at, granted[-burst] + window)
+    return at
+
+
+class TokenBucket:
+    """Creates at most ``rate`` per second, up to ``burst`` of them back to back (``burst = 1``:
+    spaced ``1 / rate`` apart).
+
+    A burst lets the first tasks of a run (and of each freed pair of slots) start together instead
+    of ``1 / rate`` apart. After it, the next ``burst`` creates wait out ``window``: long enough that
+    no second holds more creates than the rate, and that a server bucket of one second's creates
+    still has ``LATENCY_SLACK`` seconds in hand, as one spare token gave at 2 per second without
+    bursts: creates that reach the service a little earlier or later than sent are not refused.
     The rate adapts to the service (additive increase, multiplicative decrease): each 429 halves
-    it, down to ``MIN_RATE``; each accepted create wins back a twentieth of the configured rate.
-    A service that throttles below wanflow's configured pace thus slows every queued item down
-    instead of making them fail.
+    it, down to ``MIN_RATE``, and ends bursts for the run; each accepted create wins back a
+    twentieth of the configured rate. A service that throttles below wanflow's configured pace
+    thus slows every queued item down instead of making them fail.
     """
 
     MIN_RATE = 0.05  # one create every 20 s at the slowest
+    LATENCY_SLACK = 0.5  # seconds of variation in how long a create takes to arrive, absorbed after a burst
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, burst: int = 1, clock: Callable[[], float] = anyio.current_time,
+                 sleep: Callable[[float], Awaitable[None]] = anyio.sleep) -> None:
         self.configured = rate
         self.rate = rate
-        self._next = 0.0
+        self.burst = max(1, burst)
+        self._granted: deque[float] = deque(maxlen=self.burst)  # the latest creates' times, granted or booked
+        self._clock, self._sleep = clock, sleep
         self._lock = anyio.Lock()
 
     @property
     def interval(self) -> float:
+        """Seconds between creates at the current pace, on average."""
         return 1.0 / self.rate
 
+    @property
+    def window(self) -> float:
+        """Seconds between a create and the one ``burst`` creates after it."""
+        if self.burst == 1:
+            return self.interval
+        spare = max(1, math.floor(self.rate)) - self.burst  # tokens a one-second server bucket keeps back
+        return self.burst * self.interval + max(0.0, self.LATENCY_SLACK - spare * self.interval)
+
     def slow_down(self) -> None:
-        """A 429: halve the pace."""
+        """A 429: halve the pace, and no more bursts (this service counts more strictly)."""
         self.rate = max(self.MIN_RATE, min(self.rate, self.configured) / 2)
+        self.burst = 1
 
     def speed_up(self) -> None:
         """An accepted create: recover slowly toward the configured pace."""
         self.rate = min(self.configured, self.rate + self.configured / 20)
 
     async def take(self) -> None:
+        """Wait until one more create keeps within the pace (the time is booked at once, in order)."""
         async with self._lock:
-            now = anyio.current_time()
-            wait = max(0.0, self._next - now)
-            self._next = max(now, self._next) + self.interval
-        if wait:
-            await anyio.sleep(wait)
+            now = self._clock()
+            at = next_grant(self._granted, now, self.burst, self.window)
+            self._granted.append(at)
+        if at > now:
+            await self._sleep(at - now)
 
 
 @dataclass(frozen=True)
@@ -121,13 +162,15 @@ class ProviderLimits:
         """The gates for ``provider``/``model``; None when unlimited (the local provider)."""
         key = (provider, model)
         if key not in self._gates:
+            from wanflow.runner import cluster  # on a Dask worker the bucket is cluster-wide
+
             rate, concurrent = self._settings(provider, model)
             if rate is None and concurrent is None:
                 return None
             self._gates[key] = ModelLimits(
                 f"{provider}/{model}",
                 anyio.CapacityLimiter(concurrent or 1_000_000),
-                TokenBucket(rate) if rate else None,
+                cluster.submit_bucket(provider, model, rate, submit_burst(rate, concurrent)) if rate else None,
             )
         return self._gates[key]
 

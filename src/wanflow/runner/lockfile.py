@@ -18,7 +18,7 @@ from typing import Any
 
 from wanflow._exceptions import FrozenMismatch, UsageError
 from wanflow.pipelines.model import Pipeline
-from wanflow.runner.fsutil import atomic_write_json
+from wanflow.runner.fsutil import atomic_write_json, canonical_json
 from wanflow.runner.keys import diff_requests
 from wanflow.runner.results import RunResult, StepResult
 
@@ -103,7 +103,10 @@ def write_lock(path: Path, pipeline_name: str, instances: Mapping[str, dict[str,
     """Write the lockfile (instances not run this time are kept from ``keep``)."""
     merged = dict((keep or {}).get("instances") or {})
     merged.update(instances)
-    atomic_write_json(path, {"wanflow_lock": LOCK_VERSION, "pipeline": pipeline_name, "instances": dict(sorted(merged.items()))})
+    document = {"wanflow_lock": LOCK_VERSION, "pipeline": pipeline_name, "instances": dict(sorted(merged.items()))}
+    if read_lock(path) == json.loads(canonical_json(document)):  # as JSON reads it back (tuples are lists)
+        return  # a no-op rerun: the same lock, so no durable rewrite (and no new mtime for tools that watch it)
+    atomic_write_json(path, document)
 
 
 @dataclass(frozen=True)

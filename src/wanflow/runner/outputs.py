@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from wanflow.artifacts import Artifact
 from wanflow.runner.fsutil import atomic_copy, atomic_write_json
@@ -13,6 +14,12 @@ from wanflow.runner.results import MaterializedFile
 MANIFEST = ".wanflow-manifest.json"
 OWNER_KEY = "pipeline"  # the pipeline file that owns the folder (see out_owner); kept when the manifest is rewritten
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _stamp(path: Path) -> dict[str, int]:
+    """What the manifest keeps to tell later whether a placed file is untouched: size and mtime."""
+    found = path.stat()
+    return {"size": found.st_size, "mtime_ns": found.st_mtime_ns}
 
 
 def safe_name(name: str) -> str:
@@ -24,18 +31,20 @@ def safe_name(name: str) -> str:
 class OutputFolder:
     """``out/<pipeline>/``: per-step files under steps/<id>/, named outputs at the top.
 
-    A manifest records which files wanflow wrote and for which step or output. When a step or
-    output is written again, its files that are no longer produced are removed; files of steps
-    that failed this time, and anything the user put there, are left alone.
+    A manifest records which files wanflow wrote, for which step or output, with each file's
+    sha256, size and mtime: a file whose object, size and mtime are unchanged is not copied again.
+    When a step or output is written again, its files that are no longer produced are removed;
+    files of steps that failed this time, and anything the user put there, are left alone.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._owner: str | None = None
         self._previous = self._read_manifest()
-        self._written: dict[str, dict[str, str]] = {}
+        self._written: dict[str, dict[str, Any]] = {}
+        self._by_owner: dict[str, list[str]] | None = None  # the previous manifest's files by owner
 
-    def _read_manifest(self) -> dict[str, dict[str, str]]:
+    def _read_manifest(self) -> dict[str, dict[str, Any]]:
         try:
             data = json.loads((self.root / MANIFEST).read_text("utf-8"))
             owner = data.get(OWNER_KEY)
@@ -47,9 +56,24 @@ class OutputFolder:
     def _place(self, relative: str, artifact: Artifact, label: str, owner: str) -> MaterializedFile:
         target = self.root / relative
         assert artifact.path is not None
-        atomic_copy(artifact.path, target, durable=False)  # a copy of a durable store file
-        self._written[relative] = {"sha256": artifact.sha256, "owner": owner}
+        stamp = self._unchanged_stamp(relative, artifact.sha256, target)
+        if stamp is None:
+            atomic_copy(artifact.path, target, durable=False)  # a copy of a durable store file
+            stamp = _stamp(target)
+        self._written[relative] = {"sha256": artifact.sha256, "owner": owner, **stamp}
         return MaterializedFile(label, target, artifact)
+
+    def _unchanged_stamp(self, relative: str, sha256: str, target: Path) -> dict[str, int] | None:
+        """The file's stamp when it is still the copy the manifest recorded (a no-op rerun copies
+        nothing), or None when it must be copied: another object, or the file was touched."""
+        entry = self._previous.get(relative)
+        if entry is None or entry.get("sha256") != sha256 or "size" not in entry:
+            return None
+        try:
+            stamp = _stamp(target)
+        except OSError:
+            return None
+        return stamp if stamp["size"] == entry.get("size") and stamp["mtime_ns"] == entry.get("mtime_ns") else None
 
     def write_step(self, step_id: str, artifacts: list[tuple[str, Artifact]]) -> list[MaterializedFile]:
         """Materialize one step's outputs under steps/<id>/: ``<id>-<n>.<ext>``, or ``<id>.<ext>`` when
@@ -81,10 +105,15 @@ class OutputFolder:
         return files
 
     def _remove_stale(self, owners: set[str]) -> None:
-        for relative, entry in list(self._previous.items()):
-            if entry.get("owner") in owners and relative not in self._written:
-                (self.root / relative).unlink(missing_ok=True)
-                del self._previous[relative]
+        if self._by_owner is None:  # built once: a step's files are found without scanning every entry
+            self._by_owner = {}
+            for relative, entry in self._previous.items():
+                self._by_owner.setdefault(str(entry.get("owner")), []).append(relative)
+        for owner in owners:
+            for relative in self._by_owner.pop(owner, []):
+                if relative in self._previous and relative not in self._written:
+                    (self.root / relative).unlink(missing_ok=True)
+                    del self._previous[relative]
 
     def finish(self, step_ids: set[str], output_names: set[str]) -> None:
         """Remove files of steps and outputs the pipeline no longer has; save the manifest."""

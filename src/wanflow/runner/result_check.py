@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from wanflow.artifacts import Artifact
 from wanflow.media import MediaError, has_audio_stream
 from wanflow.pipelines.request import StepRequest
-from wanflow.preview.images import TIER_AREAS as IMAGE_TIERS
-from wanflow.preview.video import TIER_AREAS as VIDEO_TIERS
 from wanflow.runner.cache import StepOutputsData
 
 SIDE_PIXELS, SIDE_SHARE, SIDE_WARN_SHARE = 16, 0.02, 0.10
 IMAGE_TIER_SHARE, VIDEO_TIER_SHARE = 0.25, 0.20
 DURATION_OK, DURATION_WARN = 0.5, 1.0
+# The documented tier areas (the preview renderers use the same; importing them would load
+# Pillow, PyAV and numpy into every run): tests/test_package_layout.py keeps them equal.
+IMAGE_TIERS = {"1K": 1280 * 1280, "2K": 2048 * 2048}
+VIDEO_TIERS = {"480P": 832 * 480, "720P": 1280 * 720, "1080P": 1920 * 1080}
 
 
 @dataclass

@@ -34,6 +34,7 @@ from wanflow.runner.cache import StepOutputsData
 from wanflow.runner.claims import claimed_task_ids
 from wanflow.runner.decision import decide
 from wanflow.runner.history import RequestHistory, history_name
+from wanflow.runner.interrupts import stop_signals
 from wanflow.runner.journal import KeyJournal
 from wanflow.runner.keys import cache_key
 from wanflow.runner.limits import ProviderLimits
@@ -42,7 +43,7 @@ from wanflow.runner.media_inputs import RuntimeMedia
 from wanflow.runner.outputs import OutputFolder
 from wanflow.runner.records import RunRecorder, new_run_id
 from wanflow.runner.repair import repair_from_urls, repairable_objects
-from wanflow.runner.result_check import check_result
+from wanflow.runner.result_check import ResultCheck, check_result
 from wanflow.runner.results import RunResult, StepResult
 from wanflow.runner.shared_store import shared_key_lock
 from wanflow.runner.workspace import Workspace
@@ -220,7 +221,7 @@ class Runner:
 
     async def _stop_on_signal(self, scope: anyio.CancelScope) -> None:
         """Ctrl-C or SIGTERM: stop submitting, stop waiting, keep what finished; records are flushed."""
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with stop_signals() as signals:
             async for signum in signals:
                 self.result.interrupted = True
                 self._log(StepResult("*", "-", status="skipped"), f"{signal.Signals(signum).name}: stopping")
@@ -376,7 +377,9 @@ class Runner:
         async with self.limits.slot(provider.name, request.model.name, on_queue=lambda depth: self._log(
             result, f"queued: {depth} waiting for {gates.label if gates else provider.name}"
         )), self._limiter:
-            workdir = self._workdir / result.step_id.replace("[", "-").replace("]", "")
+            # A folder of its own beside the run's (no parent to create, no tree to remove later):
+            # downloads land here and are moved into the store.
+            workdir = self.workspace.tmp_dir / f"{self.result.run_id}-{result.step_id.replace('[', '-').replace(']', '')}"
             workdir.mkdir(parents=True, exist_ok=True)
             context = GenerationContext(
                 workdir=workdir,
@@ -393,26 +396,49 @@ class Runner:
                 create_blocked=lambda: self.limits.creates_stopped(provider.name, request.model.name),
                 uploads=UploadCache(self.workspace.state_dir / "uploads" / f"{provider.name}.json") if provider.paid else None,
             )
-            generated = await provider.generate(request, context)
-        result.provider_info = dict(generated.info)
-        result.outputs = self._ingest(step, request, generated, result.provider_info, workdir)
+            try:
+                generated = await provider.generate(request, context)
+            except BaseException:
+                _remove_folder(workdir)
+                raise
+        info = dict(generated.info)
+        try:
+            # Hashing, fsync and renames wait on the disk: one trip to a worker thread, not the
+            # event loop. Shielded: an interrupt must not drop downloaded paid results.
+            with anyio.CancelScope(shield=True):
+                outputs, check = await anyio.to_thread.run_sync(self._store_results, step, request, provider, key,
+                                                                canonical, generated, info, workdir)
+            result.outputs = outputs
+        finally:
+            result.provider_info = info  # the task ids stay in the record even if the files were unusable
         result.warnings.extend(generated.warnings)
         self._remember_urls(result)
-        if provider.paid:
-            self._check_result(request, provider, key, result)
-        self.cache.save(key, canonical, result.outputs, result.provider_info)
-        self.journal.remove(key)  # the paid work is safely stored
+        if check is not None:
+            self._check_result(request, provider, key, result, check)
         self._generated.add(key)
         result.status = "ran"
 
-    def _check_result(self, request: StepRequest, provider: Provider, key: str, result: StepResult) -> None:
+    def _store_results(self, step: StepSpec, request: StepRequest, provider: Provider, key: str, canonical: dict,
+                       generated: GenerationResult, info: dict, workdir: Path) -> tuple[StepOutputsData, ResultCheck | None]:
+        """Store the files, check a paid result, and (if it matches) save the cache entry durably,
+        then remove the journal entry: the paid work is safely stored. Blocking (a worker thread)."""
+        try:
+            outputs = self._ingest(step, request, generated, info, workdir)
+        finally:
+            _remove_folder(workdir)  # (a directory removal waits on the disk too)
+        check = check_result(request, outputs) if provider.paid else None
+        if check is None or not check.mismatches:
+            self.cache.save(key, canonical, outputs, info)
+            self.journal.remove(key)
+        return outputs, check
+
+    def _check_result(self, request: StepRequest, provider: Provider, key: str, result: StepResult,
+                      check: ResultCheck) -> None:
         """The paid-run safety net: a result that ignored its request stops that provider and model.
 
         The outputs are already stored and stay in the record; they are not cached under the
         request's key, because they are not what the request asked for.
         """
-        assert result.outputs is not None
-        check = check_result(request, result.outputs)
         result.warnings.extend(f"result check: {warning}" for warning in check.warnings)
         if not check.mismatches:
             return
@@ -489,6 +515,16 @@ class Runner:
             artifacts = [item for item in (value if isinstance(value, list) else [value]) if isinstance(item, Artifact)]
             if artifacts:
                 self.result.outputs[name] = self.outputs_folder.write_output(name, artifacts)
+
+
+def _remove_folder(folder: Path) -> None:
+    """Remove a step's work folder: empty once its files are in the store, so one rmdir."""
+    try:
+        folder.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _output_problem(message: str) -> str:

@@ -58,7 +58,11 @@ class ArtifactStore:
     def _move_in(self, source: Path, media_type: str, meta: dict[str, object]) -> Artifact:
         with open(source, "rb") as reader:
             digest, size = copy_hashing(reader)
-            os.fsync(reader.fileno())
+            # A duplicate of a stored object is deleted, not kept, so it needs no fsync. (Should
+            # the object vanish before _settle looks again, the copy renamed in unsynced is still
+            # hashed before any use: a cache lookup finds it damaged, never wrong.)
+            if not self._has(digest, size):
+                os.fsync(reader.fileno())
         final = self._settle(source, digest, size)
         return Artifact(sha256=digest, media_type=media_type, size=size, path=final, **meta)  # type: ignore[arg-type]
 
@@ -66,7 +70,7 @@ class ArtifactStore:
         """Rename a complete, fsync'd ``incoming`` file to its object path (or drop it when that
         object is already stored)."""
         final = self.path_for(digest)
-        if final.exists() and final.stat().st_size == size:
+        if self._has(digest, size):
             incoming.unlink()
         else:
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +78,13 @@ class ArtifactStore:
         if self.remote is not None:
             self.remote.push_object(digest, final)
         return final
+
+    def _has(self, digest: str, size: int) -> bool:
+        """Whether the object is already stored with this size (one stat)."""
+        try:
+            return self.path_for(digest).stat().st_size == size
+        except OSError:
+            return False
 
     def put_bytes(self, data: bytes, media_type: str) -> Artifact:
         """Store ``data`` (used for text outputs)."""

@@ -163,6 +163,10 @@ class SimState:
             "downloads_short": 0,
             "downloads_corrupted": 0,
         }
+        # Tasks of each model not finished yet, and the most seen at once (counted at each create):
+        # what a client's concurrent-task limit must keep at or below its setting.
+        self._unfinished: dict[str, set[str]] = {}
+        self.peak_concurrent: dict[str, int] = {}
         self._create_buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
         self._poll_buckets: dict[str, tuple[float, float]] = {}
         self.lock = threading.Lock()
@@ -220,8 +224,17 @@ class SimState:
             )
             if register:
                 self.tasks[task.task_id] = task
+                self._count_concurrent(task)
             self.stats["creates"] += 1
         return task
+
+    def _count_concurrent(self, task: SimTask) -> None:
+        """Note ``task`` as unfinished and update its model's peak (called under ``self.lock``)."""
+        unfinished = self._unfinished.setdefault(task.model, set())
+        unfinished.difference_update([task_id for task_id in unfinished
+                                      if self.status(self.tasks[task_id]) in ("SUCCEEDED", "FAILED", "CANCELED")])
+        unfinished.add(task.task_id)
+        self.peak_concurrent[task.model] = max(self.peak_concurrent.get(task.model, 0), len(unfinished))
 
     def status(self, task: SimTask, now: float | None = None) -> str:
         """PENDING -> RUNNING [-> SUSPENDED -> RUNNING] -> SUCCEEDED / FAILED as time passes (CANCELED if canceled)."""
@@ -273,7 +286,8 @@ class SimState:
         """The /_sim/stats document."""
         knobs = {name: value for name, value in dataclasses.asdict(self.knobs).items() if name != "keys"}
         with self.lock:
-            return {**self.stats, "tasks": self.counts_by_status(), "knobs": knobs}
+            return {**self.stats, "peak_concurrent": dict(self.peak_concurrent), "tasks": self.counts_by_status(),
+                    "knobs": knobs}
 
 
 def _take(buckets: dict[str, tuple[float, float]], rate: float, key: str, now: float) -> float | None:

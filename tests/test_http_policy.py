@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import random
 from pathlib import Path
 
@@ -136,6 +137,19 @@ def test_an_idle_bucket_allows_a_burst_again_and_a_429_ends_bursts():
     bucket.slow_down()
     assert bucket.rate == 1.0 and bucket.burst == 1
     assert _grants(bucket, clock, [20, 20, 20]) == pytest.approx([20, 21, 22])
+
+
+def test_no_second_holds_more_creates_than_the_rate_whatever_the_concurrent_limit():
+    """Bursts follow the concurrent limit; their spacing keeps every one-second window within the rate."""
+    rng = random.Random(11)
+    for rate in (1.0, 2.0, 2.5, 3.0, 5.0, 10.0, 17.0):
+        for concurrent in (1, 2, 3, 4, 8, 64):
+            clock = FakeClock()
+            bucket = TokenBucket(rate, burst=submit_burst(rate, concurrent), clock=clock.time, sleep=clock.sleep)
+            arrivals = sorted(rng.uniform(0, 3) for _ in range(40))
+            granted = _grants(bucket, clock, [0.0] * 40) + _grants(bucket, clock, [clock.now + a for a in arrivals])
+            limit = math.ceil(rate) if bucket.burst == 1 else math.floor(rate)  # burst 1: evenly 1 / rate apart
+            assert _most_in_any_second(granted) <= limit, (rate, concurrent)
 
 
 def test_the_burst_follows_the_concurrent_limit_within_the_rate():
@@ -309,3 +323,29 @@ def test_vtrix_status_vocabularies_and_reported_cost():
     assert state.status == "succeeded" and state.cost_usd == 0.5 and state.outputs[0].field == "video"
     body = json.dumps(protocol.create_call(_request(), {}).body)
     assert '"model": "wan26_t2i"' in body and '"messages"' in body
+
+
+def test_an_interrupt_while_waiting_for_a_submit_token_leaves_no_intent(tmp_path):
+    """The intent is journaled after the submit token, right before the create: a Ctrl-C in the
+    token wait sent nothing, so it must leave nothing that the next run would have to ask about."""
+    from wanflow.runner.journal import Journal, KeyJournal
+
+    script = Script()  # nothing may be sent
+    journal = Journal(tmp_path / "journal")
+    waiting = anyio.Event()
+
+    async def token() -> None:
+        waiting.set()
+        await anyio.sleep_forever()
+
+    async def main() -> None:
+        context = GenerationContext(workdir=tmp_path, journal=KeyJournal(journal, "e" * 64, "hero", "dashscope"),
+                                    before_create=token)
+        async with anyio.create_task_group() as group:
+            group.start_soon(_provider(script, []).generate, _request(), context)
+            await waiting.wait()
+            group.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert script.seen == []
+    assert list(journal.entries()) == []

@@ -41,18 +41,15 @@ def _finishing() -> None:
 
 
 def main() -> int:
-    """Entry point of the ``wanflow`` console script."""
+    """Run the command line with SIGTERM handled from the first instruction; the exit code."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
         from wanflow.cli.main import main as run_cli
 
-        code = run_cli()
+        return run_cli()
     except KeyboardInterrupt:
-        _finishing()
         print("wanflow: interrupted while starting; nothing was run", file=sys.stderr)
         return EXIT_INTERRUPTED
-    _finishing()
-    return code
 
 
 def console() -> NoReturn:
@@ -64,6 +61,7 @@ def console() -> NoReturn:
     streams are flushed, and the process ends with the command's code.
     """
     code = main()
+    _finishing()  # here, not in main(): an in-process caller of main() keeps its own handlers
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -161,7 +161,9 @@ def load_yaml_text(text: str, file: str) -> SourceDocument:
     nests too deeply, is parsed again by the pure-Python loader, whose messages and positions
     are the ones users see (the two libraries word their errors differently).
     """
-    if _CLoader is not None and not _NON_PRINTABLE.search(text):
+    # Tabs: libyaml accepts some the pure-Python scanner refuses (``a:\t1``); a file's validity
+    # must not depend on which library is installed, so files with tabs take the Python path.
+    if _CLoader is not None and "\t" not in text and not _NON_PRINTABLE.search(text):
         document = _load_with_libyaml(text, file)
         if document is not None:
             return document

@@ -28,7 +28,7 @@ class JournalRecovery:
         raise NotImplementedError
 
     async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: dict[str, Any],
-                      context: GenerationContext) -> str:
+                      context: GenerationContext, token_taken: bool = False) -> str:
         raise NotImplementedError
 
     async def _recover(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
@@ -92,10 +92,14 @@ class JournalRecovery:
         if blocked:
             raise ProviderError(f"not submitted: {blocked}", code="creates-stopped")
         journal = context.journal
+        if context.before_create is not None:
+            # The submit token first, then the intent: a Ctrl-C while waiting for the token must
+            # not leave an intent whose create may or may not have been sent (it was not).
+            await context.before_create()
         entry = await journal.record_intent(call.fingerprint, info.get("deliberate_resubmission")) \
             if journal is not None else None
         try:
-            task_id = await self._create(client, call, info, context)
+            task_id = await self._create(client, call, info, context, token_taken=True)
         except ProviderError as error:
             if error.code != "create-outcome-unknown":
                 if journal is not None:

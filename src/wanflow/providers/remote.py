@@ -276,19 +276,21 @@ class RemoteProvider(JournalRecovery):
         return {"Authorization": f"Bearer {self.config.require_key()}"}
 
     async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: dict[str, Any],
-                      context: GenerationContext) -> str:
+                      context: GenerationContext, token_taken: bool = False) -> str:
         """Send the create call until the service answers with a task id or refuses for good.
 
         429 is not a failure but a pace: it slows the provider and model's submit rate
         (``context.on_throttled``) and is waited out for up to THROTTLE_PATIENCE, however many
         times it comes. Other transient refusals (5xx, no connection) use the retry policy.
+        ``token_taken``: the caller already waited for the first attempt's submit token.
         """
         headers = {**self._auth(), "Content-Type": "application/json", **call.headers}
         attempt, throttled = 0, 0
         patience_ends = time.monotonic() + THROTTLE_PATIENCE
         while True:
-            if context.before_create is not None:
+            if context.before_create is not None and not token_taken:
                 await context.before_create()  # the provider's submit rate
+            token_taken = False
             sent_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             try:
                 response = await client.post(call.path, json=call.body, headers=headers)

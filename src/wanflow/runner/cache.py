@@ -58,17 +58,18 @@ class CacheEntry:
 
 # Objects this process hashed and found intact, by (path, size, mtime, inode): any rewrite of the
 # file changes the stamp, and a new process hashes again.
-_VERIFIED: set[tuple[str, int, int, int]] = set()
+_VERIFIED: set[tuple[str, int, int, int, int]] = set()
+_VERIFIED_MAX = 200_000  # a long-lived process (a Dask worker) forgets and hashes again past this
 
 
-def _stamp(path: Path | None) -> tuple[str, int, int, int] | None:
+def _stamp(path: Path | None) -> tuple[str, int, int, int, int] | None:
     if path is None:
         return None
     try:
         found = os.stat(path)
     except OSError:
         return None
-    return str(path), found.st_size, found.st_mtime_ns, found.st_ino
+    return str(path), found.st_size, found.st_mtime_ns, found.st_ino, found.st_ctime_ns
 
 
 class StepCache:
@@ -110,11 +111,13 @@ class StepCache:
         """The store's full check (the hash of every byte), once per process for an unchanged file:
         a run looks each object up twice (planning, then running)."""
         stamp = _stamp(artifact.path)
-        if stamp is not None and stamp in _VERIFIED:
+        if stamp is not None and stamp[1] == artifact.size and stamp in _VERIFIED:
             return True
         if not self.store.is_intact(artifact.sha256, artifact.size):
             return False
         if stamp is not None and stamp == _stamp(artifact.path):  # unchanged while it was hashed
+            if len(_VERIFIED) >= _VERIFIED_MAX:
+                _VERIFIED.clear()
             _VERIFIED.add(stamp)
         return True
 

@@ -108,10 +108,13 @@ def _ignore_interrupts() -> Any:
     return IgnoreInterrupts()
 
 
-def unit_key(pipeline_name: str, instance: str, cache_keys: list[str]) -> str:
-    """The Dask key of one instance's work: its name and the cache keys of its units."""
+def unit_key(pipeline_name: str, instance: str, cache_keys: list[str], run_token: str) -> str:
+    """The Dask key of one instance's work: its name and the cache keys of its units, within one
+    driver's run. Identical units of one submission collapse; another driver's identical unit is
+    its own Dask task (which waits on the key locks and finds the cache), so that one driver's
+    Ctrl-C never stops a unit another driver is waiting for."""
     digest = hashlib.sha256("\n".join([instance, *sorted(cache_keys)]).encode("utf-8")).hexdigest()[:20]
-    return f"wanflow-{pipeline_name}-{instance}-{digest}"
+    return f"wanflow-{pipeline_name}-{instance}-{digest}-{run_token}"
 
 
 def run_unit(spec: dict[str, Any]) -> RunResult:
@@ -172,9 +175,12 @@ def _worker_state(spec: dict[str, Any]) -> tuple[Any, Any, Any]:
             while len(_workspaces) >= 8:  # the oldest runs' (dicts keep insertion order)
                 _workspaces.pop(next(iter(_workspaces)))
             _workspaces[place] = Workspace(Path(spec["root"]), Path(spec["state_dir"]), Path(spec["out_dir"]), spec["store_url"])
-        names = tuple(spec["providers"])
+        # per driver run as well: a changed API key or envelope setting is read anew
+        names = (spec["run"], *spec["providers"])
         if names not in _providers:
-            _providers[names] = create_providers(set(names))
+            while len(_providers) >= 8:  # the oldest runs' (their HTTP clients are simply dropped)
+                _providers.pop(next(iter(_providers)))
+            _providers[names] = create_providers(set(spec["providers"]))
         return _portal, _workspaces[place], _providers[names]
 
 
@@ -244,7 +250,7 @@ async def model_slot(provider: str, model: str, concurrent: int) -> AsyncIterato
 def _account(provider: str) -> str:
     """Which account this worker uses for ``provider``: a short hash of its API key (never the key),
     so workers with different keys keep separate limits and workers sharing one key share them."""
-    for made in _providers.values():
+    for made in reversed(_providers.values()):  # the latest run's providers first
         config = getattr(made.get(provider), "config", None)
         key = getattr(config, "api_key", "") if config is not None else ""
         if key:
@@ -342,7 +348,7 @@ async def execute_on_cluster(the_plan: Any, workspace: Any, providers: Mapping[s
             "pipeline": replace(instance.pipeline, path=instance.pipeline.path.resolve()),
             "providers": sorted(providers), "locked": the_plan.locked.get(instance.name),
             "key": unit_key(pipeline.name, instance.name,
-                            [unit.cache_key for unit in the_plan.units.get(instance.name, []) if unit.cache_key]),
+                            [unit.cache_key for unit in the_plan.units.get(instance.name, []) if unit.cache_key], run_token),
         })
     results: dict[str, RunResult] = {}
 

@@ -151,6 +151,9 @@ class Journal:
             self.root.mkdir(parents=True, exist_ok=True)
             fd, created = os.open(path, flags, 0o644), True
         try:
+            # Another Journal (another instance of a batch, another worker) may have removed the
+            # log since: an empty file was just made, and its folder entry needs the fsync too.
+            created = created or os.fstat(fd).st_size == 0
             os.write(fd, data)
             os.fsync(fd)
         finally:

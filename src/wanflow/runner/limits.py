@@ -85,8 +85,14 @@ class TokenBucket:
         """Seconds between a create and the one ``burst`` creates after it."""
         if self.burst == 1:
             return self.interval
-        spare = max(1, math.floor(self.rate)) - self.burst  # tokens a one-second server bucket keeps back
-        return self.burst * self.interval + max(0.0, self.LATENCY_SLACK - spare * self.interval)
+        per_second = max(1, math.floor(self.rate))
+        spare = per_second - self.burst  # tokens a one-second server bucket keeps back
+        with_slack = self.burst * self.interval + max(0.0, self.LATENCY_SLACK - spare * self.interval)
+        # Bursts ``window`` apart put burst * ceil(1 / window) creates in one second: keep that
+        # within the rate when the burst (the concurrent limit) is smaller than it (rate 3,
+        # burst 2: pairs a second apart, not 0.83 s, which would put 4 in one second).
+        groups_per_second = per_second // self.burst
+        return max(with_slack, 1.0 / groups_per_second + 1e-9)
 
     def slow_down(self) -> None:
         """A 429: halve the pace, and no more bursts (this service counts more strictly)."""

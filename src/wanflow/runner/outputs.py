@@ -17,9 +17,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _stamp(path: Path) -> dict[str, int]:
-    """What the manifest keeps to tell later whether a placed file is untouched: size and mtime."""
+    """What the manifest keeps to tell later whether a placed file is untouched: size, mtime, and
+    the inode and its change time, which no editor or ``touch -r`` can set back."""
     found = path.stat()
-    return {"size": found.st_size, "mtime_ns": found.st_mtime_ns}
+    return {"size": found.st_size, "mtime_ns": found.st_mtime_ns, "ino": found.st_ino, "ctime_ns": found.st_ctime_ns}
 
 
 def safe_name(name: str) -> str:
@@ -73,7 +74,7 @@ class OutputFolder:
             stamp = _stamp(target)
         except OSError:
             return None
-        return stamp if stamp["size"] == entry.get("size") and stamp["mtime_ns"] == entry.get("mtime_ns") else None
+        return stamp if all(entry.get(field) == value for field, value in stamp.items()) else None
 
     def write_step(self, step_id: str, artifacts: list[tuple[str, Artifact]]) -> list[MaterializedFile]:
         """Materialize one step's outputs under steps/<id>/: ``<id>-<n>.<ext>``, or ``<id>.<ext>`` when

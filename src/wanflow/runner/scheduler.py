@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import tempfile
 import time
 import traceback
 from collections.abc import Mapping
@@ -379,8 +380,7 @@ class Runner:
         )), self._limiter:
             # A folder of its own beside the run's (no parent to create, no tree to remove later):
             # downloads land here and are moved into the store.
-            workdir = self.workspace.tmp_dir / f"{self.result.run_id}-{result.step_id.replace('[', '-').replace(']', '')}"
-            workdir.mkdir(parents=True, exist_ok=True)
+            workdir = _new_work_folder(self.workspace.tmp_dir, self.result.run_id)
             context = GenerationContext(
                 workdir=workdir,
                 cache_key=key,
@@ -515,6 +515,16 @@ class Runner:
             artifacts = [item for item in (value if isinstance(value, list) else [value]) if isinstance(item, Artifact)]
             if artifacts:
                 self.result.outputs[name] = self.outputs_folder.write_output(name, artifacts)
+
+
+def _new_work_folder(parent: Path, run_id: str) -> Path:
+    """A fresh, empty folder for one step's downloads. Unique by construction: step ids may
+    contain ``-``, so a name built from the id could be shared (``shot[0]`` and ``shot-0``)."""
+    try:
+        return Path(tempfile.mkdtemp(dir=parent, prefix=f"{run_id}-"))
+    except FileNotFoundError:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=parent, prefix=f"{run_id}-"))
 
 
 def _remove_folder(folder: Path) -> None:

@@ -24,6 +24,17 @@ KEY = "sim-key"
 SECRET = "sk-wanflow-test-SECRET-0123456789"  # the paid tests' key: it must never appear in what a run writes
 AUTH = {"Authorization": f"Bearer {KEY}"}
 ASYNC = {**AUTH, "X-DashScope-Async": "enable"}
+
+# Two paid steps, an image and its edit: the shape most recovery and sharing tests run.
+TWO_STEPS = """
+name: paid
+vars: {trial: 0}
+defaults: {seed: 5}
+steps:
+  hero: {model: wan2.6-t2i, prompt: "trial {{ vars.trial }}: a lamp", params: {n: 1}}
+  edit: {model: wan2.6-image, images: ["{{ steps.hero.images[0] }}"], prompt: "make it glow {{ vars.trial }}", params: {n: 1}}
+outputs: {final: "{{ steps.edit.images[0] }}"}
+"""
 VTRIX_CREATE = "/model/v1/generation"
 T2I_PATH = "/services/aigc/image-generation/generation"
 I2V_PATH = "/services/aigc/video-generation/video-synthesis"

@@ -18,21 +18,11 @@ from PIL import Image
 
 import wanflow
 from cli_helpers import SRC, cli_env
-from sim_helpers import SECRET
+from sim_helpers import SECRET, TWO_STEPS
 from wanflow.cli.main import main
 from wanflow.media import verify_complete
 from wanflow.runner.journal import Journal, JournalEntry, KeyJournal
 from wanflow.sim.server import SimServer
-
-TWO_STEPS = """
-name: paid
-vars: {trial: 0}
-defaults: {seed: 5}
-steps:
-  hero: {model: wan2.6-t2i, prompt: "trial {{ vars.trial }}: a lamp", params: {n: 1}}
-  edit: {model: wan2.6-image, images: ["{{ steps.hero.images[0] }}"], prompt: "make it glow {{ vars.trial }}", params: {n: 1}}
-outputs: {final: "{{ steps.edit.images[0] }}"}
-"""
 
 
 def _env(server: SimServer, **extra: str) -> dict[str, str]:

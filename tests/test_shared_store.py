@@ -7,18 +7,8 @@ from __future__ import annotations
 import os
 
 from cli_helpers import cli_env
-from sim_helpers import SECRET, finish_run, project_folder, start_run
+from sim_helpers import SECRET, TWO_STEPS, finish_run, project_folder, start_run
 from wanflow.runner.shared_store import KeyLease, SharedJournal, SharedStore
-
-TWO_STEPS = """
-name: paid
-vars: {trial: 0}
-defaults: {seed: 5}
-steps:
-  hero: {model: wan2.6-t2i, prompt: "trial {{ vars.trial }}: a lamp", params: {n: 1}}
-  edit: {model: wan2.6-image, images: ["{{ steps.hero.images[0] }}"], prompt: "make it glow {{ vars.trial }}", params: {n: 1}}
-outputs: {final: "{{ steps.edit.images[0] }}"}
-"""
 
 
 def _statuses(*summaries: dict) -> list[str]:

@@ -48,6 +48,16 @@ class StoreConflict(WanflowError):
     """Another machine recorded a create for the same request at the same moment."""
 
 
+
+def _complete_beside(target: Path, data: bytes) -> Path:
+    """``data`` written whole to a temporary file beside ``target`` (its folder made), for an
+    atomic rename or link into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
+    temp.write_bytes(data)
+    return temp
+
+
 class SharedStore:
     """One fsspec location, used through a handful of small operations."""
 
@@ -84,10 +94,7 @@ class SharedStore:
         path = self._path(relative)
         if self.local:
             target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
-            temp.write_bytes(data)
-            os.replace(temp, target)
+            os.replace(_complete_beside(target, data), target)
             return
         self.fs.pipe_file(path, data)
 
@@ -96,9 +103,7 @@ class SharedStore:
         path = self._path(relative)
         if self.local:
             target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
-            temp.write_bytes(data)
+            temp = _complete_beside(target, data)
             try:
                 os.link(temp, target)  # atomic and exclusive: the object appears whole or not at all
                 return True

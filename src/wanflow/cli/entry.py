@@ -17,6 +17,7 @@ from types import FrameType
 from typing import NoReturn
 
 EXIT_INTERRUPTED = 130
+_LATE_MESSAGE = b"wanflow: interrupted as it was exiting; the command's work was already done and saved\n"
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -31,6 +32,7 @@ def _exit_now(signum: int, frame: FrameType | None) -> None:
             stream.flush()
         except (OSError, ValueError, RuntimeError):
             pass
+    os.write(2, _LATE_MESSAGE)  # unbuffered: safe inside a handler
     os._exit(EXIT_INTERRUPTED)
 
 
@@ -60,8 +62,13 @@ def console() -> NoReturn:
     Everything wanflow writes is closed and synced by now, so the exit handlers run, the standard
     streams are flushed, and the process ends with the command's code.
     """
-    code = main()
-    _finishing()  # here, not in main(): an in-process caller of main() keeps its own handlers
+    try:
+        code = main()
+        _finishing()  # here, not in main(): an in-process caller of main() keeps its own handlers
+    except KeyboardInterrupt:  # a signal in the instant between main()'s end and the line above
+        _finishing()
+        os.write(2, _LATE_MESSAGE)
+        code = EXIT_INTERRUPTED
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -242,6 +242,28 @@ def add_sim_parser(commands: Any) -> None:
                      help="the service drops `parameters` and renders its defaults (t2i: 4 images, i2v: 1080P)")
     sim.add_argument("--poll-throttle-rps", type=float, default=0.0, metavar="R",
                      help="per-key task-poll rate; faster polls get 429 with Retry-After")
+    # Money on the wire (docs/simulator.md, "Answers after the task exists"): shapes public clients read.
+    sim.add_argument("--after-create-rate", type=float, default=0.0, metavar="F",
+                     help="fraction of creates that make the task, then answer as --after-create-answer says")
+    sim.add_argument("--after-create-answer", choices=["500", "504-html", "empty"], default="500",
+                     help="that answer: 500 InternalError (default), a 504 HTML page, or a 200 with an empty body")
+    sim.add_argument("--fresh-unknown-polls", type=int, default=0, metavar="N",
+                     help="the first N polls of every task answer UNKNOWN (DashScope) or 404 TaskNotFound (vtrix)")
+    sim.add_argument("--create-answer", choices=["documented", "top-level"], default="documented",
+                     help="DashScope create answer: output.task_id (default) or task_id at the top level (1.x SDK)")
+    sim.add_argument("--list-format", choices=["strings", "documented"], default="strings",
+                     help="DashScope task list items: task_status + date strings (default), or the documented "
+                          "status + epoch-millisecond times")
+    sim.add_argument("--list-account-wide", action="store_true",
+                     help="the DashScope task list shows the tasks of every accepted key (the whole account)")
+    sim.add_argument("--list-max-span-hours", type=float, default=24.0, metavar="H",
+                     help="task-list queries spanning more than H hours get 400 (default 24, as documented)")
+    sim.add_argument("--list-lag", type=float, default=0.0, metavar="S",
+                     help="a task appears in the DashScope task list S seconds after its create")
+    sim.add_argument("--partial-failures", type=int, default=0, metavar="N",
+                     help="N images of every task with n>1 fail while the task succeeds")
+    sim.add_argument("--empty-success-rate", type=float, default=0.0, metavar="F",
+                     help="fraction of tasks that succeed with no result at all")
 
 
 def fix_fresh_swallowing_pipeline(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

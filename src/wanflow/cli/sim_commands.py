@@ -12,7 +12,8 @@ def dispatch(args: argparse.Namespace) -> int:
     from wanflow.sim.server import serve
     from wanflow.sim.state import Knobs
 
-    for name in ("error_rate", "fail_rate", "drop_rate", "suspend_rate", "corrupt_rate", "short_rate", "reset_rate"):
+    for name in ("error_rate", "fail_rate", "drop_rate", "suspend_rate", "corrupt_rate", "short_rate", "reset_rate",
+                 "after_create_rate", "empty_success_rate"):
         if not 0 <= getattr(args, name) <= 1:
             raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 1")
     try:
@@ -39,6 +40,16 @@ def dispatch(args: argparse.Namespace) -> int:
             upload_ttl=args.upload_ttl,
             ignore_params=args.ignore_params,
             poll_throttle_rps=args.poll_throttle_rps,
+            after_create_rate=args.after_create_rate,
+            after_create_answer=args.after_create_answer,
+            fresh_unknown_polls=args.fresh_unknown_polls,
+            create_answer=args.create_answer,
+            list_format=args.list_format,
+            list_account_wide=args.list_account_wide,
+            list_max_span_hours=args.list_max_span_hours,
+            list_lag_seconds=args.list_lag,
+            partial_failures=args.partial_failures,
+            empty_success_rate=args.empty_success_rate,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None

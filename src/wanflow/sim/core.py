@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 from PIL import Image
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from wanflow.providers.local import render_request
 from wanflow.sim.envelopes import Rejection
@@ -26,6 +26,28 @@ class DroppedResponse(Response):
                     "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
         await send({"type": "http.response.body", "body": b'{"request_id": "', "more_body": True})
         raise ConnectionAbortedError("simulated connection drop")
+
+
+def lost_answer(state: SimState) -> Response | None:
+    """What a create that already made its task answers when a fault knob fires; None for the real answer.
+
+    ``drop_rate``: the connection dies mid-answer. ``after_create_rate``: the front end answers a
+    500 ``InternalError``, a 504 HTML page, or a 200 with an empty body (``after_create_answer``).
+    """
+    if state.roll(state.knobs.drop_rate):
+        state.stats["dropped"] += 1
+        return DroppedResponse()
+    if not state.roll(state.knobs.after_create_rate):
+        return None
+    state.stats["answers_after_create"] += 1
+    kind = state.knobs.after_create_answer
+    if kind == "504-html":
+        return Response("<html><head><title>504 Gateway Time-out</title></head><body><center><h1>504 Gateway "
+                        "Time-out</h1></center></body></html>", status_code=504, media_type="text/html")
+    if kind == "empty":
+        return Response(b"", status_code=200, media_type="application/json")
+    return JSONResponse({"request_id": "sim-500", "code": "InternalError", "message": "An internal error has occured, "
+                         "please try again later or contact service support."}, status_code=500)
 
 
 def base_url(request: Request) -> str:

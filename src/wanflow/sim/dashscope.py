@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from wanflow.catalog.pricing import list_price
 from wanflow.sim.clock import parse_list_time, parse_offset, service_time
-from wanflow.sim.core import Core, DroppedResponse, base_url
+from wanflow.sim.core import Core, base_url, lost_answer
 from wanflow.sim.envelopes import Rejection, dashscope_error
 from wanflow.sim.inputs import Caller
 from wanflow.sim.requests import Interpreted, interpret
@@ -73,9 +73,13 @@ class DashScope:
         task = self.state.new_task("dashscope", interpreted.model.name, interpreted.provider_model, body,
                                    interpreted.request, api_key=key)
         task.cost_usd = list_price(interpreted.model, interpreted.request.params).usd
-        if self.state.roll(self.state.knobs.drop_rate):
-            self.state.stats["dropped"] += 1
-            return DroppedResponse()
+        lost = lost_answer(self.state)
+        if lost is not None:
+            return lost
+        if self.state.knobs.create_answer == "top-level":
+            # The shape the 1.x SDK's DashScopeAPIResponse also reads: the id beside request_id.
+            return JSONResponse({"request_id": task.request_id, "task_id": task.task_id,
+                                 "task_status": self.state.status(task)})
         return JSONResponse({"request_id": task.request_id,
                              "output": {"task_id": task.task_id, "task_status": self.state.status(task)}})
 
@@ -111,7 +115,7 @@ class DashScope:
             return _error(rejection)
         self.state.stats["polls"] += 1
         task = self.state.tasks.get(request.path_params["task_id"])
-        if task is None or task.protocol != "dashscope" or task.api_key != key:
+        if task is None or task.protocol != "dashscope" or task.api_key != key or self.state.hidden(task):
             return JSONResponse({"request_id": "sim", "output": {"task_id": request.path_params["task_id"],
                                                                   "task_status": "UNKNOWN"}})
         status = self.state.status(task)
@@ -135,17 +139,26 @@ class DashScope:
         """The finished task's output fields and usage, in the model's result shape."""
         results = await self.core.results(task, base)
         shape = task.request.model.providers["dashscope"].result
+        if task.empty:
+            return ({"results": []} if shape == "results" else {"choices": []} if shape == "choices" else {},
+                    {"image_count": 0} if shape != "video_url" else {"video_count": 0})
         if shape == "video_url":
             params = task.request.params
             return {"video_url": results[0]["url"]}, {"video_count": 1, "video_duration": params.get("duration")}
+        failed = min(self.state.knobs.partial_failures, len(results) - 1) if len(results) > 1 else 0
+        results = results[:len(results) - failed]
         images = [r for r in results if "url" in r]
         if shape == "results":
-            return ({"results": [{"url": r["url"], "orig_prompt": task.request.prompt} for r in results],
-                     "task_metrics": {"TOTAL": len(results), "SUCCEEDED": len(results), "FAILED": 0}},
+            items: list[dict[str, Any]] = [{"url": r["url"], "orig_prompt": task.request.prompt} for r in results]
+            items += [{"code": "InternalError.Algo", "message": "image generation failed (injected)"}] * failed
+            return ({"results": items,
+                     "task_metrics": {"TOTAL": len(items), "SUCCEEDED": len(results), "FAILED": failed}},
                     {"image_count": len(images)})
         content = [{"type": "text", "text": r["text"]} if "text" in r else {"type": "image", "image": r["url"]}
                    for r in results]
-        return ({"choices": [{"finish_reason": "stop", "message": {"role": "assistant", "content": content}}]},
+        metrics = {"task_metrics": {"TOTAL": len(results) + failed, "SUCCEEDED": len(results), "FAILED": failed}} \
+            if failed else {}
+        return ({"choices": [{"finish_reason": "stop", "message": {"role": "assistant", "content": content}}], **metrics},
                 {"image_count": len(images), **({"size": images[0]["size"]} if images else {})})
 
     async def cancel(self, request: Request) -> Response:
@@ -178,22 +191,42 @@ class DashScope:
             status_filter = query.get("status")
             if status_filter and status_filter not in TASK_STATUSES:
                 raise Rejection(400, "InvalidParameter", f"status must be one of {', '.join(TASK_STATUSES)}")
+            if -float("inf") < start and end < float("inf") and end - start > self.state.knobs.list_max_span_hours * 3600:
+                # The documented rule: one query spans at most 24 hours.
+                self.state.stats["lists_refused"] += 1
+                raise Rejection(400, "InvalidParameter", "the time span between start_time and end_time must not "
+                                                         f"exceed {self.state.knobs.list_max_span_hours:g} hours")
         except Rejection as rejection:
             return _error(rejection)
         self.state.stats["lists"] += 1
+        knobs, now = self.state.knobs, time.time()
         tasks = [t for t in self.state.tasks.values()
-                 if t.protocol == "dashscope" and t.api_key == key and start <= t.created_at < end + 1]
+                 if t.protocol == "dashscope" and (knobs.list_account_wide or t.api_key == key)
+                 and start <= t.created_at < end + 1 and self.state.listed(t, now)]
         if query.get("model_name"):
             tasks = [t for t in tasks if t.provider_model == query["model_name"]]
         if status_filter:
             tasks = [t for t in tasks if self.state.status(t) == status_filter]
         tasks.sort(key=lambda t: t.created_at)
         page = tasks[(page_no - 1) * page_size: page_no * page_size]
-        # The items echo what the 1.x SDK's list reader keys on (a "data" list of task_id entries).
-        data = [{"task_id": t.task_id, "task_status": self.state.status(t), "model_name": t.provider_model,
-                 "request_id": t.request_id, "gmt_create": self._clock(t.created_at)} for t in page]
+        data = [self._list_item(t) for t in page]
         return JSONResponse({"request_id": "sim-list", "data": data, "total": len(tasks), "page_no": page_no,
                              "page_size": page_size, "total_page": max(1, -(-len(tasks) // page_size))})
+
+    def _list_item(self, task: SimTask) -> dict[str, Any]:
+        """One list item. ``strings``: what the 1.x SDK's list reader keys on (``task_status``, service-clock
+        strings). ``documented``: the "manage asynchronous tasks" page (``status``, epoch milliseconds)."""
+        status = self.state.status(task)
+        if self.state.knobs.list_format == "documented":
+            item: dict[str, Any] = {"task_id": task.task_id, "status": status, "model_name": task.provider_model,
+                                    "request_id": task.request_id, "gmt_create": int(task.created_at * 1000)}
+            if status != "PENDING":
+                item["start_time"] = int(self.state.scheduled_at(task) * 1000)
+            if status in ("SUCCEEDED", "FAILED", "CANCELED"):
+                item["end_time"] = int(self.state.ended_at(task) * 1000)
+            return item
+        return {"task_id": task.task_id, "task_status": status, "model_name": task.provider_model,
+                "request_id": task.request_id, "gmt_create": self._clock(task.created_at)}
 
 
 def _page(text: str, maximum: int) -> int:

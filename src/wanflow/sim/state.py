@@ -19,6 +19,9 @@ from wanflow.sim.clock import parse_offset
 VTRIX_DIALECTS = ("documented", "gateway")
 STATUS_WORD_STYLES = ("documented", "vendor", "novel", "mixed")
 ERROR_SHAPES = ("object", "string", "numeric", "message-only")
+AFTER_CREATE_ANSWERS = ("500", "504-html", "empty")
+CREATE_ANSWERS = ("documented", "top-level")
+LIST_FORMATS = ("strings", "documented")
 
 
 @dataclass
@@ -49,15 +52,32 @@ class Knobs:
     corrupt_rate: float = 0.0  # downloads with 256 flipped bytes and the right length
     short_rate: float = 0.0  # downloads cut short: the full Content-Length is announced, part of the body sent
     reset_rate: float = 0.0  # downloads whose connection resets before any body
+    # --- money on the wire: answers after the task exists, fresh tasks, the documented list ---
+    after_create_rate: float = 0.0  # creates that make the task, then answer with after_create_answer
+    after_create_answer: str = "500"  # 500 (InternalError JSON) | 504-html | empty (a 200 with no body)
+    fresh_unknown_polls: int = 0  # the first N polls of a task answer UNKNOWN (DashScope) / 404 TaskNotFound (vtrix)
+    create_answer: str = "documented"  # documented (output.task_id) | top-level (task_id at the top, as 1.x reads)
+    list_format: str = "strings"  # strings (task_status, date strings) | documented (status, epoch ms times)
+    list_account_wide: bool = False  # the task list shows every key's tasks of the account
+    list_max_span_hours: float = 24.0  # wider start_time..end_time spans are refused with 400 (documented)
+    list_lag_seconds: float = 0.0  # a task appears in the list this long after its create
+    partial_failures: int = 0  # images of each n>1 task that fail while the task succeeds
+    empty_success_rate: float = 0.0  # tasks that SUCCEED with no result at all
 
     def __post_init__(self) -> None:
         for name, allowed in (("vtrix_dialect", VTRIX_DIALECTS), ("status_words", STATUS_WORD_STYLES),
-                              ("error_shape", ERROR_SHAPES)):
+                              ("error_shape", ERROR_SHAPES), ("after_create_answer", AFTER_CREATE_ANSWERS),
+                              ("create_answer", CREATE_ANSWERS), ("list_format", LIST_FORMATS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
-        for name in ("error_rate", "fail_rate", "drop_rate", "suspend_rate", "corrupt_rate", "short_rate", "reset_rate"):
+        for name in ("error_rate", "fail_rate", "drop_rate", "suspend_rate", "corrupt_rate", "short_rate", "reset_rate",
+                     "after_create_rate", "empty_success_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
+        if self.fresh_unknown_polls < 0 or self.partial_failures < 0 or self.list_lag_seconds < 0:
+            raise ValueError("fresh_unknown_polls, partial_failures and list_lag_seconds must not be negative")
+        if not 0 < self.list_max_span_hours:
+            raise ValueError("list_max_span_hours must be positive")
         parse_offset(self.list_clock_offset)  # raises ValueError when malformed
 
 
@@ -77,6 +97,8 @@ class SimTask:
     api_key: str = ""
     suspended: bool = False  # DashScope: spends the middle of its run SUSPENDED
     canceled_at: float | None = None
+    polls: int = 0  # task polls answered so far (fresh_unknown_polls hides the first ones)
+    empty: bool = False  # succeeds with no result at all (empty_success_rate)
     results: list[dict[str, Any]] | None = None  # [{"field", "url" | "text"}]
     cost_usd: float = 0.0
     rendering: threading.Lock = field(default_factory=threading.Lock)
@@ -162,6 +184,9 @@ class SimState:
             "downloads_reset": 0,
             "downloads_short": 0,
             "downloads_corrupted": 0,
+            "answers_after_create": 0,
+            "hidden_polls": 0,
+            "lists_refused": 0,
         }
         # Tasks of each model not finished yet, and the most seen at once (counted at each create):
         # what a client's concurrent-task limit must keep at or below its setting.
@@ -221,6 +246,7 @@ class SimState:
                 request_id=str(uuid.uuid4()),
                 api_key=api_key,
                 suspended=protocol == "dashscope" and self.roll(self.knobs.suspend_rate),
+                empty=self.roll(self.knobs.empty_success_rate),
             )
             if register:
                 self.tasks[task.task_id] = task
@@ -248,6 +274,19 @@ class SimState:
                 return "SUSPENDED"
             return "RUNNING"
         return "FAILED" if task.will_fail else "SUCCEEDED"
+
+    def hidden(self, task: SimTask) -> bool:
+        """Count a poll of ``task``; True while it is one of the first ``fresh_unknown_polls`` (not yet visible)."""
+        with self.lock:
+            task.polls += 1
+            if task.polls <= self.knobs.fresh_unknown_polls:
+                self.stats["hidden_polls"] += 1
+                return True
+        return False
+
+    def listed(self, task: SimTask, now: float | None = None) -> bool:
+        """Whether the task list shows ``task`` yet (``list_lag_seconds`` after its create)."""
+        return (now or time.time()) - task.created_at >= self.knobs.list_lag_seconds
 
     def progress(self, task: SimTask, now: float | None = None) -> float:
         """How far the task is, 0..1 (1 once it has finished)."""

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from wanflow.catalog.pricing import list_price
 from wanflow.sim.codes import internal_error_code
-from wanflow.sim.core import Core, DroppedResponse, base_url
+from wanflow.sim.core import Core, base_url, lost_answer
 from wanflow.sim.envelopes import Rejection, vtrix_error, vtrix_task_error
 from wanflow.sim.inputs import Caller
 from wanflow.sim.requests import interpret
@@ -112,9 +112,9 @@ class Vtrix:
         task = self.state.new_task("vtrix", interpreted.model.name, interpreted.provider_model, raw,
                                    interpreted.request, api_key=key)
         task.cost_usd = list_price(interpreted.model, interpreted.request.params).usd
-        if self.state.roll(self.state.knobs.drop_rate):
-            self.state.stats["dropped"] += 1
-            return DroppedResponse()
+        lost = lost_answer(self.state)
+        if lost is not None:
+            return lost
         word = self._word(task, self.state.status(task))
         if dialect == "gateway":
             answer: dict[str, Any] = {"id": task.task_id, "model": task.provider_model,
@@ -134,10 +134,14 @@ class Vtrix:
             return self._error(rejection)
         self.state.stats["polls"] += 1
         task = self.state.tasks.get(request.path_params["task_id"])
-        if task is None or task.protocol != "vtrix" or task.api_key != key:
+        if task is None or task.protocol != "vtrix" or task.api_key != key or self.state.hidden(task):
             return self._error(Rejection(404, "TaskNotFound", "task not found"))
         status = self.state.status(task)
         results = await self.core.results(task, base_url(request)) if status == "SUCCEEDED" else None
+        if results is not None:
+            # An empty success returns nothing; partial failures leave images out (vtrix reports no per-image code).
+            failed = min(self.state.knobs.partial_failures, len(results) - 1) if len(results) > 1 else 0
+            results = [] if task.empty else results[:len(results) - failed]
         if dialect == "gateway":
             body = self._gateway_body(task, status, results)
         else:

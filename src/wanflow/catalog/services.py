@@ -43,6 +43,19 @@ class TaskListSpec:
     path: str
     time_format: str
     max_clock_offset_hours: float
+    max_span_hours: float = 24.0
+    match_before_seconds: float = 2.0
+    match_after_seconds: float = 30.0
+    evidence_hours: float = 2.0
+    max_settle_seconds: float = 90.0
+
+
+@dataclass(frozen=True)
+class CreateAnswers:
+    """Which create answers prove that no task was made (everything else is "outcome unknown")."""
+
+    not_created_statuses: frozenset[int] = frozenset()
+    not_created_5xx_codes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,8 @@ class ServiceSpec:
     uploads: UploadSpec | None = None
     task_list: TaskListSpec | None = None
     known_words: tuple[str, ...] = field(default=())
+    create_ids: tuple[str, ...] = ("output.task_id",)  # dotted paths to the task id in a create answer
+    create_answers: CreateAnswers = CreateAnswers()
 
     def status(self, word: Any) -> TaskStatus | None:
         """The state a status word names; None for a word this catalog does not know."""
@@ -95,7 +110,12 @@ def parse_service(name: str, data: Mapping[str, Any]) -> ServiceSpec:
             inline_max_bytes=int(uploads["inline_max_bytes"]),
             always=frozenset(uploads.get("always", [])),
         ) if uploads else None,
-        task_list=TaskListSpec(task_list["path"], task_list["time_format"], float(task_list["max_clock_offset_hours"]))
-        if task_list else None,
+        task_list=TaskListSpec(str(task_list["path"]), str(task_list["time_format"]),
+                               **{key: float(value) for key, value in task_list.items()
+                                  if key not in ("path", "time_format")}) if task_list else None,
         known_words=tuple(words),
+        create_ids=tuple(data.get("create_ids", ["output.task_id"])),
+        create_answers=CreateAnswers(
+            frozenset(int(status) for status in data.get("create_answers", {}).get("not_created_statuses", [])),
+            frozenset(data.get("create_answers", {}).get("not_created_5xx_codes", []))),
     )

@@ -15,10 +15,17 @@ from typing import Any
 
 import httpx
 
-from wanflow._exceptions import ProviderError
 from wanflow.pipelines.request import StepRequest
 from wanflow.providers.config import ServiceConfig, parse_clock_offset, service_config
-from wanflow.providers.protocol import CreateCall, RemoteOutput, ServiceProtocol, TaskState, read_error
+from wanflow.providers.protocol import (
+    CreateCall,
+    ListedTask,
+    ListUnreadable,
+    RemoteOutput,
+    ServiceProtocol,
+    TaskState,
+    read_error,
+)
 from wanflow.providers.remote import RemoteProvider
 from wanflow.providers.shapes import build_body
 
@@ -31,61 +38,39 @@ class DashScopeProtocol(ServiceProtocol):
     def __init__(self, service_clock: str = "auto") -> None:
         # The task list's clock zone: configured, or unknown ("auto").
         self.clock_offsets = (parse_clock_offset(service_clock),) if service_clock != "auto" else None
+        self.match_offsets = self.clock_offsets or _LIKELY_OFFSETS
 
     def create_call(self, request: StepRequest, inputs: dict[str, list[str]], envelope: str | None = None) -> CreateCall:
         ids = request.model.providers["dashscope"]
         assert ids.path, f"catalog: {request.model.name} has no DashScope path"
         return CreateCall(ids.path, build_body(request, "dashscope", inputs), {"X-DashScope-Async": "enable"})
 
-    def created(self, payload: Any) -> tuple[str | None, str | None]:
-        output = payload.get("output") if isinstance(payload, dict) else None
-        task_id = output.get("task_id") if isinstance(output, dict) else None
-        return (str(task_id) if task_id else None), self.request_id(payload)
-
     def cancel_path(self, task_id: str) -> str:
         return f"/tasks/{task_id}/cancel"
 
-    async def find_tasks(self, client: httpx.AsyncClient, auth: dict[str, str], request: StepRequest,
-                         sent_at: float, body: dict[str, Any]) -> list[str] | None:
-        """Tasks of this model the service created between the create call and its timeout.
+    async def list_tasks(self, client: httpx.AsyncClient, auth: dict[str, str], low: float,
+                         high: float) -> list[ListedTask] | None:
+        """``GET /tasks`` over ``low``..``high``, in queries of at most the documented 24 h.
 
-        The list takes ``start_time``/``end_time`` as ``YYYYMMDDhhmmss`` in the service's own
-        clock, whose zone is not documented. The query spans every zone up to the catalog's
-        ``max_clock_offset_hours`` from UTC; each listed task's ``gmt_create`` (service clock) is then
-        compared with the send time under the configured zone (``service_clock``) or, when none is
-        set, under each likely one (UTC, Beijing's UTC+8, this machine's zone). A task that matches
-        under any of them is a candidate, so a wrong guess of the zone can only add candidates
-        (which makes the caller stop and ask), never hide the one.
+        The filters take ``YYYYMMDDhhmmss`` in the service's clock, whose zone is not documented:
+        unless ``service_clock`` names it, the span is widened by ``max_clock_offset_hours`` either
+        way (and split into several queries). Items are read in both shapes seen: ``status`` or
+        ``task_status``, and ``gmt_create`` as epoch milliseconds or as the service's date strings.
         """
         spec = self.spec.task_list
         assert spec is not None, "catalog: dashscope names its task list"
-        model = request.model.providers["dashscope"].model
-        earliest, latest = sent_at - 1.0, sent_at + CREATE_WINDOW
-        offsets = self.clock_offsets or _LIKELY_OFFSETS
-        widest = spec.max_clock_offset_hours * 3600 if self.clock_offsets is None else 0.0
-        low = min(offsets) - widest + earliest
-        high = max(offsets) + widest + latest
-        params = {"model_name": model, "start_time": _service_time(low, spec.time_format),
-                  "end_time": _service_time(high, spec.time_format), "page_size": "100"}
-        found: list[str] = []
-        for page in range(1, 50):
-            response = await client.get(spec.path, params={**params, "page_no": str(page)}, headers=auth)
-            if not response.is_success:
-                raise ProviderError(f"could not list tasks to reconcile a lost create (HTTP {response.status_code})")
-            listing = response.json()
-            items = listing.get("data") or (listing.get("output") or {}).get("data") or []
-            for item in items:
-                created = _parse_service_time(item.get("gmt_create") or item.get("submit_time"))
-                if not item.get("task_id"):
-                    continue
-                if created is not None and not any(earliest <= created - offset <= latest for offset in offsets):
-                    continue
-                if _echo_differs(item, body):
-                    continue
-                found.append(str(item["task_id"]))
-            if page >= int(listing.get("total_page") or 1):
-                break
-        return found
+        offsets = self.clock_offsets or (-spec.max_clock_offset_hours * 3600, spec.max_clock_offset_hours * 3600)
+        start, end = low + min(offsets), high + max(offsets)
+        step = spec.max_span_hours * 3600 - 60  # whole seconds of the filter format, with room to spare
+        found: dict[str, ListedTask] = {}
+        while start < end:
+            stop = min(end, start + step)
+            params = {"start_time": _service_time(start, spec.time_format),
+                      "end_time": _service_time(stop, spec.time_format), "page_size": "100"}
+            for item in await _list_pages(client, spec.path, params, auth):
+                found[item.task_id] = item
+            start = stop
+        return list(found.values())
 
     def task_state(self, payload: Any, request: StepRequest) -> TaskState:
         output = payload.get("output", {}) if isinstance(payload, dict) else {}
@@ -118,38 +103,64 @@ class DashScopeProtocol(ServiceProtocol):
         return state
 
 
-CREATE_WINDOW = 60.0  # seconds: longer than any create call may take before it times out
 # Zones the service's clock is likely in when none is configured: UTC, Beijing, this machine's.
 _LIKELY_OFFSETS = tuple(sorted({0.0, 8 * 3600.0, float(-time.timezone if not time.daylight else -time.altzone)}))
+MAX_LIST_PAGES = 50  # 5,000 tasks in one span: more cannot be checked, so the answer is "unknown"
 
 
-def _echo_differs(item: dict[str, Any], body: dict[str, Any]) -> bool:
-    """Whether a listed task's echo of its request (where the list gives one) contradicts ``body``.
+async def _list_pages(client: httpx.AsyncClient, path: str, params: dict[str, str],
+                      auth: dict[str, str]) -> list[ListedTask]:
+    """Every page of one list query; ListUnreadable for any page that cannot be read."""
+    items: list[ListedTask] = []
+    for page in range(1, MAX_LIST_PAGES + 1):
+        try:
+            response = await client.get(path, params={**params, "page_no": str(page)}, headers=auth)
+            listing = response.json() if response.is_success else None
+        except (httpx.TransportError, ValueError) as error:
+            raise ListUnreadable(f"the task list could not be read ({type(error).__name__})") from None
+        if not isinstance(listing, dict):
+            code, message = read_error(_json_of(response))
+            raise ListUnreadable(f"the task list answered HTTP {response.status_code} ({code or message or 'no JSON'})")
+        data = listing.get("data")
+        if data is None and isinstance(listing.get("output"), dict):
+            data = listing["output"].get("data")
+        if not isinstance(data, list):
+            raise ListUnreadable("the task list's answer holds no data[] list")
+        for raw in data:
+            item = _listed(raw)
+            if item is None:
+                raise ListUnreadable(f"a task-list item could not be read: {str(raw)[:120]}")
+            items.append(item)
+        if page >= int(listing.get("total_page") or 1):
+            return items
+    raise ListUnreadable(f"the task list has more than {MAX_LIST_PAGES} pages for one span")
 
-    Only what is echoed is compared: the model, the prompt text, and the parameters both name
-    (a service may add its own defaults to what it echoes).
-    """
-    if item.get("model_name") not in (None, "", body.get("model")):
-        return True
-    echoed = item.get("input")
-    if isinstance(echoed, dict):
-        prompt = _prompt_of(echoed)
-        if prompt is not None and prompt != _prompt_of(body.get("input") or {}):
-            return True
-    params, sent = item.get("parameters"), body.get("parameters") or {}
-    if isinstance(params, dict):
-        return any(name in sent and params[name] != sent[name] for name in params)
-    return False
+
+def _listed(raw: Any) -> ListedTask | None:
+    """A list item, or None when its id or its create time cannot be read."""
+    if not isinstance(raw, dict) or not raw.get("task_id"):
+        return None
+    created = raw.get("gmt_create", raw.get("submit_time"))
+    if isinstance(created, (int, float)) and not isinstance(created, bool):
+        # Epoch milliseconds (the documented shape); seconds if the number is that small.
+        return ListedTask(str(raw["task_id"]), _model_of(raw), created / 1000 if created > 1e11 else float(created), True)
+    text = str(created or "")
+    if text.isdigit() and len(text) in (10, 13):  # epoch seconds or milliseconds as a string (14 digits: a date)
+        return ListedTask(str(raw["task_id"]), _model_of(raw), int(text) / (1000 if len(text) == 13 else 1), True)
+    seconds = _parse_service_time(text)
+    return None if seconds is None else ListedTask(str(raw["task_id"]), _model_of(raw), seconds, False)
 
 
-def _prompt_of(body_input: dict[str, Any]) -> str | None:
-    if isinstance(body_input.get("prompt"), str):
-        return str(body_input["prompt"])
-    for message in body_input.get("messages") or []:
-        for part in (message.get("content") or []) if isinstance(message, dict) else []:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                return str(part["text"])
-    return None
+def _model_of(raw: dict[str, Any]) -> str | None:
+    value = raw.get("model_name", raw.get("model"))
+    return str(value) if value else None
+
+
+def _json_of(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:200]
 
 
 def _service_time(timestamp: float, fmt: str) -> str:

@@ -54,6 +54,21 @@ class TaskGone(Exception):
     """The service said explicitly that a task id does not exist."""
 
 
+class ListUnreadable(Exception):
+    """A task-list page that could not be read: "unknown", never "empty"."""
+
+
+@dataclass(frozen=True)
+class ListedTask:
+    """One task-list item. ``created`` is the service's create time in seconds: true epoch seconds
+    when ``absolute`` (epoch-millisecond lists), else the service clock's wall time read as UTC."""
+
+    task_id: str
+    model: str | None
+    created: float | None
+    absolute: bool
+
+
 @dataclass(frozen=True)
 class CreateCall:
     """A create request: path under the base URL, JSON body, extra headers."""
@@ -74,6 +89,8 @@ class ServiceProtocol:
     uploads they speak come from the catalog's ``services`` section."""
 
     name = "service"
+    # Offsets (seconds east of UTC) the service clock may have, for list times read as date strings.
+    match_offsets: tuple[float, ...] = (0.0,)
 
     @cached_property
     def spec(self) -> ServiceSpec:
@@ -83,8 +100,23 @@ class ServiceProtocol:
         raise NotImplementedError
 
     def created(self, payload: Any) -> tuple[str | None, str | None]:
-        """(task id, request id) from a create answer."""
-        raise NotImplementedError
+        """(task id, request id) from a create answer, wherever a public client reads the id
+        (the catalog's ``create_ids``: ``output.task_id`` and a top-level ``task_id`` on DashScope,
+        ``id`` on vtrix)."""
+        for path in self.spec.create_ids:
+            value: Any = payload
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
+                return str(value), self.request_id(payload)
+        return None, self.request_id(payload)
+
+    def not_created(self, status: int, code: str | None) -> bool:
+        """Whether an answer proves the create made no task (docs/decisions.md, "Recovery decisions")."""
+        answers = self.spec.create_answers
+        if 400 <= status < 500:
+            return status in answers.not_created_statuses or (code is not None and status != 408)
+        return status == 503 and code in answers.not_created_5xx_codes
 
     def task_path(self, task_id: str, envelope: str | None = None) -> str:
         return self.spec.envelope(envelope).task.format(id=task_id)
@@ -103,9 +135,15 @@ class ServiceProtocol:
         """Where to cancel a queued task; None when the service cannot."""
         return None
 
-    async def find_tasks(self, client: httpx.AsyncClient, auth: dict[str, str], request: StepRequest,
-                         sent_at: float, body: dict[str, Any]) -> list[str] | None:
-        """Task ids that a create of ``body`` sent at ``sent_at`` may have made; None when the service cannot say."""
+    def list_model(self, request: StepRequest) -> str:
+        """The service's model id of ``request`` (as its task list names it)."""
+        return request.model.providers[self.name].model
+
+    async def list_tasks(self, client: httpx.AsyncClient, auth: dict[str, str], low: float,
+                         high: float) -> list[ListedTask] | None:
+        """Every listed task (of the whole account) created between ``low`` and ``high`` (UTC
+        seconds), whatever the service clock's zone; None when the service has no task list.
+        Raises ListUnreadable when a page cannot be read."""
         return None
 
     def state_for(self, word: Any) -> TaskState:

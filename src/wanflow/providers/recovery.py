@@ -8,14 +8,16 @@ reconciles a create whose answer was lost, adopting a listed task only on proof.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
 from wanflow._exceptions import ProviderError
 from wanflow.pipelines.request import StepRequest
+from wanflow.providers.absence import check_list
 from wanflow.providers.base import GenerationContext
-from wanflow.providers.protocol import CreateCall, ServiceProtocol
+from wanflow.providers.protocol import CreateCall, ListUnreadable, ServiceProtocol
 
 
 class JournalRecovery:
@@ -23,6 +25,7 @@ class JournalRecovery:
 
     name: str
     protocol: ServiceProtocol
+    _sleep: Callable[[float], Awaitable[None]]
 
     def _auth(self) -> dict[str, str]:
         raise NotImplementedError
@@ -77,6 +80,7 @@ class JournalRecovery:
             info["task_ids"].append(entry.task_id)
             info["request_ids"].extend(entry.request_ids)
             info["resumed"] = True
+            info["task_sent_at"] = entry.intent_at
             return entry.task_id
         # An earlier create was sent but its answer never recorded.
         adopted = await self._reconcile(client, entry, request, call, info, context)
@@ -96,8 +100,10 @@ class JournalRecovery:
             # The submit token first, then the intent: a Ctrl-C while waiting for the token must
             # not leave an intent whose create may or may not have been sent (it was not).
             await context.before_create()
-        entry = await journal.record_intent(call.fingerprint, info.get("deliberate_resubmission")) \
-            if journal is not None else None
+        entry = await journal.record_intent(call.fingerprint, info.get("deliberate_resubmission")
+                                            or info.get("absence_proven")) if journal is not None else None
+        if entry is not None:
+            info["task_sent_at"] = entry.intent_at  # evidence for later proofs of absence (absence.py)
         try:
             task_id = await self._create(client, call, info, context, token_taken=True)
         except ProviderError as error:
@@ -119,31 +125,45 @@ class JournalRecovery:
 
     async def _reconcile(self, client: httpx.AsyncClient, entry: Any, request: StepRequest, call: CreateCall,
                          info: dict[str, Any], context: GenerationContext, lost: str | None = None) -> str | None:
-        """The task a create of unknown outcome made.
+        """The task a create of unknown outcome made; None when it provably made none.
 
-        Adopted only on proof: exactly one listed task matches the request (model, the service's
-        own submit time, and the prompt and parameters where the list echoes them) and no journal
-        entry, cache entry, record or lockfile of this workspace claims it. No candidate is not
-        proof that nothing was created (the list's clock or format may not match), so it stops and
-        asks like several candidates do. ``--resubmit-unknown`` clears the entry, journals the next
-        create as a deliberate resubmission, and returns None.
+        Adopted only on proof: exactly one listed task of the same model whose own create time is
+        within seconds of the moment the create was sent, that nothing in this workspace or the
+        shared store claims. None (create once) only on proof of absence (``absence.py``). Without
+        either: stop and ask, unless ``--resubmit-unknown`` says to pay again on purpose.
         """
         sent = _when(entry.intent_at)
-        candidates = await self.protocol.find_tasks(client, self._auth(), request, entry.intent_at, call.body)
-        fresh: list[str] = []
-        if candidates is not None:
-            claimed = context.journal.claimed_task_ids()
-            fresh = [task for task in dict.fromkeys(candidates) if task not in claimed]
-            if len(fresh) == 1:
-                context.log(f"the create sent at {sent} did make task {fresh[0]}; adopting it instead of creating another")
-                return fresh[0]
-        if candidates is None:
-            why = f"{self.name} has no task list to check"
-        elif not fresh:
-            why = (f"{self.name}'s task list shows no unclaimed task that matches it, which does not prove that none was "
-                   "created (the list's clock or filters may not match)")
+        spec = self.protocol.spec.task_list
+        claimed = context.journal.claimed_task_ids()
+        known: dict[str, float] = getattr(context.journal, "known_task_times", dict)()
+        why: str
+        try:
+            check = await check_list(self.protocol, client, self._auth(), request, entry.intent_at, known, claimed)
+            if check is not None and not check.candidates and check.settle is not None and spec is not None:
+                if check.settle > spec.max_settle_seconds:
+                    check.proof = None
+                    check.why = (f"the newest of this workspace's tasks that the list shows is {check.settle:.0f} s "
+                                 "too recent to rule out a list that lags behind creates")
+                else:
+                    context.log(f"no task matches the create sent at {sent}; asking the task list again in "
+                                f"{check.settle:.0f} s, so that a lagging list cannot hide it")
+                    await self._sleep(check.settle)
+                    check = await check_list(self.protocol, client, self._auth(), request, entry.intent_at, known,
+                                             claimed, settled=True)
+        except ListUnreadable as error:
+            check, why = None, f"{error}, which proves nothing either way"
         else:
-            why = f"{len(fresh)} unclaimed tasks could be it ({', '.join(fresh[:4])})"
+            why = f"{self.name} has no task list to check" if check is None else check.why
+        if check is not None and len(check.candidates) == 1:
+            context.log(f"the create sent at {sent} did make task {check.candidates[0]}; adopting it instead of "
+                        "creating another")
+            info["task_sent_at"] = entry.intent_at
+            return check.candidates[0]
+        if check is not None and check.proof is not None:
+            context.log(f"the create sent at {sent} never reached {self.name}: {check.proof}. Creating the task once")
+            info["absence_proven"] = f"create sent at {sent} never arrived: {check.proof}"
+            context.journal.clear()
+            return None
         if context.resubmit_unknown:
             context.log(f"the create sent at {sent} has an unknown outcome ({why}); submitting again on purpose "
                         "(--resubmit-unknown)")

@@ -47,6 +47,8 @@ from wanflow.providers.uploads import upload_file
 
 MAX_TASK_ATTEMPTS = 3  # one task, plus two new ones after internal failures
 POLL_CAP = 100  # polls of one task before the pace slows down hard (a stuck task must not hammer the service)
+CREATE_READ_TIMEOUT = 300.0  # seconds a create waits for its answer (the official SDKs wait as long)
+NOT_VISIBLE_PATIENCE = 120.0  # seconds a task answered UNKNOWN / 404 is polled on before wanflow stops and asks
 THROTTLE_PATIENCE = 30 * 60  # seconds a create waits out 429s before it gives up (nothing is lost then)
 # Keep every pooled connection alive: httpcore closes idle connections whenever the pool holds
 # more than max_keepalive, so a lower keep-alive bound means a new TCP (and TLS) handshake per
@@ -75,6 +77,7 @@ class RemoteProvider(JournalRecovery):
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
         durations: DurationBook | None = None,
+        settle_seconds: float = NOT_VISIBLE_PATIENCE,
     ) -> None:
         self.protocol = protocol
         self.config = config
@@ -86,6 +89,7 @@ class RemoteProvider(JournalRecovery):
         self._transport = transport
         self._timeout = timeout
         self.durations = durations or DurationBook()
+        self.settle_seconds = settle_seconds
         self._clients_pair: tuple[httpx.AsyncClient, httpx.AsyncClient] | None = None
         self._clients_loop: object = None
 
@@ -142,9 +146,18 @@ class RemoteProvider(JournalRecovery):
             if state.status == "succeeded":
                 break
             if state.status == "gone":
-                clear_journal(context)
-                raise ProviderError(f"task {task_id} is unknown to the service (expired after 24 h, or never existed); "
-                                    "its result cannot be fetched", code=state.error_code)
+                # Journaled within 24 h (older entries stop in _recover): not yet visible, never gone.
+                # The entry stays, so a rerun polls this task again before anything is paid.
+                raise ProviderError(
+                    f"task {task_id} was still unknown to the service ({state.error_code or state.raw_status}) after "
+                    f"{self.settle_seconds:.0f} s of polling. A task created minutes ago can take a while to become "
+                    "visible, so it is not treated as gone and nothing was paid again: rerun to resume polling it. "
+                    "If the service's console shows no such task, rerun with --resubmit-unknown to pay for a new one",
+                    code="task-not-visible", retryable=True)
+            if state.status == "succeeded" and not state.outputs:
+                # Paid for and empty: the entry stays, so a rerun asks the service again instead of paying.
+                raise ProviderError(f"task {task_id} succeeded with no result at all{_codes(state)}; nothing was paid "
+                                    "again (rerun to ask the service once more)", code="empty-result")
             failure = classify(state.error_code, state.error_message or state.raw_status)
             if not failure.retryable or attempt == MAX_TASK_ATTEMPTS:
                 clear_journal(context)
@@ -277,23 +290,28 @@ class RemoteProvider(JournalRecovery):
 
     async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: dict[str, Any],
                       context: GenerationContext, token_taken: bool = False) -> str:
-        """Send the create call until the service answers with a task id or refuses for good.
+        """Send the create call until the service answers with a task id or says it made none.
 
-        429 is not a failure but a pace: it slows the provider and model's submit rate
-        (``context.on_throttled``) and is waited out for up to THROTTLE_PATIENCE, however many
-        times it comes. Other transient refusals (5xx, no connection) use the retry policy.
+        Sent again only after an answer that proves no task was made (``protocol.not_created``: a
+        coded 4xx refusal, a 503 "not accepted", a connection that never opened). 429 is not a
+        failure but a pace: it slows the provider and model's submit rate (``context.on_throttled``)
+        and is waited out for up to THROTTLE_PATIENCE. Any other answer after the request left (500,
+        502, 504, an HTML or empty body, a 2xx without a task id, a read timeout, a reset) raises
+        ``create-outcome-unknown``: the caller reconciles and never resends on its own.
         ``token_taken``: the caller already waited for the first attempt's submit token.
         """
         headers = {**self._auth(), "Content-Type": "application/json", **call.headers}
         attempt, throttled = 0, 0
         patience_ends = time.monotonic() + THROTTLE_PATIENCE
+        # The SDKs wait up to 300 s for a create answer; a slow answer must not be lost to a short timeout.
+        timeout = httpx.Timeout(self._timeout, read=max(self._timeout, CREATE_READ_TIMEOUT))
         while True:
             if context.before_create is not None and not token_taken:
                 await context.before_create()  # the provider's submit rate
             token_taken = False
             sent_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             try:
-                response = await client.post(call.path, json=call.body, headers=headers)
+                response = await client.post(call.path, json=call.body, headers=headers, timeout=timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
                 # Nothing reached the service: safe to try again.
                 attempt += 1
@@ -301,23 +319,19 @@ class RemoteProvider(JournalRecovery):
                     continue
                 break
             except httpx.TransportError as error:
-                raise ProviderError(
-                    f"the create call was sent at {sent_at} but its answer was lost ({type(error).__name__}); "
-                    f"a billed task may exist, so it was not resent (request fingerprint {call.fingerprint[:16]})",
-                    code="create-outcome-unknown",
-                ) from None
-            payload = _json(response)
+                raise _outcome_unknown(call, sent_at, f"its answer was lost ({type(error).__name__})") from None
+            payload = _json_or_none(response)
             request_id = self.protocol.request_id(payload)
             if request_id:
                 info["request_ids"].append(request_id)
-            task_id, _ = self.protocol.created(payload) if response.is_success or response.status_code >= 500 else (None, None)
+            task_id, _ = self.protocol.created(payload)
             if task_id:
                 info["task_ids"].append(task_id)
                 context.log(f"submitted task {task_id} (request_id {request_id or '-'})")
                 if context.on_accepted is not None:
                     context.on_accepted()
                 return task_id
-            code, message = self.protocol.error_of(payload)
+            code, message = self.protocol.error_of(payload) if payload is not None else (None, "")
             retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
             if response.status_code == 429:
                 throttled += 1
@@ -330,14 +344,19 @@ class RemoteProvider(JournalRecovery):
                     continue
                 raise ProviderError(f"the service throttled every create for {THROTTLE_PATIENCE / 60:.0f} min "
                                     f"({throttled} times); no task was created", code=code, retryable=True)
+            if not self.protocol.not_created(response.status_code, code if payload is not None else None):
+                body = "an empty body" if not response.content else "a JSON body" if payload is not None else \
+                    f"a {response.headers.get('content-type', 'non-JSON').split(';')[0]} body"
+                what = "no task id" if response.is_success else f"{code or 'no error code'}"
+                raise _outcome_unknown(call, sent_at, f"the service answered HTTP {response.status_code} with {body} "
+                                                      f"({what}, request_id {request_id or '-'})")
             if response.status_code >= 500:
                 attempt += 1
                 if await self._retry_wait(attempt, retry_after, context,
-                                          f"create: HTTP {response.status_code} {code or ''} (request_id {request_id or '-'})"):
+                                          f"create: HTTP {response.status_code} {code} (not accepted; request_id "
+                                          f"{request_id or '-'})"):
                     continue
                 break
-            if response.is_success:
-                raise ProviderError(f"the service accepted the request but returned no task id (request_id {request_id})")
             failure = classify(code or ("InvalidApiKey" if response.status_code == 401 else None), message)
             raise ProviderError(f"HTTP {response.status_code}: {failure.describe()} (request_id {request_id or '-'})",
                                 code=failure.code)
@@ -362,6 +381,7 @@ class RemoteProvider(JournalRecovery):
         last_status = ""
         last_unfinished = 0.0  # seconds after the start of the last poll that saw the task unfinished
         unknown_words: set[str] = set()
+        unseen_since: float | None = None
         while True:
             elapsed = anyio.current_time() - started
             delay = schedule.delay(poll, elapsed, self._rng) if schedule else policy.delay(poll, self._rng)
@@ -371,9 +391,23 @@ class RemoteProvider(JournalRecovery):
             poll += 1
             try:
                 payload = await self._get_json(client, self.protocol.task_path(task_id, self.config.envelope), context, auth=True)
+                state = self.protocol.task_state(payload, request)
             except TaskGone as gone:
-                return TaskState("gone", "not found", error_code=str(gone) or None)
-            state = self.protocol.task_state(payload, request)
+                state = TaskState("gone", "not found", error_code=str(gone) or None)
+            if state.status == "gone":
+                # UNKNOWN / 404 on one answer is "not yet visible" (a fresh task can take a while to show):
+                # keep polling, with the usual backoff, for a bounded settling time.
+                now = anyio.current_time()
+                unseen_since = now if unseen_since is None else unseen_since
+                if now - unseen_since < self.settle_seconds:
+                    if poll == 1 or state.raw_status != last_status:
+                        context.log(f"task {task_id}: not visible yet ({state.error_code or state.raw_status}); "
+                                    "polling on")
+                        last_status = state.raw_status
+                    continue
+                info["polls"] = poll
+                return state
+            unseen_since = None
             if state.raw_status != last_status:
                 context.log(f"task {task_id}: {state.raw_status or '(no status)'}")
                 last_status = state.raw_status
@@ -458,6 +492,23 @@ def _refused_a_url(error: ProviderError) -> bool:
     code = (error.code or "").lower()
     return error.code != "create-outcome-unknown" and ("url" in code or ("url" in str(error).lower()
                                                        and any(word in str(error) for word in ("HTTP 400", "HTTP 403"))))
+
+
+def _codes(state: TaskState) -> str:
+    return f" (sub-results: {'; '.join(state.partial_failures)})" if state.partial_failures else ""
+
+
+def _outcome_unknown(call: CreateCall, sent_at: str, what: str) -> ProviderError:
+    return ProviderError(f"the create call was sent at {sent_at} but {what}; a billed task may exist, so it was not "
+                         f"resent (request fingerprint {call.fingerprint[:16]})", code="create-outcome-unknown")
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    """The answer's JSON; None for an empty, HTML or otherwise unreadable body."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _json(response: httpx.Response) -> Any:

@@ -39,11 +39,6 @@ class VtrixProtocol(ServiceProtocol):
         assert dialect.create, "catalog: vtrix envelopes name their create path"
         return CreateCall(dialect.create, body)
 
-    def created(self, payload: Any) -> tuple[str | None, str | None]:
-        data = _data(payload)
-        task_id = data.get("id") or data.get("task_id")
-        return (str(task_id) if task_id else None), self.request_id(payload)
-
     def request_id(self, payload: Any) -> str | None:
         if not isinstance(payload, dict):
             return None

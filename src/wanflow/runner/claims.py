@@ -29,6 +29,22 @@ def claimed_task_ids(state_dir: Path) -> set[str]:
     return claimed
 
 
+def known_task_times(state_dir: Path) -> dict[str, float]:
+    """When this workspace sent the create of each task it knows (``task_sent_at`` in cache entries
+    and run records): the evidence a proof of absence checks the service's task list against."""
+    known: dict[str, float] = {}
+    for path in [*state_dir.glob("cache/*/*.json"), *state_dir.glob("runs/*.json")]:
+        try:
+            document = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        for info in _provider_infos(document):
+            sent, task = info.get("task_sent_at"), info.get("task_id")
+            if task and isinstance(sent, (int, float)) and not isinstance(sent, bool):
+                known[str(task)] = float(sent)
+    return known
+
+
 def _provider_infos(document: Any) -> Iterator[dict[str, Any]]:
     if not isinstance(document, dict):
         return

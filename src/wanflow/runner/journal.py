@@ -176,12 +176,14 @@ class KeyJournal:
     """The journal as one step sees it: bound to the step's cache key."""
 
     def __init__(self, journal: Journal, key: str, step: str, provider: str,
-                 claims: Callable[[], set[str]] | None = None) -> None:
+                 claims: Callable[[], set[str]] | None = None,
+                 known: Callable[[], dict[str, float]] | None = None) -> None:
         self.journal = journal
         self.key = key
         self.step = step
         self.provider = provider
         self._claims = claims  # task ids the rest of the workspace owns (cache entries, records, lockfiles)
+        self._known = known  # task id -> when its create was sent, from cache entries and records
 
     def pending(self) -> JournalEntry | None:
         """What an earlier run left for this key (a damaged log counts, whatever its provider)."""
@@ -227,6 +229,18 @@ class KeyJournal:
         own = self.journal.get(self.key)
         claimed = self.journal.claimed_task_ids() | (self._claims() if self._claims is not None else set())
         return claimed - ({own.task_id} if own is not None and own.task_id else set())
+
+    def known_task_times(self) -> dict[str, float]:
+        """When this workspace sent each task it knows (journal entries, cache entries, records),
+        this request's own entry excluded."""
+        known = dict(self._known() if self._known is not None else {})
+        for entry in self.journal.entries():
+            if entry.task_id and entry.key != self.key and entry.provider == self.provider:
+                known[entry.task_id] = entry.intent_at
+        own = self.journal.get(self.key)
+        if own is not None and own.task_id:
+            known.pop(own.task_id, None)
+        return known
 
     def clear(self) -> None:
         self.journal.remove(self.key)

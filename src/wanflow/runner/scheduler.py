@@ -32,7 +32,7 @@ from wanflow.providers.uploads import UploadCache
 from wanflow.runner import fs_errors, lockfile
 from wanflow.runner.abandoned import running_in
 from wanflow.runner.cache import StepOutputsData
-from wanflow.runner.claims import claimed_task_ids
+from wanflow.runner.claims import claimed_task_ids, known_task_times
 from wanflow.runner.decision import decide
 from wanflow.runner.history import RequestHistory, history_name
 from wanflow.runner.interrupts import stop_signals
@@ -387,7 +387,8 @@ class Runner:
                 log=lambda message: self._log(result, message),
                 known_urls=self._known_urls,
                 journal=KeyJournal(self.journal, key, result.step_id, provider.name,
-                                   claims=lambda: claimed_task_ids(self.workspace.state_dir)) if provider.paid else None,
+                                   claims=lambda: claimed_task_ids(self.workspace.state_dir),
+                                   known=lambda: known_task_times(self.workspace.state_dir)) if provider.paid else None,
                 resubmit_unknown=self.options.resubmit_unknown,
                 cancel_on_interrupt=self.options.cancel_on_interrupt,
                 before_create=gates.submits.take if gates is not None and gates.submits is not None else None,

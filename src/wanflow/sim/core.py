@@ -75,7 +75,8 @@ class Core:
         key = self.api_key(request)
         if self.state.roll(self.state.knobs.error_rate):
             self.state.stats["errors_injected"] += 1
-            raise Rejection(503, "InternalError", "The service is temporarily unavailable (injected).")
+            raise Rejection(503, "ServiceUnavailable", "The request has failed due to a temporary failure of the "
+                                                      "server (injected).")
         now = time.monotonic()
         wait = self.state.take_token(key, now) if create else self.state.take_poll_token(key, now) if poll else None
         if wait is not None:

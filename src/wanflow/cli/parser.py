@@ -243,6 +243,8 @@ def add_sim_parser(commands: Any) -> None:
     sim.add_argument("--poll-throttle-rps", type=float, default=0.0, metavar="R",
                      help="per-key task-poll rate; faster polls get 429 with Retry-After")
     # Money on the wire (docs/simulator.md, "Answers after the task exists"): shapes public clients read.
+    sim.add_argument("--lose-rate", type=float, default=0.0, metavar="F",
+                     help="fraction of creates lost on the way in: the connection drops and no task is made")
     sim.add_argument("--after-create-rate", type=float, default=0.0, metavar="F",
                      help="fraction of creates that make the task, then answer as --after-create-answer says")
     sim.add_argument("--after-create-answer", choices=["500", "504-html", "empty"], default="500",

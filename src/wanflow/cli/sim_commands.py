@@ -13,7 +13,7 @@ def dispatch(args: argparse.Namespace) -> int:
     from wanflow.sim.state import Knobs
 
     for name in ("error_rate", "fail_rate", "drop_rate", "suspend_rate", "corrupt_rate", "short_rate", "reset_rate",
-                 "after_create_rate", "empty_success_rate"):
+                 "after_create_rate", "empty_success_rate", "lose_rate"):
         if not 0 <= getattr(args, name) <= 1:
             raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 1")
     try:
@@ -40,6 +40,7 @@ def dispatch(args: argparse.Namespace) -> int:
             upload_ttl=args.upload_ttl,
             ignore_params=args.ignore_params,
             poll_throttle_rps=args.poll_throttle_rps,
+            lose_rate=args.lose_rate,
             after_create_rate=args.after_create_rate,
             after_create_answer=args.after_create_answer,
             fresh_unknown_polls=args.fresh_unknown_polls,

@@ -37,15 +37,17 @@ class ListCheck:
     why: str  # why nothing was adopted (for the stop-and-ask message)
     proof: str | None = None  # set when the list proves that the create made nothing
     settle: float | None = None  # seconds to wait before asking again, when a proof of absence is in reach
+    lag_bound: float | None = None  # the list lagged by at most this many seconds at the first look
 
 
 async def check_list(protocol: ServiceProtocol, client: httpx.AsyncClient, auth: dict[str, str], request: StepRequest,
-                     sent_at: float, known: dict[str, float], claimed: set[str], settled: bool = False) -> ListCheck | None:
+                     sent_at: float, known: dict[str, float], claimed: set[str],
+                     lag_bound: float | None = None) -> ListCheck | None:
     """Look for the task a create sent at ``sent_at`` made; None when the service has no task list.
 
     ``known``: this workspace's tasks and when their creates were sent (the evidence);
-    ``claimed``: task ids that belong to other requests. ``settled``: the second look, after the
-    settling delay. Raises ListUnreadable when a page cannot be read.
+    ``claimed``: task ids that belong to other requests. ``lag_bound``: on the second look, what
+    the first one proved about the list's lag. Raises ListUnreadable when a page cannot be read.
     """
     spec = protocol.spec.task_list
     if spec is None:
@@ -82,17 +84,18 @@ async def check_list(protocol: ServiceProtocol, client: httpx.AsyncClient, auth:
     none = f"{protocol.name}'s task list shows no unclaimed task of {model} created within seconds of it, "
     if offset is None:
         return ListCheck([], none + unproven)
-    shown = [evidence[task] for task in evidence if task in by_id]
-    newest_age, lost_age = now - max(shown), now - sent_at
-    wait = newest_age + SETTLE_MARGIN - lost_age
-    if not settled:
-        return ListCheck([], none + UNPROVEN, settle=max(wait, SETTLE_MARGIN))
-    if wait > 0:
+    # A task of ours shown at age A proves the list lags by at most A: once the lost create is older
+    # than that (plus a margin), the list would show it if it had been made.
+    newest_age, lost_age = now - max(evidence.values()), now - sent_at
+    if lag_bound is None:
+        return ListCheck([], none + UNPROVEN, settle=max(newest_age + SETTLE_MARGIN - lost_age, SETTLE_MARGIN),
+                         lag_bound=newest_age)
+    if lost_age < lag_bound + SETTLE_MARGIN:
         return ListCheck([], none + "but a list that lags behind creates cannot be ruled out yet")
     return ListCheck([], "", proof=(
-        f"the task list shows all {len(shown)} of this workspace's tasks of the last {spec.evidence_hours:g} h at the "
-        f"times this workspace holds for them (clock offset {offset:+.0f} s), and, asked again once the lost create "
-        f"was older than the newest of them, still no task of {model} created within seconds of it"))
+        f"the task list shows all {len(evidence)} of this workspace's tasks of the last {spec.evidence_hours:g} h at "
+        f"the times this workspace holds for them (clock offset {offset:+.0f} s), and, asked again once the lost "
+        f"create was older than the newest of them, still no task of {model} created within seconds of it"))
 
 
 def _measured_offset(evidence: dict[str, float], by_id: dict[str, ListedTask]) -> tuple[float | None, str]:

@@ -72,6 +72,10 @@ class DashScopeProtocol(ServiceProtocol):
             start = stop
         return list(found.values())
 
+    def visible(self, payload: Any) -> bool:
+        output = payload.get("output") if isinstance(payload, dict) else None
+        return isinstance(output, dict) and self.state_for(output.get("task_status")).status != "gone"
+
     def task_state(self, payload: Any, request: StepRequest) -> TaskState:
         output = payload.get("output", {}) if isinstance(payload, dict) else {}
         output = output if isinstance(output, dict) else {}

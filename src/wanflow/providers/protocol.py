@@ -146,6 +146,10 @@ class ServiceProtocol:
         Raises ListUnreadable when a page cannot be read."""
         return None
 
+    def visible(self, payload: Any) -> bool:
+        """Whether a task answer shows the task (not an "unknown id" answer given with HTTP 200)."""
+        return True
+
     def state_for(self, word: Any) -> TaskState:
         """A TaskState for a status word; an unknown word is "still running", marked unrecognized."""
         raw = "" if word is None else str(word)

@@ -34,6 +34,9 @@ class JournalRecovery:
                       context: GenerationContext, token_taken: bool = False) -> str:
         raise NotImplementedError
 
+    async def _visible(self, client: httpx.AsyncClient, task_id: str, context: GenerationContext) -> bool:
+        raise NotImplementedError
+
     async def _recover(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
                        context: GenerationContext) -> str | None:
         """A task an earlier run already paid for, or None when it is safe to create one.
@@ -114,11 +117,17 @@ class JournalRecovery:
             if entry is None:
                 raise
             adopted = await self._reconcile(client, entry, request, call, info, context, lost=str(error))
-            if adopted is None:  # only with --resubmit-unknown: the user chose to pay again
+            if adopted is None:  # --resubmit-unknown, or proof that the create never arrived
+                if info.pop("absence_proven_before", None) and not context.resubmit_unknown:
+                    raise ProviderError(f"{error}. The task list proved twice that the create never reached "
+                                        f"{self.name}, so nothing was paid; rerun to try again", code="create-lost",
+                                        retryable=True) from None
+                info["absence_proven_before"] = "absence_proven" in info
                 return await self._submit(client, call, request, info, context)
             task_id = adopted
             info["task_ids"].append(adopted)
             info["adopted"] = True
+        info.pop("absence_proven_before", None)
         if entry is not None:
             await journal.record_submitted(entry, task_id, info["request_ids"][-1] if info["request_ids"] else None)
         return task_id
@@ -149,11 +158,16 @@ class JournalRecovery:
                                 f"{check.settle:.0f} s, so that a lagging list cannot hide it")
                     await self._sleep(check.settle)
                     check = await check_list(self.protocol, client, self._auth(), request, entry.intent_at, known,
-                                             claimed, settled=True)
+                                             claimed, lag_bound=check.lag_bound)
         except ListUnreadable as error:
             check, why = None, f"{error}, which proves nothing either way"
         else:
             why = f"{self.name} has no task list to check" if check is None else check.why
+        if check is not None and len(check.candidates) == 1 and not await self._visible(client, check.candidates[0], context):
+            # The list covers every key of the account; a task this key cannot see is someone else's.
+            why = (f"the only listed task of that moment, {check.candidates[0]}, is not visible to this API key "
+                   "(another key's task)")
+            check = None
         if check is not None and len(check.candidates) == 1:
             context.log(f"the create sent at {sent} did make task {check.candidates[0]}; adopting it instead of "
                         "creating another")

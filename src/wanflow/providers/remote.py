@@ -48,6 +48,7 @@ from wanflow.providers.uploads import upload_file
 MAX_TASK_ATTEMPTS = 3  # one task, plus two new ones after internal failures
 POLL_CAP = 100  # polls of one task before the pace slows down hard (a stuck task must not hammer the service)
 CREATE_READ_TIMEOUT = 300.0  # seconds a create waits for its answer (the official SDKs wait as long)
+VISIBILITY_POLLS = 5  # polls (over 7.5 s) of a listed candidate before it counts as another key's task
 NOT_VISIBLE_PATIENCE = 120.0  # seconds a task answered UNKNOWN / 404 is polled on before wanflow stops and asks
 THROTTLE_PATIENCE = 30 * 60  # seconds a create waits out 429s before it gives up (nothing is lost then)
 # Keep every pooled connection alive: httpcore closes idle connections whenever the pool holds
@@ -77,7 +78,7 @@ class RemoteProvider(JournalRecovery):
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
         durations: DurationBook | None = None,
-        settle_seconds: float = NOT_VISIBLE_PATIENCE,
+        settle_seconds: float | None = None,
     ) -> None:
         self.protocol = protocol
         self.config = config
@@ -89,7 +90,7 @@ class RemoteProvider(JournalRecovery):
         self._transport = transport
         self._timeout = timeout
         self.durations = durations or DurationBook()
-        self.settle_seconds = settle_seconds
+        self.settle_seconds = NOT_VISIBLE_PATIENCE if settle_seconds is None else settle_seconds
         self._clients_pair: tuple[httpx.AsyncClient, httpx.AsyncClient] | None = None
         self._clients_loop: object = None
 
@@ -143,6 +144,10 @@ class RemoteProvider(JournalRecovery):
                     info["request_fingerprint"] = call.fingerprint
                     task_id = await self._submit(api, call, request, info, context)
             state = await self._wait_or_cancel(api, task_id, request, info, context)
+            if state.status == "succeeded" and not state.outputs:
+                # Paid for and empty: the entry stays, so a rerun asks the service again instead of paying.
+                raise ProviderError(f"task {task_id} succeeded with no result at all{_codes(state)}; nothing was paid "
+                                    "again (rerun to ask the service once more)", code="empty-result")
             if state.status == "succeeded":
                 break
             if state.status == "gone":
@@ -151,13 +156,9 @@ class RemoteProvider(JournalRecovery):
                 raise ProviderError(
                     f"task {task_id} was still unknown to the service ({state.error_code or state.raw_status}) after "
                     f"{self.settle_seconds:.0f} s of polling. A task created minutes ago can take a while to become "
-                    "visible, so it is not treated as gone and nothing was paid again: rerun to resume polling it. "
-                    "If the service's console shows no such task, rerun with --resubmit-unknown to pay for a new one",
+                    "visible, so it is not treated as gone and nothing was paid again: rerun to resume polling it "
+                    "(24 h after its create it counts as expired, and --resubmit-unknown pays for a new one)",
                     code="task-not-visible", retryable=True)
-            if state.status == "succeeded" and not state.outputs:
-                # Paid for and empty: the entry stays, so a rerun asks the service again instead of paying.
-                raise ProviderError(f"task {task_id} succeeded with no result at all{_codes(state)}; nothing was paid "
-                                    "again (rerun to ask the service once more)", code="empty-result")
             failure = classify(state.error_code, state.error_message or state.raw_status)
             if not failure.retryable or attempt == MAX_TASK_ATTEMPTS:
                 clear_journal(context)
@@ -431,6 +432,21 @@ class RemoteProvider(JournalRecovery):
                 raise ProviderError(
                     f"task {task_id} was still {state.raw_status} after {policy.deadline / 60:.0f} min; "
                     "stopped waiting (the task id is in the run record)", retryable=True)
+
+    async def _visible(self, client: httpx.AsyncClient, task_id: str, context: GenerationContext) -> bool:
+        """Whether this key can see ``task_id`` (a candidate it cannot see is another key's). A fresh
+        task may answer UNKNOWN / 404 for its first polls, so a few are tried, with backoff."""
+        for attempt in range(VISIBILITY_POLLS):
+            if attempt:
+                await self._sleep(0.5 * 2 ** (attempt - 1))
+            try:
+                payload = await self._get_json(client, self.protocol.task_path(task_id, self.config.envelope), context,
+                                               auth=True)
+            except TaskGone:
+                continue
+            if self.protocol.visible(payload):
+                return True
+        return False
 
     async def _get_json(self, client: httpx.AsyncClient, path: str, context: GenerationContext, auth: bool,
                         params: dict[str, str] | None = None) -> Any:

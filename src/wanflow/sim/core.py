@@ -28,6 +28,14 @@ class DroppedResponse(Response):
         raise ConnectionAbortedError("simulated connection drop")
 
 
+def lost_request(state: SimState) -> Response | None:
+    """``lose_rate``: the create is lost on the way in (the front end died): no task, no answer."""
+    if state.roll(state.knobs.lose_rate):
+        state.stats["lost_before_create"] += 1
+        return DroppedResponse()
+    return None
+
+
 def lost_answer(state: SimState) -> Response | None:
     """What a create that already made its task answers when a fault knob fires; None for the real answer.
 

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from wanflow.catalog.pricing import list_price
 from wanflow.sim.clock import parse_list_time, parse_offset, service_time
-from wanflow.sim.core import Core, base_url, lost_answer
+from wanflow.sim.core import Core, base_url, lost_answer, lost_request
 from wanflow.sim.envelopes import Rejection, dashscope_error
 from wanflow.sim.inputs import Caller
 from wanflow.sim.requests import Interpreted, interpret
@@ -70,6 +70,9 @@ class DashScope:
             if rejection.status == 400:
                 self.state.stats["rejected"] += 1
             return _error(rejection)
+        lost_in = lost_request(self.state)
+        if lost_in is not None:
+            return lost_in
         task = self.state.new_task("dashscope", interpreted.model.name, interpreted.provider_model, body,
                                    interpreted.request, api_key=key)
         task.cost_usd = list_price(interpreted.model, interpreted.request.params).usd

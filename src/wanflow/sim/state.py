@@ -53,6 +53,7 @@ class Knobs:
     short_rate: float = 0.0  # downloads cut short: the full Content-Length is announced, part of the body sent
     reset_rate: float = 0.0  # downloads whose connection resets before any body
     # --- money on the wire: answers after the task exists, fresh tasks, the documented list ---
+    lose_rate: float = 0.0  # creates lost on the way in: the connection drops and no task is made
     after_create_rate: float = 0.0  # creates that make the task, then answer with after_create_answer
     after_create_answer: str = "500"  # 500 (InternalError JSON) | 504-html | empty (a 200 with no body)
     fresh_unknown_polls: int = 0  # the first N polls of a task answer UNKNOWN (DashScope) / 404 TaskNotFound (vtrix)
@@ -71,7 +72,7 @@ class Knobs:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         for name in ("error_rate", "fail_rate", "drop_rate", "suspend_rate", "corrupt_rate", "short_rate", "reset_rate",
-                     "after_create_rate", "empty_success_rate"):
+                     "after_create_rate", "empty_success_rate", "lose_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.fresh_unknown_polls < 0 or self.partial_failures < 0 or self.list_lag_seconds < 0:
@@ -185,6 +186,7 @@ class SimState:
             "downloads_short": 0,
             "downloads_corrupted": 0,
             "answers_after_create": 0,
+            "lost_before_create": 0,
             "hidden_polls": 0,
             "lists_refused": 0,
         }

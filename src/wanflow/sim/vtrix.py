@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from wanflow.catalog.pricing import list_price
 from wanflow.sim.codes import internal_error_code
-from wanflow.sim.core import Core, base_url, lost_answer
+from wanflow.sim.core import Core, base_url, lost_answer, lost_request
 from wanflow.sim.envelopes import Rejection, vtrix_error, vtrix_task_error
 from wanflow.sim.inputs import Caller
 from wanflow.sim.requests import interpret
@@ -109,6 +109,9 @@ class Vtrix:
             if rejection.status == 400:
                 self.state.stats["rejected"] += 1
             return self._error(rejection)
+        lost_in = lost_request(self.state)
+        if lost_in is not None:
+            return lost_in
         task = self.state.new_task("vtrix", interpreted.model.name, interpreted.provider_model, raw,
                                    interpreted.request, api_key=key)
         task.cost_usd = list_price(interpreted.model, interpreted.request.params).usd

@@ -136,7 +136,9 @@ def test_kill_9_at_random_moments_on_the_gateway_never_creates_twice(sim, projec
         victim.kill()
         victim.wait()
         code, summary, err = wanflow_json(["run", str(path), "--provider", "vtrix", "--var", f"trial={trial}"], project, env)
-        if code != 0:  # killed between sending a create and journaling its id: vtrix cannot list, so it asks
+        # Killed between journaling a create and its id: vtrix has no task list (its CLI knows only create and
+        # get-by-id), so neither adoption nor proof of absence is possible there, and it asks (docs/decisions.md).
+        if code != 0:
             assert "--resubmit-unknown" in err + json.dumps(summary)
             deliberate += 1
             code, summary, err = wanflow_json(["run", str(path), "--provider", "vtrix", "--var", f"trial={trial}",

@@ -366,3 +366,34 @@ def test_the_simulator_refuses_list_spans_over_24_hours(service):
     answer = httpx.get(server.dashscope_url + "/tasks", params={"start_time": earlier, "end_time": now},
                        headers={"Authorization": "Bearer sim-key"})
     assert answer.status_code == 400 and answer.json()["code"] == "InvalidParameter"
+
+
+# --- regions and headers --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("region", "host"), [
+    ("singapore", "dashscope-intl.aliyuncs.com"), ("intl", "dashscope-intl.aliyuncs.com"),
+    ("ap-southeast-1", "dashscope-intl.aliyuncs.com"), ("beijing", "dashscope.aliyuncs.com"),
+    ("cn-beijing", "dashscope.aliyuncs.com"), ("virginia", "dashscope-us.aliyuncs.com"),
+    ("us-east-1", "dashscope-us.aliyuncs.com"), ("hongkong", "cn-hongkong.dashscope.aliyuncs.com"),
+])
+def test_every_region_the_sdks_know(region, host):
+    from wanflow.providers.config import service_config
+
+    config = service_config("dashscope", {"DASHSCOPE_REGION": region, "WANFLOW_CONFIG": "/nonexistent"}, project={})
+    assert config.base_url == f"https://{host}/api/v1"
+
+
+def test_an_unknown_region_names_the_known_ones():
+    from wanflow._exceptions import UsageError
+    from wanflow.providers.config import service_config
+
+    with pytest.raises(UsageError, match=r"unknown DashScope region 'mars'.*virginia"):
+        service_config("dashscope", {"DASHSCOPE_REGION": "mars", "WANFLOW_CONFIG": "/nonexistent"}, project={})
+
+
+def test_calls_carry_the_workspace_and_a_wanflow_user_agent(service, write_pipeline, monkeypatch):
+    server = service()
+    monkeypatch.setenv("DASHSCOPE_WORKSPACE", "ws-sim-1234")
+    assert _run(write_pipeline(ONE_IMAGE), "dashscope").ok
+    assert server.state.workspaces == {"ws-sim-1234"}
+    assert server.state.user_agents == {f"wanflow/{wanflow.__version__}"}

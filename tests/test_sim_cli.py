@@ -42,8 +42,26 @@ def test_every_new_flag_reaches_its_knob(served):
 
 
 @pytest.mark.parametrize("argv", [["--list-clock-offset", "8"], ["--list-clock-offset", "+8:00"],
-                                  ["--suspend-rate", "1.5"], ["--status-words", "random"], ["--error-shape", "xml"]])
+                                  ["--suspend-rate", "1.5"], ["--status-words", "random"], ["--error-shape", "xml"],
+                                  ["--after-create-answer", "502"], ["--list-format", "xml"],
+                                  ["--fresh-unknown-polls", "-1"], ["--lose-rate", "2"],
+                                  ["--list-max-span-hours", "0"]])
 def test_bad_values_are_usage_errors(served, argv, capsys):
     assert main(["sim", *argv]) != 0
     assert served == []
     assert "error" in capsys.readouterr().err
+
+
+def test_every_money_on_the_wire_flag_reaches_its_knob(served):
+    argv = ["sim", "--lose-rate", "0.1", "--after-create-rate", "0.2", "--after-create-answer", "504-html",
+            "--fresh-unknown-polls", "3", "--create-answer", "top-level", "--list-format", "documented",
+            "--list-account-wide", "--list-max-span-hours", "12", "--list-lag", "5", "--partial-failures", "1",
+            "--empty-success-rate", "0.3"]
+    assert main(argv) == 0
+    changed = {name: value for name, value in dataclasses.asdict(served[0]).items()
+               if value != getattr(Knobs(), name)}
+    assert changed == {"lose_rate": 0.1, "after_create_rate": 0.2, "after_create_answer": "504-html",
+                       "fresh_unknown_polls": 3, "create_answer": "top-level", "list_format": "documented",
+                       "list_account_wide": True, "list_max_span_hours": 12.0, "list_lag_seconds": 5.0,
+                       "partial_failures": 1, "empty_success_rate": 0.3}
+

@@ -74,6 +74,8 @@ class ServiceSpec:
     known_words: tuple[str, ...] = field(default=())
     create_ids: tuple[str, ...] = ("output.task_id",)  # dotted paths to the task id in a create answer
     create_answers: CreateAnswers = CreateAnswers()
+    regions: Mapping[str, str] = field(default_factory=dict)  # every spelling of a region -> its base URL
+    workspace_header: str | None = None
 
     def status(self, word: Any) -> TaskStatus | None:
         """The state a status word names; None for a word this catalog does not know."""
@@ -115,6 +117,9 @@ def parse_service(name: str, data: Mapping[str, Any]) -> ServiceSpec:
                                   if key not in ("path", "time_format")}) if task_list else None,
         known_words=tuple(words),
         create_ids=tuple(data.get("create_ids", ["output.task_id"])),
+        regions={spelling.lower(): str(region["url"]) for name, region in data.get("regions", {}).items()
+                 for spelling in (name, *region.get("aliases", []))},
+        workspace_header=data.get("workspace_header"),
         create_answers=CreateAnswers(
             frozenset(int(status) for status in data.get("create_answers", {}).get("not_created_statuses", [])),
             frozenset(data.get("create_answers", {}).get("not_created_5xx_codes", []))),

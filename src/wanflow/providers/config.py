@@ -6,7 +6,8 @@ repr hides them. The user config lives at ``$WANFLOW_CONFIG`` or
 
     [providers.dashscope]
     api_key = "sk-..."
-    region = "singapore"          # or "beijing"; or base_url = "https://..."
+    region = "singapore"          # beijing, virginia, hongkong (or their SDK spellings); or base_url = "https://..."
+    workspace = "ws-..."          # optional: a Model Studio workspace, sent as X-DashScope-WorkSpace
 
     [providers.vtrix]
     api_key = "..."
@@ -29,10 +30,6 @@ from wanflow._config_files import read_toml
 from wanflow._exceptions import UsageError
 from wanflow.catalog import load_catalog
 
-DASHSCOPE_REGIONS = {
-    "singapore": "https://dashscope-intl.aliyuncs.com/api/v1",
-    "beijing": "https://dashscope.aliyuncs.com/api/v1",
-}
 VTRIX_DEFAULT_BASE = "https://cloud.vtrix.ai"
 
 _SERVICES = {
@@ -45,8 +42,10 @@ _SETTING_VARS = {
     ("vtrix", "envelope"): "VTRIX_ENVELOPE",
     ("vtrix", "gateway_url"): "VTRIX_GENERATION_URL",
     ("dashscope", "service_clock"): "DASHSCOPE_SERVICE_CLOCK",
+    ("dashscope", "workspace"): "DASHSCOPE_WORKSPACE",
 }
-PROJECT_SETTINGS = frozenset({"base_url", "region", "envelope", "gateway_url", "service_clock", "url_reuse_hours"})
+PROJECT_SETTINGS = frozenset({"base_url", "region", "envelope", "gateway_url", "service_clock", "url_reuse_hours",
+                              "workspace"})
 URL_REUSE_HOURS = 20.0  # pass a result URL downstream only within this long of its task's end (URLs live 24 h)
 
 
@@ -62,6 +61,7 @@ class ServiceConfig:
     gateway_url: str = ""  # base URL of the gateway envelope (vtrix)
     service_clock: str = "auto"  # the task list's clock zone, "+08:00", or "auto" (several likely zones)
     url_reuse_hours: float = URL_REUSE_HOURS
+    workspace: str = ""  # a Model Studio workspace id, sent as X-DashScope-WorkSpace (DashScope)
 
     def __repr__(self) -> str:
         return (f"ServiceConfig(name={self.name!r}, base_url={self.base_url!r}, envelope={self.envelope!r}, "
@@ -128,20 +128,20 @@ def service_config(name: str, environ: Mapping[str, str] | None = None,
     api_key = env.get(key_var, "").strip() or str(user_section.get("api_key", "")).strip()
     hint = f"provider '{name}' needs an API key: set {key_var} or api_key under [providers.{name}] in {user_config_path(env)}"
     base = env.get(base_var, "").strip() or str(section.get("base_url", "")).strip()
-    if not base and name == "dashscope":
+    spec = load_catalog().services[name]
+    if not base and spec.regions:
         region = (env.get("DASHSCOPE_REGION", "") or str(section.get("region", "singapore"))).strip().lower()
-        if region not in DASHSCOPE_REGIONS:
-            raise UsageError(f"unknown DashScope region '{region}' (known: {', '.join(DASHSCOPE_REGIONS)})")
-        base = DASHSCOPE_REGIONS[region]
+        if region not in spec.regions:
+            raise UsageError(f"unknown DashScope region '{region}' (known: {', '.join(sorted(spec.regions))})")
+        base = spec.regions[region]
     if not base:
         base = VTRIX_DEFAULT_BASE
     if not base.startswith(("http://", "https://")):
         raise UsageError(f"{base_var} must be an http(s) URL")
     settings = {
         setting: (env.get(_SETTING_VARS.get((name, setting), ""), "").strip() or str(section.get(setting, "")).strip())
-        for setting in ("envelope", "gateway_url", "service_clock")
+        for setting in ("envelope", "gateway_url", "service_clock", "workspace")
     }
-    spec = load_catalog().services[name]
     envelope = settings["envelope"] or spec.default_envelope
     if envelope not in spec.envelopes:
         raise UsageError(f"provider '{name}': unknown envelope '{envelope}' (known: {', '.join(spec.envelopes)})")
@@ -159,7 +159,8 @@ def service_config(name: str, environ: Mapping[str, str] | None = None,
     if not 0 <= reuse <= 23:
         raise UsageError(f"url_reuse_hours must be a number of hours from 0 to 23 (result URLs live 24 h), got '{raw_hours}'")
     return ServiceConfig(name=name, base_url=base.rstrip("/"), api_key=api_key, missing_key_hint=hint,
-                         envelope=envelope, gateway_url=gateway.rstrip("/"), service_clock=clock, url_reuse_hours=reuse)
+                         envelope=envelope, gateway_url=gateway.rstrip("/"), service_clock=clock, url_reuse_hours=reuse,
+                         workspace=settings["workspace"] if spec.workspace_header else "")
 
 
 def parse_clock_offset(text: str) -> float:

@@ -27,6 +27,7 @@ import anyio.lowlevel
 import httpx
 
 from wanflow._exceptions import ProviderError
+from wanflow._version import __version__
 from wanflow.artifacts import Artifact, RemoteInput
 from wanflow.catalog.pricing import list_price
 from wanflow.pipelines.request import StepRequest
@@ -47,6 +48,7 @@ from wanflow.providers.uploads import upload_file
 
 MAX_TASK_ATTEMPTS = 3  # one task, plus two new ones after internal failures
 POLL_CAP = 100  # polls of one task before the pace slows down hard (a stuck task must not hammer the service)
+USER_AGENT = {"User-Agent": f"wanflow/{__version__}"}
 CREATE_READ_TIMEOUT = 300.0  # seconds a create waits for its answer (the official SDKs wait as long)
 VISIBILITY_POLLS = 5  # polls (over 7.5 s) of a listed candidate before it counts as another key's task
 NOT_VISIBLE_PATIENCE = 120.0  # seconds a task answered UNKNOWN / 404 is polled on before wanflow stops and asks
@@ -283,11 +285,15 @@ class RemoteProvider(JournalRecovery):
             return httpx.AsyncClient(timeout=self._timeout, follow_redirects=True, max_redirects=3,
                                      transport=self._transport, limits=CONNECTION_LIMITS)
         base = self.config.url_for(self.protocol.spec.envelope(self.config.envelope).base)
-        return httpx.AsyncClient(base_url=base, timeout=self._timeout, follow_redirects=False,
+        return httpx.AsyncClient(base_url=base, timeout=self._timeout, follow_redirects=False, headers=USER_AGENT,
                                  transport=self._transport, limits=CONNECTION_LIMITS)
 
     def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.config.require_key()}"}
+        """The headers every API call carries: the key, and the workspace where the user names one."""
+        headers = {"Authorization": f"Bearer {self.config.require_key()}"}
+        if self.config.workspace and self.protocol.spec.workspace_header:
+            headers[self.protocol.spec.workspace_header] = self.config.workspace
+        return headers
 
     async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: dict[str, Any],
                       context: GenerationContext, token_taken: bool = False) -> str:

@@ -73,6 +73,10 @@ class Core:
         """The caller's Bearer key; Rejection(401) when it is not one the simulator accepts."""
         auth = request.headers.get("authorization", "")
         key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        # What the client says about itself and its workspace (tests read these).
+        self.state.user_agents.add(request.headers.get("user-agent", ""))
+        if request.headers.get("x-dashscope-workspace"):
+            self.state.workspaces.add(request.headers["x-dashscope-workspace"])
         if key not in self.state.knobs.keys:
             self.state.stats["unauthorized"] += 1
             raise Rejection(401, "InvalidApiKey", "Invalid API-key provided.")

@@ -159,6 +159,8 @@ class SimState:
         self.policies: dict[str, UploadPolicy] = {}  # by policy text
         self.objects: dict[str, UploadedObject] = {}  # by object key
         self.oss_secret = uuid.uuid4().hex  # signs upload policies
+        self.user_agents: set[str] = set()  # User-Agent headers of API calls
+        self.workspaces: set[str] = set()  # X-DashScope-WorkSpace headers of API calls
         self.stats: dict[str, int] = {
             "creates": 0,
             "polls": 0,

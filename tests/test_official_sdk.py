@@ -170,3 +170,34 @@ def test_wait_gives_up_on_a_throttled_poll(sdk_sim):
     task = ImageGeneration.async_call(model="wan2.6-t2i", api_key=KEY, messages=messages, n=1)
     done = ImageGeneration.wait(task, api_key=KEY)
     assert done.status_code == HTTPStatus.TOO_MANY_REQUESTS and done.code == "Throttling.RateQuota"
+
+
+def test_a_top_level_task_id_is_what_the_sdk_reads_too(sdk_sim):
+    """The create answer with ``task_id`` beside ``request_id`` (``--create-answer top-level``): the
+    SDK's response reader finds it and its ``wait`` runs the task to the end."""
+    sdk_sim(create_answer="top-level")
+    messages = [{"role": "user", "content": [{"text": "a lighthouse"}]}]
+    task = ImageGeneration.async_call(model="wan2.6-t2i", api_key=KEY, messages=messages, n=1)
+    _ok(task)
+    assert task.output.task_id
+    done = ImageGeneration.wait(task, api_key=KEY)
+    _ok(done)
+    assert done.output.task_status == "SUCCEEDED"
+
+
+def test_the_documented_list_with_epoch_milliseconds_over_the_whole_account(sdk_sim):
+    sim = sdk_sim(task_seconds=30, list_format="documented", list_account_wide=True, keys=(KEY, "another-key"))
+    messages = [{"role": "user", "content": [{"text": "a lighthouse"}]}]
+    ours = ImageGeneration.async_call(model="wan2.6-t2i", api_key=KEY, messages=messages, n=1).output.task_id
+    theirs = ImageGeneration.async_call(model="wan2.6-t2i", api_key="another-key", messages=messages, n=1).output.task_id
+    now = dt.datetime.now(dt.UTC)
+    listed = ImageGeneration.list(start_time=(now - dt.timedelta(minutes=5)).strftime("%Y%m%d%H%M%S"),
+                                  end_time=(now + dt.timedelta(minutes=5)).strftime("%Y%m%d%H%M%S"), api_key=KEY)
+    _ok(listed)
+    items = {item["task_id"]: item for item in listed.output["data"]}
+    assert set(items) == {ours, theirs}
+    assert items[ours]["status"] == "PENDING" and "task_status" not in items[ours]
+    assert abs(items[ours]["gmt_create"] / 1000 - sim.state.tasks[ours].created_at) < 0.01
+    too_wide = ImageGeneration.list(start_time=(now - dt.timedelta(hours=30)).strftime("%Y%m%d%H%M%S"),
+                                    end_time=now.strftime("%Y%m%d%H%M%S"), api_key=KEY)
+    assert too_wide.status_code == HTTPStatus.BAD_REQUEST and too_wide.code == "InvalidParameter"

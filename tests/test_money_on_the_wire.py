@@ -164,9 +164,10 @@ def test_a_503_not_accepted_and_a_coded_4xx_are_the_only_answers_sent_again(serv
 
 # --- a fresh task that is not visible yet ---------------------------------------------------------
 
-@pytest.mark.parametrize("provider", ["dashscope", "vtrix"])
-def test_unknown_or_404_on_the_first_polls_of_a_fresh_task_is_not_gone(service, write_pipeline, provider):
-    server = service(fresh_unknown_polls=3)
+@pytest.mark.parametrize(("provider", "error_shape"), [("dashscope", "object"), ("vtrix", "object"),
+                                                      ("vtrix", "string"), ("vtrix", "message-only")])
+def test_unknown_or_404_on_the_first_polls_of_a_fresh_task_is_not_gone(service, write_pipeline, provider, error_shape):
+    server = service(fresh_unknown_polls=3, error_shape=error_shape)
     first, rerun = _run_and_rerun(server, write_pipeline(ONE_IMAGE), provider)
     assert first.ok and rerun is None, _error(first)
     assert server.stats()["hidden_polls"] == 3

@@ -1,12 +1,13 @@
-"""The submit → poll → download engine shared by the paid Wan services (the journal side is in
-recovery.py, the protocol types in protocol.py).
+"""The submit → poll → download engine shared by the paid Wan services (the create call is in
+creates.py, the journal side in recovery.py and absence.py, the protocol types in protocol.py).
 
 A service module (``dashscope``, ``vtrix``) supplies a ``Protocol``: how to shape the create
 call and how to read its answers. This module owns what the users' money rides on:
 
-- A create call is retried only when it provably did not create a task: it failed before the
-  request was sent, or got a definite error answer (429, 5xx) without a task id. A create whose
-  response was lost (read timeout, reset connection) is never resent: a billed task may exist.
+- A create call is sent again only when the service said it made nothing (a coded 4xx, 429, a
+  503 "not accepted", no connection). Any other answer after the request left (500/502/504, an
+  HTML or empty body, a 2xx without an id, a read timeout, a reset) is reconciled, never resent.
+- A task answered UNKNOWN / 404 is "not yet visible" for a bounded settling time, never "gone".
 - Polls and downloads are retried on connection errors, timeouts, 429 and 5xx, with capped
   exponential backoff and jitter, honouring Retry-After.
 - Results are downloaded the moment a task succeeds, streamed to disk, size- and
@@ -33,6 +34,7 @@ from wanflow.catalog.pricing import list_price
 from wanflow.pipelines.request import StepRequest
 from wanflow.providers.base import GenerationContext, GenerationResult, ProducedFile
 from wanflow.providers.config import ServiceConfig
+from wanflow.providers.creates import CreateCalls
 from wanflow.providers.downloads import ResultGone, download_verified, output_target
 from wanflow.providers.durations import DurationBook, duration_key
 from wanflow.providers.failures import classify
@@ -49,10 +51,8 @@ from wanflow.providers.uploads import upload_file
 MAX_TASK_ATTEMPTS = 3  # one task, plus two new ones after internal failures
 POLL_CAP = 100  # polls of one task before the pace slows down hard (a stuck task must not hammer the service)
 USER_AGENT = {"User-Agent": f"wanflow/{__version__}"}
-CREATE_READ_TIMEOUT = 300.0  # seconds a create waits for its answer (the official SDKs wait as long)
 VISIBILITY_POLLS = 5  # polls (over 7.5 s) of a listed candidate before it counts as another key's task
 NOT_VISIBLE_PATIENCE = 120.0  # seconds a task answered UNKNOWN / 404 is polled on before wanflow stops and asks
-THROTTLE_PATIENCE = 30 * 60  # seconds a create waits out 429s before it gives up (nothing is lost then)
 # Keep every pooled connection alive: httpcore closes idle connections whenever the pool holds
 # more than max_keepalive, so a lower keep-alive bound means a new TCP (and TLS) handshake per
 # request in a busy batch. Eight connections carry the documented task limits with room to spare;
@@ -64,7 +64,7 @@ CONNECTION_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=8,
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class RemoteProvider(JournalRecovery):
+class RemoteProvider(CreateCalls, JournalRecovery):
     """A paid Wan service behind the Provider interface."""
 
     paid = True
@@ -295,81 +295,6 @@ class RemoteProvider(JournalRecovery):
             headers[self.protocol.spec.workspace_header] = self.config.workspace
         return headers
 
-    async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: dict[str, Any],
-                      context: GenerationContext, token_taken: bool = False) -> str:
-        """Send the create call until the service answers with a task id or says it made none.
-
-        Sent again only after an answer that proves no task was made (``protocol.not_created``: a
-        coded 4xx refusal, a 503 "not accepted", a connection that never opened). 429 is not a
-        failure but a pace: it slows the provider and model's submit rate (``context.on_throttled``)
-        and is waited out for up to THROTTLE_PATIENCE. Any other answer after the request left (500,
-        502, 504, an HTML or empty body, a 2xx without a task id, a read timeout, a reset) raises
-        ``create-outcome-unknown``: the caller reconciles and never resends on its own.
-        ``token_taken``: the caller already waited for the first attempt's submit token.
-        """
-        headers = {**self._auth(), "Content-Type": "application/json", **call.headers}
-        attempt, throttled = 0, 0
-        patience_ends = time.monotonic() + THROTTLE_PATIENCE
-        # The SDKs wait up to 300 s for a create answer; a slow answer must not be lost to a short timeout.
-        timeout = httpx.Timeout(self._timeout, read=max(self._timeout, CREATE_READ_TIMEOUT))
-        while True:
-            if context.before_create is not None and not token_taken:
-                await context.before_create()  # the provider's submit rate
-            token_taken = False
-            sent_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            try:
-                response = await client.post(call.path, json=call.body, headers=headers, timeout=timeout)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
-                # Nothing reached the service: safe to try again.
-                attempt += 1
-                if await self._retry_wait(attempt, None, context, f"create: could not connect ({type(error).__name__})"):
-                    continue
-                break
-            except httpx.TransportError as error:
-                raise _outcome_unknown(call, sent_at, f"its answer was lost ({type(error).__name__})") from None
-            payload = _json_or_none(response)
-            request_id = self.protocol.request_id(payload)
-            if request_id:
-                info["request_ids"].append(request_id)
-            task_id, _ = self.protocol.created(payload)
-            if task_id:
-                info["task_ids"].append(task_id)
-                context.log(f"submitted task {task_id} (request_id {request_id or '-'})")
-                if context.on_accepted is not None:
-                    context.on_accepted()
-                return task_id
-            code, message = self.protocol.error_of(payload) if payload is not None else (None, "")
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
-            if response.status_code == 429:
-                throttled += 1
-                if context.on_throttled is not None:
-                    context.on_throttled()
-                if time.monotonic() < patience_ends:
-                    delay = self.retry.delay(min(throttled, 6), self._rng, retry_after)
-                    context.log(f"create: throttled ({code or 'HTTP 429'}); slowing down, next try in {delay:.1f}s")
-                    await self._sleep(delay)
-                    continue
-                raise ProviderError(f"the service throttled every create for {THROTTLE_PATIENCE / 60:.0f} min "
-                                    f"({throttled} times); no task was created", code=code, retryable=True)
-            if not self.protocol.not_created(response.status_code, code if payload is not None else None):
-                body = "an empty body" if not response.content else "a JSON body" if payload is not None else \
-                    f"a {response.headers.get('content-type', 'non-JSON').split(';')[0]} body"
-                what = "no task id" if response.is_success else f"{code or 'no error code'}"
-                raise _outcome_unknown(call, sent_at, f"the service answered HTTP {response.status_code} with {body} "
-                                                      f"({what}, request_id {request_id or '-'})")
-            if response.status_code >= 500:
-                attempt += 1
-                if await self._retry_wait(attempt, retry_after, context,
-                                          f"create: HTTP {response.status_code} {code} (not accepted; request_id "
-                                          f"{request_id or '-'})"):
-                    continue
-                break
-            failure = classify(code or ("InvalidApiKey" if response.status_code == 401 else None), message)
-            raise ProviderError(f"HTTP {response.status_code}: {failure.describe()} (request_id {request_id or '-'})",
-                                code=failure.code)
-        raise ProviderError(f"the service kept refusing the create call after {attempt} attempts "
-                            "(no task was created)", retryable=True)
-
     async def _wait(self, client: httpx.AsyncClient, task_id: str, request: StepRequest, info: dict[str, Any],
                     context: GenerationContext) -> TaskState:
         policy = poll_policy(request.model.kind)
@@ -469,7 +394,8 @@ class RemoteProvider(JournalRecovery):
             payload = _json(response)
             if not response.is_success:
                 code, message = self.protocol.error_of(payload)
-                if response.status_code in (404, 410) and code in self.protocol.spec.gone_codes:
+                # A 404 whose body names no code (a string error, a gateway page) is "not found" too.
+                if response.status_code in (404, 410) and (code in self.protocol.spec.gone_codes or code is None):
                     raise TaskGone(code)
                 raise ProviderError(f"poll refused with HTTP {response.status_code}: {classify(code, message).describe()}",
                                     code=code)
@@ -518,19 +444,6 @@ def _refused_a_url(error: ProviderError) -> bool:
 
 def _codes(state: TaskState) -> str:
     return f" (sub-results: {'; '.join(state.partial_failures)})" if state.partial_failures else ""
-
-
-def _outcome_unknown(call: CreateCall, sent_at: str, what: str) -> ProviderError:
-    return ProviderError(f"the create call was sent at {sent_at} but {what}; a billed task may exist, so it was not "
-                         f"resent (request fingerprint {call.fingerprint[:16]})", code="create-outcome-unknown")
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    """The answer's JSON; None for an empty, HTML or otherwise unreadable body."""
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _json(response: httpx.Response) -> Any:

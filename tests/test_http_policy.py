@@ -18,7 +18,7 @@ import wanflow
 from wanflow.catalog import load_catalog
 from wanflow.pipelines.resolve import StepRequest
 from wanflow.providers.base import GenerationContext
-from wanflow.providers.config import DASHSCOPE_REGIONS, ServiceConfig, service_config
+from wanflow.providers.config import ServiceConfig, service_config
 from wanflow.providers.dashscope import DashScopeProtocol
 from wanflow.providers.failures import classify
 from wanflow.providers.policies import POLL_POLICIES, RetryPolicy, parse_retry_after, poll_policy
@@ -166,8 +166,9 @@ def test_the_burst_follows_the_concurrent_limit_within_the_rate():
 
 def test_service_config_from_env_regions_and_user_file(tmp_path):
     env = {"DASHSCOPE_API_KEY": "sk-1", "WANFLOW_CONFIG": str(tmp_path / "none.toml")}
-    assert service_config("dashscope", env).base_url == DASHSCOPE_REGIONS["singapore"]
-    assert service_config("dashscope", {**env, "DASHSCOPE_REGION": "beijing"}).base_url == DASHSCOPE_REGIONS["beijing"]
+    regions = load_catalog().services["dashscope"].regions
+    assert service_config("dashscope", env).base_url == regions["singapore"]
+    assert service_config("dashscope", {**env, "DASHSCOPE_REGION": "beijing"}).base_url == regions["beijing"]
     assert service_config("dashscope", {**env, "DASHSCOPE_HTTP_BASE_URL": "http://127.0.0.1:1/api/v1/"}).base_url == "http://127.0.0.1:1/api/v1"
     config_file = tmp_path / "config.toml"
     config_file.write_text('[providers.vtrix]\napi_key = "vt-secret"\nbase_url = "http://127.0.0.1:2"\n')

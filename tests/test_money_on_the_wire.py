@@ -265,10 +265,12 @@ def _stranger(server: SimServer, hours_ago: float) -> str:
 
 
 @pytest.mark.parametrize("hours_ago", [5.0, 0.0])
-def test_a_lost_create_never_adopts_a_strangers_task_from_the_account_wide_list(service, write_pipeline, hours_ago):
+def test_a_lost_create_never_adopts_a_strangers_task_from_the_account_wide_list(service, write_pipeline, monkeypatch,
+                                                                               hours_ago):
     """The issue's row 4: the create never arrived; the documented list (epoch ms, status, every key,
     no prompt) shows another key's task of the same model. Without proof that the list works,
     wanflow stops and asks, on the run and on a plain rerun; it never completes on that task."""
+    monkeypatch.setattr(remote, "VISIBILITY_POLLS", 2)  # the stranger's task never becomes visible to this key
     server = service(list_format="documented", list_account_wide=True)
     stranger = _stranger(server, hours_ago)
     server.state.knobs.lose_rate = 1.0
@@ -279,6 +281,8 @@ def test_a_lost_create_never_adopts_a_strangers_task_from_the_account_wide_list(
         assert _recorded_task(result) != stranger
     if hours_ago:
         assert "no recent tasks the list could show" in _error(first)
+    else:  # made a second before the send: the list alone cannot tell, the task's visibility can
+        assert "not visible to this API key" in _error(first)
     assert server.stats()["creates"] == 1, "only the stranger's task was ever made"
     assert server.stats()["lists_refused"] == 0
 

@@ -130,6 +130,7 @@ def _options(args: argparse.Namespace, pipeline, config_jobs: int | None = None)
         reseed_steps=reseed_steps,
         write_lock=args.command == "run" and not getattr(args, "no_lock", False),
         cluster=getattr(args, "cluster", None),
+        force_out=bool(getattr(args, "force_out", False)),
     )
 
 

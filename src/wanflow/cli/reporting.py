@@ -222,6 +222,8 @@ def print_summary(result: RunResult, stream: TextIO | None = None) -> None:
                 print(f"  {name:<16} {_display_path(file.path)}", file=stream)
     for name, problem in result.output_errors.items():
         print(f"  {name:<16} not written: {problem}", file=stream)
+    for note in result.out_notes:
+        print(f"warning: {note}", file=stream)
     if result.preview:
         print(f"note: {PREVIEW_NOTICE}. Choose a paid provider with --provider to generate for real.", file=stream)
     if result.record_path:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from wanflow._config_files import read_config_text
 from wanflow._diagnostics import Diagnostic, Location
 from wanflow._exceptions import PipelineError, UsageError
 from wanflow.catalog import load_catalog
@@ -30,11 +31,11 @@ def check_project(root: Path) -> None:
     """Check ``root``/wanflow.toml (when there is one); PipelineError lists every problem."""
     path = root / CONFIG_NAME
     try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
+        text = read_config_text(path)
+    except UsageError as error:
+        raise PipelineError([Diagnostic(str(error), Location(str(path), 1, 1))]) from None
+    if text is None:
         return
-    except (OSError, UnicodeDecodeError) as error:
-        raise PipelineError([Diagnostic(f"cannot read it ({error})", Location(str(path), 1, 1))]) from None
     try:
         config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

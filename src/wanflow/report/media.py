@@ -60,7 +60,7 @@ def _manifest(folder: Path) -> dict[str, str]:
     try:
         files = json.loads((folder / MANIFEST).read_text("utf-8")).get("files", {})
         return {str(name): str(entry.get("sha256")) for name, entry in files.items()}
-    except (OSError, ValueError, AttributeError, TypeError):
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
         return {}
 
 

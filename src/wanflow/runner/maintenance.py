@@ -215,7 +215,7 @@ def _references(workspace: Workspace, keep_days: float, damaged: list[str]) -> t
     for entry in journal.entries():
         keep_keys.add(entry.key)
         if entry.damaged:
-            damaged.append(f"the task journal of {entry.key[:16]} in {workspace.journal_dir} is damaged")
+            damaged.append(f"the task journal {workspace.journal_dir / entry.key}.jsonl is damaged")
     keep_objects: set[str] = set()
     newest: dict[str, tuple[float, dict[str, Any]]] = {}
     records = sorted(workspace.runs_dir.glob("*.json")) if workspace.runs_dir.is_dir() else []

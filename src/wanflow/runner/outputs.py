@@ -58,7 +58,7 @@ class OutputFolder:
             data = json.loads((self.root / MANIFEST).read_text("utf-8"))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             self.notes.append(f"{self.root / MANIFEST} is unreadable: every file in {self.root} is treated as yours")
             return {}
         if not isinstance(data, dict):

@@ -221,7 +221,7 @@ def _summaries(workspace: Workspace, damaged: list[str]) -> list[RecordSummary]:
     try:
         index = json.loads(index_path.read_text("utf-8"))
         cached = index.get("records", {}) if index.get("version") == INDEX_VERSION else {}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         cached = {}
     if not isinstance(cached, dict):
         cached = {}

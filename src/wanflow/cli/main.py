@@ -73,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from wanflow._settings import check_environment
+
+    for warning in check_environment():  # every WANFLOW_* setting, before anything is read or sent
+        print(f"wanflow: warning: {warning}", file=sys.stderr)
     if args.command == "models":
         from wanflow.cli import models_commands
 

@@ -56,7 +56,7 @@ def dispatch(args: argparse.Namespace) -> int:
             print_json(reporting.plan_document(the_plan))
         else:
             reporting.print_whole_plan(the_plan)
-        return EXIT_OK
+        return EXIT_STEP_FAILED if rejected else EXIT_OK  # as run would: rejected rows fail the batch
 
     the_plan.check_budget(args.budget)
     from wanflow.runner.preflight import prepare_run
@@ -163,7 +163,7 @@ def _explain(args: argparse.Namespace, the_plan, workspace) -> int:
     else:
         for line in lines:
             print(line.format())
-    return EXIT_OK
+    return EXIT_STEP_FAILED if the_plan.rejected else EXIT_OK  # rejected batch rows: as run exits
 
 
 def _run_batch(args: argparse.Namespace, the_plan, workspace, providers) -> int:

@@ -48,6 +48,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from wanflow._exceptions import UsageError, WanflowError
+from wanflow._settings import number_setting
 from wanflow.runner import lockfile
 from wanflow.runner.interrupts import stop_signals
 from wanflow.runner.limits import TokenBucket, next_grant
@@ -407,7 +408,7 @@ async def execute_on_cluster(the_plan: Any, workspace: Any, providers: Mapping[s
         try:
             with guard:
                 live.update(client=client, futures=futures, local=local)
-            window = int(os.environ.get("WANFLOW_CLUSTER_WINDOW", "") or SUBMIT_WINDOW)
+            window = int(number_setting("WANFLOW_CLUSTER_WINDOW", SUBMIT_WINDOW))
             for _ in range(max(1, window)):  # not all at once: the scheduler keeps each waiting unit's spec
                 submit_next()
             try:

@@ -38,6 +38,7 @@ from typing import Any
 import anyio
 
 from wanflow._exceptions import UsageError, WanflowError
+from wanflow._settings import number_setting
 from wanflow.runner.fsutil import sha256_file
 
 LEASE_SECONDS = 60.0  # a holder that stops renewing (killed, laptop closed) loses its lease after this
@@ -285,7 +286,7 @@ class KeyLease:
 @asynccontextmanager
 async def lease(store: SharedStore, key: str, on_wait: Callable[[], None] | None = None) -> AsyncIterator[None]:
     """Hold ``key``'s lease on the shared store for the block (waiting while another machine holds it)."""
-    held = KeyLease(store, key, float(os.environ.get("WANFLOW_LEASE_SECONDS", "") or LEASE_SECONDS))
+    held = KeyLease(store, key, number_setting("WANFLOW_LEASE_SECONDS", LEASE_SECONDS))
     told = False
     while not await anyio.to_thread.run_sync(held.try_take):
         if not told and on_wait is not None:

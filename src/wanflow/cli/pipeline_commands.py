@@ -21,10 +21,12 @@ from wanflow.pipelines.variables import parse_var_assignment
 def dispatch(args: argparse.Namespace) -> int:
     """``run``, ``plan``, ``explain``, ``validate`` or ``graph``: load the pipeline, build the one plan, print or run it."""
     from wanflow.cli import reporting
-    from wanflow.runner.config_check import check_project
+    from wanflow.providers.config import user_config_path
+    from wanflow.runner.config_check import check_project, check_user_config
     from wanflow.runner.workspace import find_project_root
 
     check_project(find_project_root(Path.cwd().resolve()))  # wanflow.toml: every command that reads it checks it
+    check_user_config(user_config_path())  # and the user's config: a misspelt key is never silently ignored
     pipeline = _load(args)
     if args.command == "validate":
         if args.json:

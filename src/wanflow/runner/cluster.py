@@ -71,6 +71,9 @@ def address_for(options_cluster: str | None, config: Mapping[str, Any]) -> str |
     return str(value).strip() or None if value else None
 
 
+CONNECT_SECONDS = 5.0  # how long a remote scheduler may take to answer
+
+
 def _client(address: str) -> tuple[Any, Any]:
     try:
         from distributed import Client, LocalCluster
@@ -89,7 +92,11 @@ def _client(address: str) -> tuple[Any, Any]:
         return client, local
     if "://" not in address:
         raise UsageError(f"--cluster {address}: expected local:N or a scheduler address such as tcp://HOST:8786")
-    return Client(address), None
+    try:  # a scheduler that is not there is a clear exit 2 within seconds, before anything is sent
+        return Client(address, timeout=CONNECT_SECONDS), None
+    except (OSError, TimeoutError, ValueError) as error:
+        raise UsageError(f"--cluster {address}: no Dask scheduler answered within {CONNECT_SECONDS:g} s "
+                         f"({type(error).__name__}: {str(error)[:160]}); check the address and that the scheduler runs") from None
 
 
 def _ignore_interrupts() -> Any:

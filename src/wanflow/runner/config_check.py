@@ -215,7 +215,9 @@ def _check_usd_by(report: _Report, path: KeyPath, model: ModelSpec, value: Any) 
             report.number(path + (param, str(choice)), price, minimum=0)
 
 
-def _check_providers(report: _Report, section: Mapping[str, Any]) -> None:
+def _check_providers(report: _Report, section: Mapping[str, Any], user: bool = False) -> None:
+    """``[providers.<name>]``: known services, known settings with their types, an envelope the
+    service has; in the project file no api_key (``user``: the user config, where keys belong)."""
     from wanflow.providers.config import PROJECT_SETTINGS, project_settings  # the providers own their settings
 
     services = list(load_catalog().services)
@@ -226,15 +228,64 @@ def _check_providers(report: _Report, section: Mapping[str, Any]) -> None:
             continue
         if not report.table(path, table):
             continue
-        known = sorted(PROJECT_SETTINGS)
+        known = sorted(PROJECT_SETTINGS | ({"api_key"} if user else set()))
         for key in sorted(set(table) - PROJECT_SETTINGS - {"api_key"}):
             report.unknown(path + (key,), known, "setting")  # with a "did you mean"
         rest = {key: value for key, value in table.items() if key in PROJECT_SETTINGS or key == "api_key"}
+        _check_setting_values(report, path, name, rest)
+        if user:
+            continue
         try:
             project_settings({"providers": {name: rest}}, name)  # refuses an api_key, with where keys belong
         except UsageError as error:
             where = path + ("api_key",) if "api_key" in rest else path
             report.add(where, str(error).removeprefix(f"wanflow.toml [providers.{name}]").lstrip(": "))
+
+
+def _check_setting_values(report: _Report, path: KeyPath, service: str, table: Mapping[str, Any]) -> None:
+    """Each provider setting's type, and an envelope the service really has."""
+    for key, value in table.items():
+        if key == "url_reuse_hours":
+            report.number(path + (key,), value, minimum=0)
+        elif not isinstance(value, str):
+            report.add(path + (key,), f"must be text, not {_kind(value)}")
+    envelopes = list(load_catalog().services[service].envelopes)
+    envelope = table.get("envelope")
+    if isinstance(envelope, str) and envelope not in envelopes:
+        if len(envelopes) == 1:
+            report.add(path + ("envelope",), f"{service} has no envelope setting: its one request envelope is "
+                                             f"'{envelopes[0]}'; remove this line")
+        else:
+            close = difflib.get_close_matches(envelope, envelopes, n=1)
+            report.add(path + ("envelope",), f"unknown envelope '{envelope}'" + (f"; did you mean '{close[0]}'?" if close else ""),
+                       allowed=", ".join(envelopes))
+
+
+def check_user_config(path: Path) -> None:
+    """Check the user's config file (``$WANFLOW_CONFIG`` or ``~/.config/wanflow/config.toml``):
+    only ``[providers.<name>]`` tables with known settings of the right types. PipelineError
+    names the file, line and key (exit 2); an absent file is fine."""
+    try:
+        text = read_config_text(path)
+    except UsageError as error:
+        raise PipelineError([Diagnostic(str(error), Location(str(path), 1, 1))]) from None
+    if text is None:
+        return
+    try:
+        config = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        where = _TOML_POSITION.search(str(error))
+        line, column = (int(where.group(1)), int(where.group(2))) if where else (1, 1)
+        raise PipelineError([Diagnostic(f"invalid TOML: {_TOML_POSITION.sub('', str(error)).strip()}",
+                                        Location(str(path), line, column))]) from None
+    report = _Report(str(path), _key_lines(text))
+    for section, value in config.items():
+        if section != "providers":
+            report.unknown((section,), ["providers"], "section")
+        elif report.table((section,), value):
+            _check_providers(report, value, user=True)
+    if report.problems:
+        raise PipelineError(report.problems)
 
 
 _SECTIONS: dict[str, Callable[[_Report, Mapping[str, Any]], None]] = {

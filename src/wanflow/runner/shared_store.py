@@ -40,6 +40,7 @@ import anyio
 from wanflow._exceptions import UsageError, WanflowError
 from wanflow._settings import number_setting
 from wanflow.runner.fsutil import sha256_file
+from wanflow.runner.store_url import open_options, s3_credentials_found
 
 LEASE_SECONDS = 60.0  # a holder that stops renewing (killed, laptop closed) loses its lease after this
 POLL_SECONDS = 0.2
@@ -68,15 +69,34 @@ class SharedStore:
             import fsspec
         except ImportError:
             raise UsageError("--store needs fsspec: pip install 'wanflow[store]'") from None
-        try:
-            self.fs, root = fsspec.core.url_to_fs(self.url, use_listings_cache=False)  # other machines write too
+        if self.url.startswith("s3://") and s3_credentials_found() is False:
+            raise UsageError(f"--store {url}: no AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                             "or AWS_PROFILE, before using an s3:// store")
+        try:  # other machines write too: no listings cache
+            self.fs, root = fsspec.core.url_to_fs(self.url, use_listings_cache=False, **open_options(self.url))
         except (ImportError, ValueError) as error:
             raise UsageError(f"--store {url}: {error} (pip install 'wanflow[store]' brings s3fs)") from None
         self.root = root.rstrip("/")
         self.local = getattr(self.fs, "protocol", None) in ("file", ("file", "local")) or \
             type(self.fs).__name__ == "LocalFileSystem"
         if self.local:
-            Path(self.root).mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.root).mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise UsageError(f"--store {url}: cannot use the folder {self.root}: {error.strerror or error}") from None
+        else:
+            self._probe()
+
+    def _probe(self) -> None:
+        """Ask the store once, now, so an unreachable one or refused credentials are an exit 2
+        before anything is sent."""
+        try:
+            self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:
+            pass  # an empty prefix: fine, it is created by the first write
+        except Exception as error:  # botocore, aiohttp and gcsfs raise their own kinds
+            raise UsageError(f"--store {self.url}: the store did not answer ({type(error).__name__}: "
+                             f"{str(error)[:200]}); check the URL, the network and the credentials") from None
 
     def _path(self, relative: str) -> str:
         return f"{self.root}/{relative}"

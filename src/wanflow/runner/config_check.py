@@ -30,22 +30,30 @@ KeyPath = tuple[str, ...]
 def check_project(root: Path) -> None:
     """Check ``root``/wanflow.toml (when there is one); PipelineError lists every problem."""
     path = root / CONFIG_NAME
+    parsed = _parse(path)
+    if parsed is None:
+        return
+    problems = check_config(parsed[0], parsed[1], str(path))
+    if problems:
+        raise PipelineError(problems)
+
+
+def _parse(path: Path) -> tuple[dict[str, Any], str] | None:
+    """A TOML file's data and text (None when absent); PipelineError at the line of a syntax
+    error, or for a file that is not a readable regular UTF-8 file."""
     try:
         text = read_config_text(path)
     except UsageError as error:
         raise PipelineError([Diagnostic(str(error), Location(str(path), 1, 1))]) from None
     if text is None:
-        return
+        return None
     try:
-        config = tomllib.loads(text)
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as error:
         where = _TOML_POSITION.search(str(error))
         line, column = (int(where.group(1)), int(where.group(2))) if where else (1, 1)
         message = _TOML_POSITION.sub("", str(error)).strip()
         raise PipelineError([Diagnostic(f"invalid TOML: {message}", Location(str(path), line, column))]) from None
-    problems = check_config(config, text, str(path))
-    if problems:
-        raise PipelineError(problems)
 
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
@@ -265,19 +273,10 @@ def check_user_config(path: Path) -> None:
     """Check the user's config file (``$WANFLOW_CONFIG`` or ``~/.config/wanflow/config.toml``):
     only ``[providers.<name>]`` tables with known settings of the right types. PipelineError
     names the file, line and key (exit 2); an absent file is fine."""
-    try:
-        text = read_config_text(path)
-    except UsageError as error:
-        raise PipelineError([Diagnostic(str(error), Location(str(path), 1, 1))]) from None
-    if text is None:
+    parsed = _parse(path)
+    if parsed is None:
         return
-    try:
-        config = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        where = _TOML_POSITION.search(str(error))
-        line, column = (int(where.group(1)), int(where.group(2))) if where else (1, 1)
-        raise PipelineError([Diagnostic(f"invalid TOML: {_TOML_POSITION.sub('', str(error)).strip()}",
-                                        Location(str(path), line, column))]) from None
+    config, text = parsed
     report = _Report(str(path), _key_lines(text))
     for section, value in config.items():
         if section != "providers":

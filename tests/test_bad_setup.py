@@ -107,3 +107,43 @@ def test_a_project_envelope_for_dashscope_is_refused_by_validate(project):
     (project / "wanflow.toml").write_text('[providers.dashscope]\nenvelope = "gateway"\n')
     done = _run(project, ["validate", "pipe.yaml"])
     assert done.returncode == 2 and "wanflow.toml:2:1" in done.stderr and "no envelope setting" in done.stderr
+
+
+# --- init checks everything before writing anything -------------------------------------------------
+
+def test_init_keeps_a_latin1_gitignore_byte_for_byte(tmp_path):
+    (tmp_path / ".gitignore").write_bytes("caf\xe9/\n".encode("latin-1"))
+    done = _run(tmp_path, ["init", "."])
+    assert done.returncode == 0, done.stderr
+    data = (tmp_path / ".gitignore").read_bytes()
+    assert data.startswith("caf\xe9/\n".encode("latin-1")) and b".wanflow/" in data and b"out/" in data
+
+
+@pytest.mark.parametrize("where", [".gitignore", "wanflow.toml", "wanflow.schema.json"])
+def test_init_over_a_symlink_loop_writes_nothing(tmp_path, where):
+    (tmp_path / where).symlink_to(tmp_path / where)
+    done = _run(tmp_path, ["init", "."])
+    assert done.returncode == 2, done.stderr
+    assert "nothing was written" in done.stderr and "Traceback" not in done.stderr and "internal error" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [where]
+
+
+def test_init_that_cannot_write_one_file_leaves_none(tmp_path, monkeypatch):
+    import errno
+
+    from wanflow import project_init
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(project_init, "_ignore", full)  # the last write fails: a full disk
+    with pytest.raises(project_init.UsageError, match=r"the disk is full.*nothing was written"):
+        project_init.init_project(tmp_path / "new")
+    assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_init_with_a_fifo_for_gitignore_is_refused_by_name(tmp_path):
+    os.mkfifo(tmp_path / ".gitignore")
+    done = _run(tmp_path, ["init", "."])
+    assert done.returncode == 2 and "FIFO" in done.stderr and "nothing was written" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gitignore"]

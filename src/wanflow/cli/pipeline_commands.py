@@ -14,7 +14,7 @@ from pathlib import Path
 from wanflow._exceptions import UsageError
 from wanflow.cli.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_STEP_FAILED
 from wanflow.cli.parser import ALL_STEPS
-from wanflow.cli.values import print_json
+from wanflow.cli.values import print_json, say
 from wanflow.pipelines.variables import parse_var_assignment
 
 
@@ -164,7 +164,7 @@ def _explain(args: argparse.Namespace, the_plan, workspace) -> int:
         print_json([line.to_json() for line in lines])
     else:
         for line in lines:
-            print(line.format())
+            say(line.format())
     return EXIT_STEP_FAILED if the_plan.rejected else EXIT_OK  # rejected batch rows: as run exits
 
 

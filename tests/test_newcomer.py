@@ -1,0 +1,39 @@
+"""A newcomer's first hour: the small surprises the issue lists, each with a fix."""
+
+from __future__ import annotations
+
+from wanflow.cli.main import main
+from wanflow.cli.values import terminal_safe
+
+ESC = "name: esc\nvars: {subject: teapot, n: 1}\nsteps:\n  a: {model: wan2.6-t2i, prompt: 'a {{ vars.subject }}', params: {n: 1}}\n"
+
+
+def test_a_list_for_a_text_var_in_a_vars_file_is_refused_at_its_line(project, write_pipeline, capsys):
+    path = write_pipeline(ESC)
+    (project / "vars.yaml").write_text("n: 2\nsubject: [a, b]\n")
+    assert main(["validate", str(path), "--vars-file", "vars.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "vars.yaml:2:" in err and "var 'subject' is text; got a list" in err
+
+
+def test_escape_sequences_in_vars_are_shown_escaped(project, write_pipeline, capsys, use_instrumented_local):
+    path = write_pipeline(ESC)
+    assert main(["run", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["explain", str(path), "--var", "subject=red\x1b[31mRED\x07"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "red\\x1b[31mRED\\x07" in out
+    assert main(["run", str(path), "--var", "n=\x1b]0;pwned\x07"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b]0;pwned\\x07" in err
+    assert terminal_safe("tab\tand\nnewline stay") == "tab\tand\nnewline stay"
+
+
+def test_a_skipped_step_prints_no_seed_none(project, write_pipeline, capsys, use_instrumented_local):
+    path = write_pipeline("name: sk\nsteps:\n  a: {model: wan2.6-t2i, prompt: x, params: {n: 1}, when: '{{ false }}'}\n"
+                          "  b: {model: wan2.6-t2i, prompt: y, params: {n: 1}}\n")
+    assert main(["run", str(path)]) == 0
+    out = capsys.readouterr().out
+    skipped = next(line for line in out.splitlines() if " a " in line and "skipped" in line)
+    assert "None" not in skipped and "seed" not in skipped
+    assert "seed" in next(line for line in out.splitlines() if " b " in line and "ran" in line)

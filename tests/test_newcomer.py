@@ -37,3 +37,45 @@ def test_a_skipped_step_prints_no_seed_none(project, write_pipeline, capsys, use
     skipped = next(line for line in out.splitlines() if " a " in line and "skipped" in line)
     assert "None" not in skipped and "seed" not in skipped
     assert "seed" in next(line for line in out.splitlines() if " b " in line and "ran" in line)
+
+
+ORDERED = """name: ord
+vars: {c: red}
+steps:
+  zeta: {model: wan2.6-t2i, prompt: 'a {{ vars.c }} cup', params: {n: 1}}
+  alpha: {model: wan2.6-image, images: ['{{ steps.zeta.images[0] }}'], prompt: 'make it {{ vars.c }}', params: {n: 1}}
+"""
+
+
+def test_runs_show_and_diff_list_steps_in_pipeline_order(project, write_pipeline, capsys, use_instrumented_local):
+    path = write_pipeline(ORDERED)
+    assert main(["run", str(path)]) == 0
+    assert main(["run", str(path), "--var", "c=blue"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "show", "latest"]) == 0
+    out = capsys.readouterr().out
+    assert out.index(" zeta ") < out.index(" alpha ")
+    assert main(["runs", "diff", "latest"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("step zeta") < out.index("step alpha")
+
+
+BATCH = "name: bt\nvars: {colour: red, size: small}\nsteps:\n  a: {model: wan2.6-t2i, prompt: 'a {{ vars.size }} {{ vars.colour }} cup', params: {n: 1}}\n"
+
+
+def test_a_misspelt_header_column_is_one_error_at_the_header_line(project, write_pipeline, capsys):
+    path = write_pipeline(BATCH)
+    (project / "rows.csv").write_text("colour,szie\nred,big\nblue,big\ngreen,big\n")
+    assert main(["plan", str(path), "--batch", "rows.csv"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("szie") == 1 and "rows.csv:1:1" in err and "did you mean 'size'?" in err
+
+
+def test_a_var_set_by_both_var_and_the_batch_file_is_refused(project, write_pipeline, capsys, use_instrumented_local):
+    path = write_pipeline(BATCH)
+    (project / "rows.csv").write_text("colour\nred\nblue\n")
+    assert main(["run", str(path), "--batch", "rows.csv", "--var", "colour=green"]) == 2
+    err = capsys.readouterr().err
+    assert "var 'colour' is set both by --var/--vars-file and by the batch file's 'colour' column" in err
+    assert use_instrumented_local.calls == []
+    assert main(["run", str(path), "--batch", "rows.csv", "--var", "size=big"]) == 0  # no overlap: fine

@@ -7,7 +7,7 @@ from typing import Any, TextIO
 
 from wanflow.cli.values import say
 from wanflow.runner.run_diff import RunDiff
-from wanflow.runner.run_history import Run, age, run_records
+from wanflow.runner.run_history import Run, age, run_records, steps_in_order
 
 
 def _money(value: float) -> str:
@@ -58,7 +58,7 @@ def print_run(run: Run, stream: TextIO | None = None) -> None:
             say(f"\n  [{instance}] {record.get('status', '?')}  vars: {_vars(record.get('vars'))}", file=stream)
         elif record.get("vars"):
             say(f"  vars       {_vars(record.get('vars'))}", file=stream)
-        for step_id, step in (record.get("steps") or {}).items():
+        for step_id, step in steps_in_order(record):
             _print_step(step_id, step, stream)
         say(f"  record     {next(r.path for r in run.records if r.instance == instance)}", file=stream)
 

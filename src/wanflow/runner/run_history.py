@@ -343,3 +343,10 @@ def age(value: str | None, now: float | None = None) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
+
+
+def steps_in_order(record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A record's steps in the pipeline's order (``step_order``; records before it: by id)."""
+    steps = record.get("steps") or {}
+    order = [step for step in record.get("step_order") or [] if step in steps]
+    return [(step, steps[step]) for step in order + sorted(set(steps) - set(order))]

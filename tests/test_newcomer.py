@@ -79,3 +79,20 @@ def test_a_var_set_by_both_var_and_the_batch_file_is_refused(project, write_pipe
     assert "var 'colour' is set both by --var/--vars-file and by the batch file's 'colour' column" in err
     assert use_instrumented_local.calls == []
     assert main(["run", str(path), "--batch", "rows.csv", "--var", "size=big"]) == 0  # no overlap: fine
+
+
+MATRIX = """name: mx
+vars: {style: a, word: teapot}
+matrix: {style: [a, b]}
+steps:
+  s: {model: wan2.6-t2i, prompt: '{{ vars.style }} {{ vars.word }}', params: {n: 1}}
+"""
+
+
+def test_frozen_over_a_matrix_names_the_instance(project, write_pipeline, capsys, use_instrumented_local):
+    path = write_pipeline(MATRIX)
+    assert main(["run", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["run", str(path), "--frozen", "--var", "word=cup"]) == 2
+    err = capsys.readouterr().err
+    assert "instance 'style-a'" in err and "prompt" in err, err

@@ -158,3 +158,29 @@ def test_a_torn_last_line_still_falls_back_to_the_line_before(tmp_path):
     (folder / f"{key}.jsonl").write_text(good + "\n" + good[:30])
     entry = Journal(folder).get(key)
     assert entry is not None and not entry.damaged and entry.task_id == "task-1"
+
+
+@pytest.mark.parametrize("record", [b"[1]", b'{"expires": "soon"}', b"\xff", b'{"released": false, "expires": null}'])
+def test_a_damaged_lease_counts_as_expired_and_a_stray_name_is_ignored(tmp_path, record):
+    pytest.importorskip("fsspec")
+    from wanflow.runner.shared_store import KeyLease, SharedStore
+
+    store = SharedStore(f"file://{tmp_path / 'shared'}")
+    key = "e" * 64
+    store.write(f"leases/{key}/00000001.json", record)
+    store.write(f"leases/{key}/not-an-epoch.json", b"{}")
+    lease = KeyLease(store, key)
+    assert lease.try_take() and lease.epoch == 2
+
+
+@pytest.mark.parametrize("entry", [{"url": 5, "expires_at": 9e99}, {"url": "oss://x", "expires_at": "later"},
+                                   {"expires_at": 9e99}, [1], {"url": "oss://x", "expires_at": True}])
+def test_a_damaged_upload_record_only_costs_an_upload(tmp_path, entry):
+    from wanflow.providers.uploads import UploadCache
+
+    path = tmp_path / "uploads.json"
+    path.write_text(json.dumps({f"{'a' * 64}:m": entry}))
+    cache = UploadCache(path)
+    assert cache.get("a" * 64, "m") is None
+    cache.put("b" * 64, "m", "oss://y", 9e12)
+    assert cache.get("b" * 64, "m") == "oss://y"

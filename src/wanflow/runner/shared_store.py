@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import socket
 import time
@@ -226,9 +227,12 @@ class SharedJournal:
             if data is None:
                 continue
             try:
-                return dict(json.loads(data))
-            except ValueError:
+                event = json.loads(data)
+            except (ValueError, RecursionError):
                 continue
+            if isinstance(event, dict):
+                return event  # its types are checked by Journal.get (a wrong one: damaged, stop and ask)
+            return {"damaged": "not an object"}
         return None
 
     def append(self, key: str, record: dict[str, Any], intent: bool) -> None:
@@ -254,6 +258,17 @@ class SharedJournal:
 
 # --- the lease of a key ---------------------------------------------------------------------------
 
+_EPOCH = re.compile(r"\d{1,12}\.json")
+
+
+def _held(record: bytes | None) -> bool:
+    """Whether a lease record says its holder still holds it (False for a damaged record)."""
+    try:
+        state = json.loads(record) if record is not None else None
+        return isinstance(state, dict) and not state.get("released") and float(state.get("expires", 0)) > time.time()
+    except (ValueError, TypeError, RecursionError):
+        return False
+
 class KeyLease:
     """Who generates a key now, across machines, on a store without locks.
 
@@ -276,14 +291,12 @@ class KeyLease:
         return json.dumps({"owner": self.owner, "expires": time.time() + self.seconds, "released": released}).encode()
 
     def try_take(self) -> bool:
-        epochs = sorted(int(name.split(".")[0]) for name in self.store.names(f"leases/{self.key}") if name.endswith(".json"))
+        # Lease names and records are read back from a shared folder: a name that is not an epoch
+        # is ignored, a damaged record counts as expired (the journal still guards the create).
+        epochs = sorted(int(name[:-5]) for name in self.store.names(f"leases/{self.key}") if _EPOCH.fullmatch(name))
         if epochs:
             current = self.store.read(f"leases/{self.key}/{epochs[-1]:08d}.json")
-            try:
-                state = json.loads(current) if current is not None else {"released": True}
-            except ValueError:
-                state = {"expires": 0}
-            if not state.get("released") and float(state.get("expires", 0)) > time.time():
+            if _held(current):
                 return False
         epoch = (epochs[-1] if epochs else 0) + 1
         if not self.store.create(f"leases/{self.key}/{epoch:08d}.json", self._record()):

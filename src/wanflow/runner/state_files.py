@@ -12,14 +12,12 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wanflow._bounded import read_bounded
 from wanflow._exceptions import WanflowError
-
-if TYPE_CHECKING:
-    from jsonschema import Draft202012Validator
 
 _SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "state.schema.json"
 MAX_STATE_BYTES = 64_000_000  # a 10,000-item fan-out record is a few MB
@@ -34,11 +32,62 @@ class DamagedState(WanflowError):
 
 
 @functools.cache
-def _validator(kind: str) -> Draft202012Validator:
-    from jsonschema import Draft202012Validator
+def _schema() -> dict[str, Any]:
+    return dict(json.loads(_SCHEMA_FILE.read_text("utf-8")))
 
-    schema = json.loads(_SCHEMA_FILE.read_text("utf-8"))
-    return Draft202012Validator({**schema, "$ref": f"#/$defs/{kind}"})
+
+_TYPES: dict[str, Any] = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, _TYPES[kind])
+
+
+def _first_error(value: Any, schema: dict[str, Any], path: tuple[Any, ...]) -> tuple[tuple[Any, ...], str] | None:
+    """The first place ``value`` breaks ``schema`` (the subset state.schema.json uses: $ref, type,
+    pattern, required, properties, additionalProperties, items, anyOf), as (path, message).
+
+    A small walker rather than jsonschema: reading a record must not cost that import on every
+    cached run, nor its speed on a history of thousands of records."""
+    if "$ref" in schema:
+        return _first_error(value, _schema()["$defs"][schema["$ref"].rsplit("/", 1)[1]], path)
+    if "anyOf" in schema:
+        if any(_first_error(value, option, path) is None for option in schema["anyOf"]):
+            return None
+        return path, f"{_short(value)} is not valid here"
+    kinds = schema.get("type")
+    if kinds is not None:
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if not any(_is(value, kind) for kind in kinds):
+            return path, f"{_short(value)} is not of type {', '.join(repr(kind) for kind in kinds)}"
+    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
+        return path, f"{_short(value)} does not match {schema['pattern']!r}"
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                return path, f"{key!r} is a required property"
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            inner = properties.get(key, extra if isinstance(extra, dict) else None)
+            found = _first_error(item, inner, (*path, key)) if inner is not None else None
+            if found is not None:
+                return found
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            found = _first_error(item, schema["items"], (*path, index))
+            if found is not None:
+                return found
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _reject_constant(name: str) -> None:
@@ -57,17 +106,13 @@ def parse_json(raw: bytes | str, where: Path | str) -> Any:
 def check_state(data: Any, kind: str, where: Path | str) -> dict[str, Any]:
     """``data`` when it has the types of a ``kind`` state file (record, batch, journal); else
     DamagedState naming the first wrong field."""
-    error = next(iter(sorted(_validator(kind).iter_errors(data), key=lambda e: list(e.absolute_path))), None)
+    error = _first_error(data, {"$ref": f"#/$defs/{kind}"}, ())
     if error is not None:
-        field = ".".join(str(part) for part in error.absolute_path) or "the document"
-        raise DamagedState(where, f"{field}: {_plain(error.message)}")
+        field = ".".join(str(part) for part in error[0]) or "the document"
+        raise DamagedState(where, f"{field}: {error[1]}")
     if _has_non_finite(data):
         raise DamagedState(where, "a number is not finite")
     return dict(data)
-
-
-def _plain(message: str) -> str:
-    return message if len(message) <= 160 else message[:157] + "..."
 
 
 def _has_non_finite(value: Any) -> bool:

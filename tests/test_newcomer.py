@@ -96,3 +96,20 @@ def test_frozen_over_a_matrix_names_the_instance(project, write_pipeline, capsys
     assert main(["run", str(path), "--frozen", "--var", "word=cup"]) == 2
     err = capsys.readouterr().err
     assert "instance 'style-a'" in err and "prompt" in err, err
+
+
+def test_a_report_edge_that_skips_a_column_never_crosses_another_box():
+    import re
+
+    from wanflow.report.graph_svg import NODE_H, Graph, render_svg
+
+    graph = Graph(steps={"a": "wan2.6-t2i", "b": "wan2.6-image", "c": "wan2.6-i2v"},
+                  edges=[("a", "b", False), ("b", "c", False)], outputs={"poster": ["a"]})
+    svg = render_svg(graph, {})
+    boxes = [(float(x), float(y)) for x, y in re.findall(r'<rect x="([\d.]+)" y="([\d.]+)" width="210" height="50" rx="8"', svg)]
+    bottom = max(y for _, y in boxes) + NODE_H
+    dashed = re.search(r'<path d="([^"]+)"[^>]*stroke-dasharray', svg).group(1)
+    lane = re.search(r" L[\d.]+,([\d.]+)", dashed)
+    assert lane is not None and float(lane.group(1)) > bottom  # a→poster runs below b and c
+    height = float(re.search(r'height="([\d.]+)" role="img"', svg).group(1))
+    assert float(lane.group(1)) < height

@@ -417,6 +417,9 @@ class Runner:
             result.outputs = outputs
         finally:
             result.provider_info = info  # the task ids stay in the record even if the files were unusable
+        tasks = ", ".join(str(task) for task in info.get("task_ids") or [])
+        if info.get("resumed") or info.get("adopted"):  # paid earlier: "new" would hide that nothing was paid now
+            result.reason = f"{'resumed' if info.get('resumed') else 'adopted'} task {tasks} (paid by an earlier run)"
         result.warnings.extend(generated.warnings)
         self._remember_urls(result)
         if check is not None:

@@ -113,3 +113,14 @@ def test_a_report_edge_that_skips_a_column_never_crosses_another_box():
     assert lane is not None and float(lane.group(1)) > bottom  # a→poster runs below b and c
     height = float(re.search(r'height="([\d.]+)" role="img"', svg).group(1))
     assert float(lane.group(1)) < height
+
+
+def test_an_rgba_input_flattened_onto_white_is_warned_about(project, write_pipeline, capsys, use_instrumented_local):
+    from PIL import Image
+
+    Image.new("RGBA", (800, 800), (255, 0, 0, 90)).save(project / "logo.png")
+    path = write_pipeline("name: rgba\nsteps:\n  v: {model: wan2.6-i2v, image: logo.png, prompt: spin,"
+                          " params: {resolution: 720P, duration: 5, audio: false}}\n")
+    assert main(["run", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "transparency was flattened onto white" in out

@@ -331,6 +331,10 @@ class Runner:
         result.provider, result.cache_key, result.request = request.provider, key, canonical
         result.seed, result.seed_source = request.seed, request.seed_source
         result.adaptations = [dict(item) for item in request.adaptations]
+        for adaptation in result.adaptations:  # a changed picture must not pass unnoticed
+            if any("transparency" in str(action) for action in adaptation.get("actions") or []):
+                result.warnings.append(f"input {str(adaptation.get('from', ''))[:19]}…: its transparency was flattened onto "
+                                       "white (the model takes no alpha); give an opaque image to choose the background")
         if self._locked is not None:
             locked = (self._locked.get("steps") or {}).get(result.step_id)
             changes = lockfile.compare({"steps": {result.step_id: locked}}, {result.step_id: canonical}, False) if locked else []

@@ -100,7 +100,7 @@ def test_bad_rows_are_reported_by_line_and_the_others_run(name, corpus, capsys, 
 
 @pytest.mark.parametrize("name", sorted(PARTLY_REJECTED))
 def test_plan_lists_the_rejected_rows_and_still_plans_the_others(name, corpus, capsys):
-    assert main(["plan", str(corpus / "catalog.yaml"), "--batch", str(corpus / name), "--json"]) == 0
+    assert main(["plan", str(corpus / "catalog.yaml"), "--batch", str(corpus / name), "--json"]) == 1  # rejected rows: exit 1, as run (the rest is still planned)
     plan = json.loads(capsys.readouterr().out)
     assert sorted(plan["instances"]) == sorted(PARTLY_REJECTED[name][0])
     assert len(plan["rejected"]) == len(PARTLY_REJECTED[name][1])
@@ -137,7 +137,7 @@ def test_jsonl_values_are_checked_against_the_var_defaults(project, write_pipeli
     path = write_pipeline("name: j\nvars: {n: 1, ratio: 0.5, tags: [a]}\nsteps:\n  a: {model: wan2.6-t2i, prompt: x, params: {n: 1}}\n")
     rows = project / "rows.jsonl"
     rows.write_text('{"n": 2, "ratio": 1, "tags": ["b"]}\n{"n": true}\n{"tags": "b"}\n{"n": "3"}\n')
-    assert main(["plan", str(path), "--batch", str(rows), "--json"]) == 0
+    assert main(["plan", str(path), "--batch", str(rows), "--json"]) == 1  # rejected rows
     plan = json.loads(capsys.readouterr().out)
     assert sorted(plan["instances"]) == ["row-1", "row-4"]  # an integer is fine for a number; text is parsed as CSV text is
     problems = {row["row"]: row["problems"][0] for row in plan["rejected"]}
@@ -186,7 +186,7 @@ def test_a_batch_column_naming_a_matrix_axis_selects_per_row(project, write_pipe
     path = write_pipeline(MATRIX)
     rows = project / "rows.csv"
     rows.write_text("name,style\nfirst,b\nsecond,zz\n")
-    assert main(["plan", str(path), "--batch", str(rows), "--json"]) == 0
+    assert main(["plan", str(path), "--batch", str(rows), "--json"]) == 1  # a rejected row
     plan = json.loads(capsys.readouterr().out)
     assert sorted(plan["instances"]) == ["first__style-b_light-x", "first__style-b_light-y"]
     assert "style='zz' is not a value of the matrix axis 'style'" in plan["rejected"][0]["problems"][0]

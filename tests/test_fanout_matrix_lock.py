@@ -292,7 +292,7 @@ def test_plan_covers_every_batch_row_and_counts_a_shared_request_once(project, c
                     "b,red sneaker,a marble pedestal,false\n"
                     "c,blue boot,wet sand,maybe\n")
     pipeline = str(project / "bp/batch-products.yaml")
-    assert main(["plan", pipeline, "--batch", str(rows), "--provider", "dashscope", "--json"]) == 0
+    assert main(["plan", pipeline, "--batch", str(rows), "--provider", "dashscope", "--json"]) == 1  # row c is rejected: exit 1, as run
     plan = json.loads(capsys.readouterr().out)
     assert sorted(plan["instances"]) == ["a", "b"]
     assert [r["row"] for r in plan["rejected"]] == ["rows.csv:4"]

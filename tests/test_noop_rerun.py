@@ -139,28 +139,33 @@ def test_a_cached_rerun_leaves_out_files_and_the_lockfile_untouched(write_pipeli
     assert all({"sha256", "size", "mtime_ns", "owner"} <= set(entry) for entry in manifest["files"].values())
 
 
-def test_an_out_file_changed_by_hand_is_restored_by_a_cached_rerun(write_pipeline, run_with):
+def test_an_out_file_changed_by_hand_is_kept_with_a_warning_and_restored_with_force_out(write_pipeline, run_with):
     path = write_pipeline(CHAIN)
     first = run_with(path)
     placed = first.steps["hero"].files[0].path
     original = placed.read_bytes()
     placed.write_bytes(b"scribbled over")  # another size and mtime
-    run_with(path)
+    again = run_with(path)
+    assert placed.read_bytes() == b"scribbled over"  # out/ belongs to the user too
+    assert any(f"kept {placed}" in warning and "--force-out" in warning for warning in again.steps["hero"].warnings)
+    run_with(path, force_out=True)
     assert placed.read_bytes() == original
     same_size = bytearray(original)
     same_size[-1] ^= 1
     placed.write_bytes(bytes(same_size))
     os.utime(placed, ns=(placed.stat().st_atime_ns, placed.stat().st_mtime_ns + 1_000_000))  # same size, new mtime
     run_with(path)
+    assert placed.read_bytes() == bytes(same_size)
+    run_with(path, force_out=True)
     assert placed.read_bytes() == original
     placed.unlink()
-    run_with(path)
+    run_with(path)  # a file deleted by hand is simply put back
     assert placed.read_bytes() == original
     kept = placed.stat()
     placed.write_bytes(bytes(same_size))
     os.utime(placed, ns=(kept.st_atime_ns, kept.st_mtime_ns))  # same size, mtime set back (touch -r, cp -p)
     run_with(path)
-    assert placed.read_bytes() == original
+    assert placed.read_bytes() == bytes(same_size)  # the inode's change time still shows the edit
 
 
 def test_the_lockfile_is_rewritten_when_the_run_changes_it(write_pipeline, run_with):

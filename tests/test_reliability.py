@@ -65,6 +65,7 @@ def test_kill_9_after_submit_resumes_the_same_task(sim, project, write_pipeline)
     record = json.loads(Path(summary["record"]).read_text())
     assert record["steps"]["hero"]["provider_info"]["task_id"] == entry["task_id"]
     assert record["steps"]["hero"]["provider_info"]["resumed"] is True
+    assert record["steps"]["hero"]["reason"].startswith("resumed task "), record["steps"]["hero"]["reason"]  # not "new"
     assert any("resuming task" in event["message"] for event in record["steps"]["hero"]["events"])
     stats = server.stats()
     assert stats["creates"] == 2 and stats["duplicate_creates"] == 0

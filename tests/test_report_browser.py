@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,5 +179,106 @@ def test_long_batch_tables_page_and_filter(project, browser, monkeypatch):
         assert page.locator("table.batch tbody tr:not(.off)").count() == 1
         _check_media(opened, expect_videos=0)
         assert not any("/out/" in (image["src"] or "") for image in opened.images()), "the folder is self-contained"
+    finally:
+        opened.close()
+
+
+# --- tampered run records: every payload stays text, nothing is read or written outside -----------
+
+PAYLOADS = [
+    "<img src=x onerror=\"document.title='PWNED'\">",
+    "\"><script>document.title='PWNED'</script>",
+    "'><svg onload=\"document.title='PWNED'\">",
+    "</style><script>document.title='PWNED'</script>",
+    "</title><script>document.title='PWNED'</script>",
+    "javascript:document.title='PWNED'",
+    "<iframe srcdoc=\"<script>parent.document.title='PWNED'</script>\">",
+]
+TAMPER_PIPE = ("name: tamper\nsteps:\n  a: {model: wan2.6-t2i, prompt: a red teapot, params: {n: 1}}\n"
+               "  b: {model: wan2.6-t2i, prompt: a green teapot, params: {n: 1}}\n"
+               "outputs:\n  hero: '{{ steps.a.images[0] }}'\n")
+
+
+def _tampered_project(root: Path) -> tuple[Path, Path]:
+    (root / "tamper.yaml").write_text(TAMPER_PIPE)
+    common = ["--state-dir", str(root / ".wanflow"), "--out-dir", str(root / "out")]
+    # In a process of its own: the browser's event loop runs in this one.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src"),
+           "WANFLOW_CONFIG": "/nonexistent/config.toml"}
+    done = subprocess.run([sys.executable, "-m", "wanflow", "run", str(root / "tamper.yaml"), "--no-lock", *common],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    record = next((root / ".wanflow/runs").glob("*.json"))
+    return record, root
+
+
+def _inert(opened: Opened) -> None:
+    page = opened.page
+    assert page.title() != "PWNED"
+    dangerous = page.evaluate("""() => [...document.querySelectorAll('*')].filter(el =>
+        [...el.attributes].some(a => a.name.startsWith('on')) || el.tagName === 'IFRAME'
+        || (el.tagName === 'SCRIPT' && !el.textContent.includes('lightbox'))
+        || [...el.attributes].some(a => ['href', 'src', 'poster', 'action', 'formaction', 'xlink:href'].includes(a.name)
+                                        && a.value.trim().toLowerCase().startsWith('javascript:'))).length""")
+    assert dangerous == 0
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_payloads_in_every_text_field_of_a_record_stay_text(tmp_path, browser, payload, capsys):
+    import json
+
+    record_path, root = _tampered_project(tmp_path)
+    record = json.loads(record_path.read_text())
+    step = record["steps"]["a"]
+    for key in ("reason", "model", "provider", "seed_source", "error", "status"):
+        step[key] = payload
+    step["warnings"] = [payload]
+    step["request"]["prompt"] = step["request"]["negative_prompt"] = payload
+    step["request"]["params"][payload] = payload
+    step["provider_info"] = {"task_ids": [payload], "cost_source": payload}
+    step["adaptations"] = [{"what": payload}]
+    step["outputs"][0]["field"] = step["outputs"][0]["media_type"] = payload
+    record["vars"] = {payload: payload}
+    record["warnings"] = [payload]
+    record["output_errors"] = {payload: payload}
+    record["steps"][payload] = record["steps"].pop("b")
+    record["notice"], record["preview"], record["status"] = payload, True, payload
+    record_path.write_text(json.dumps(record))
+    code = main(["report", "latest", "--state-dir", str(root / ".wanflow"), "--out-dir", str(root / "out")])
+    assert code == 0, capsys.readouterr().err
+    opened = Opened(browser, root / "out/tamper/index.html")
+    try:
+        _inert(opened)
+        assert payload in opened.page.locator("body").inner_text()  # shown, as text
+    finally:
+        opened.close()
+
+
+def test_a_record_with_wrong_types_is_skipped_and_its_numbers_never_reach_the_page(tmp_path, browser, monkeypatch, capsys):
+    """The typed reader refuses a width that is text; and were it let through, the page still
+    escapes it (numbers included)."""
+    import json
+
+    from wanflow.runner import run_history, state_files
+
+    record_path, root = _tampered_project(tmp_path)
+    record = json.loads(record_path.read_text())
+    record["steps"]["a"]["outputs"][0]["width"] = PAYLOADS[0]
+    record["steps"]["a"]["outputs"][0]["height"] = PAYLOADS[1]
+    record["steps"]["a"]["seconds"] = PAYLOADS[2]
+    record["totals"]["ran"] = PAYLOADS[3]
+    record_path.write_text(json.dumps(record))
+    common = ["--state-dir", str(root / ".wanflow"), "--out-dir", str(root / "out")]
+    assert main(["report", "latest", *common]) == 2
+    err = capsys.readouterr().err
+    assert f"{record_path}: steps.a.outputs.0.height" in err and "Traceback" not in err
+    # Defence in depth: with the type check switched off, the page still shows no script.
+    monkeypatch.setattr(run_history, "read_state", lambda path, kind: json.loads(Path(path).read_text()))
+    monkeypatch.setattr(state_files, "check_state", lambda data, kind, where: data)
+    (root / ".wanflow/index").exists() and [p.unlink() for p in (root / ".wanflow/index").glob("_runs.json")]
+    assert main(["report", "latest", *common]) == 0, capsys.readouterr().err
+    opened = Opened(browser, root / "out/tamper/index.html")
+    try:
+        _inert(opened)
     finally:
         opened.close()

@@ -66,12 +66,14 @@ class UsageError(WanflowError):
 class FrozenMismatch(UsageError):
     """``--frozen``: resolved requests differ from the lockfile; ``differences`` says how."""
 
-    def __init__(self, path: object, differences: list) -> None:
+    def __init__(self, path: object, differences: list, instance: str = "default") -> None:
         self.path = path
         self.differences = differences
-        lines = "\n".join(f"  {difference.format()}" for difference in differences)
-        super().__init__(f"--frozen: {len(differences)} request(s) would differ from {getattr(path, 'name', path)}; "
-                         f"nothing was run:\n{lines}")
+        self.instance = instance
+        where = "" if instance == "default" else f"instance '{instance}': "  # a matrix or batch names which
+        lines = "\n".join(f"  {where}{difference.format()}" for difference in differences)
+        super().__init__(f"--frozen: {len(differences)} request(s) would differ from {getattr(path, 'name', path)}"
+                         f"{'' if instance == 'default' else f' (instance {instance!r})'}; nothing was run:\n{lines}")
 
 
 class TemplateReferenceError(WanflowError):

@@ -7,12 +7,15 @@ pipeline JSON Schema that the starter's editor hint points at, and ``.gitignore`
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from wanflow._bounded import read_bounded
 from wanflow._exceptions import UsageError
+from wanflow.runner.fs_errors import describe
 
 SCHEMA_NAME = "wanflow.schema.json"
 IGNORED = (".wanflow/", "out/")
@@ -110,13 +113,19 @@ def pipeline_name(folder: Path) -> str:
 
 
 def init_project(folder: Path, name: str | None = None) -> InitResult:
-    """Create a wanflow project in ``folder`` (created if missing); refuses to overwrite anything."""
+    """Create a wanflow project in ``folder`` (created if missing); refuses to overwrite anything.
+
+    Everything is checked before anything is written (the folder, every target, ``.gitignore``);
+    a write that still fails removes what this call wrote, so init leaves all or nothing."""
     name = name or pipeline_name(folder)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
         raise UsageError(f"init: '{name}' is not a pipeline name (1-64 letters, digits, '.', '_' or '-', "
                          "starting with a letter or digit)")
-    folder = folder.resolve()
-    if folder.exists() and not folder.is_dir():
+    try:
+        folder = folder.resolve()
+    except (OSError, RuntimeError) as error:  # a symlink loop
+        raise UsageError(f"init: cannot use {folder}: {getattr(error, 'strerror', None) or error}") from None
+    if os.path.lexists(folder) and not folder.is_dir():
         raise UsageError(f"init: {folder} is not a folder")
     pipeline_file = folder / f"{name}.yaml"
     files = {
@@ -124,27 +133,45 @@ def init_project(folder: Path, name: str | None = None) -> InitResult:
         pipeline_file: PIPELINE.format(schema=SCHEMA_NAME, file=pipeline_file.name, name=name),
         folder / SCHEMA_NAME: resources.files("wanflow").joinpath("schemas/pipeline.schema.json").read_text("utf-8"),
     }
-    existing = [path for path in files if path.exists()]
+    existing = [path for path in files if os.path.lexists(path)]  # a dangling or looping link counts
     if existing:
         raise UsageError("init: " + ", ".join(str(path) for path in existing) + " already exist(s); nothing was written "
                          "(init never overwrites)")
-    folder.mkdir(parents=True, exist_ok=True)
+    gitignore = folder / ".gitignore"
+    ignore_text = _read_gitignore(gitignore)
     result = InitResult(folder, pipeline_file)
-    for path, text in files.items():
-        with open(path, "x", encoding="utf-8") as handle:  # "x": a file that appeared meanwhile is not overwritten
-            handle.write(text)
-        result.written.append(path)
-    result.gitignore_added = _ignore(folder / ".gitignore")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, text in files.items():
+            with open(path, "x", encoding="utf-8") as handle:  # "x": a file that appeared meanwhile is not overwritten
+                result.written.append(path)
+                handle.write(text)
+        result.gitignore_added = _ignore(gitignore, ignore_text)
+    except OSError as error:
+        for path in result.written:
+            path.unlink(missing_ok=True)
+        raise UsageError(f"init: {describe(error)}; nothing was written") from None
     return result
 
 
-def _ignore(path: Path) -> list[str]:
-    """Add the missing ``IGNORED`` lines to .gitignore (keeping what is there); the lines added."""
-    text = path.read_text("utf-8") if path.is_file() else ""
-    present = {line.strip().rstrip("/") for line in text.splitlines()}
+def _read_gitignore(path: Path) -> str | None:
+    """The text of an existing .gitignore (any encoding: its bytes are kept), or None."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        raw = read_bounded(path, 10_000_000)
+    except OSError as error:  # a folder, a FIFO, a symlink loop
+        raise UsageError(f"init: cannot read {path}: {error.strerror or error}; nothing was written") from None
+    return raw.decode("utf-8", errors="surrogateescape")
+
+
+def _ignore(path: Path, text: str | None) -> list[str]:
+    """Add the missing ``IGNORED`` lines to .gitignore (keeping what is there, byte for byte); the lines added."""
+    present = {line.strip().rstrip("/") for line in (text or "").splitlines()}
     missing = [entry for entry in IGNORED if entry.rstrip("/") not in present and "/" + entry.rstrip("/") not in present]
     if missing:
         prefix = "" if not text or text.endswith("\n") else "\n"
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(prefix + "# wanflow: the cache and store, and generated outputs\n" + "\n".join(missing) + "\n")
+        with open(path, "ab") as handle:  # appended as bytes: a latin-1 file stays what it was
+            handle.write((prefix + "# wanflow: the cache and store, and generated outputs\n" + "\n".join(missing) + "\n")
+                         .encode("utf-8"))
     return missing

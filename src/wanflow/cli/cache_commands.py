@@ -40,6 +40,8 @@ def dispatch(args: argparse.Namespace) -> int:
     print(f"policy: {gc.policy}")
     print(f"{verb} {len(gc.removed_entries)} cache entries and {len(gc.removed_objects)} objects "
           f"({gc.freed_bytes / 1048576:.1f} MB); kept {gc.kept_entries} entries and {gc.kept_objects} objects")
+    for problem in gc.damaged:
+        print(f"  kept because of a damaged state file: {problem}")
     if gc.dry_run:
         for key in gc.removed_entries:
             print(f"  entry  {key}")

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from types import FrameType
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 EXIT_INTERRUPTED = 130
 _LATE_MESSAGE = b"wanflow: interrupted as it was exiting; the command's work was already done and saved\n"
@@ -42,9 +42,63 @@ def _finishing() -> None:
     signal.signal(signal.SIGINT, _exit_now)
 
 
+class _PipeSafe:
+    """A standard stream whose reader may go away (``wanflow runs | head``, a closed terminal):
+    the first broken write sends the rest to /dev/null, so the command finishes its work (a paid
+    run included) and exits with its own code, never with a traceback."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def _silence(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (BrokenPipeError, ConnectionResetError):
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self._silence()
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+def _guard_streams() -> None:
+    """Give closed standard streams (``wanflow run >&-``) /dev/null, so nothing wanflow opens
+    later takes their file descriptors and every print has somewhere to go; make stdout and
+    stderr survive a reader that goes away."""
+    for fd, name, mode in ((0, "stdin", os.O_RDONLY), (1, "stdout", os.O_WRONLY), (2, "stderr", os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, mode)  # the lowest free descriptor: this very one
+            if opened != fd:
+                os.dup2(opened, fd)
+                os.close(opened)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False, encoding="utf-8", errors="replace"))
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, _PipeSafe) and hasattr(stream, "fileno"):
+            setattr(sys, name, _PipeSafe(stream))
+
+
 def main() -> int:
     """Run the command line with SIGTERM handled from the first instruction; the exit code."""
     signal.signal(signal.SIGTERM, _terminate)
+    _guard_streams()
     try:
         from wanflow.cli.main import main as run_cli
 

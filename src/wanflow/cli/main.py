@@ -16,7 +16,7 @@ from wanflow._diagnostics import Diagnostic
 from wanflow._exceptions import PipelineError, UsageError, WanflowError
 from wanflow.cli.exit_codes import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED
 from wanflow.cli.parser import NO_PIPELINE_COMMANDS, build_parser, fix_fresh_swallowing_pipeline
-from wanflow.cli.values import print_errors_json, wants_json
+from wanflow.cli.values import print_errors_json, say, wants_json
 
 __all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_INVALID", "EXIT_OK", "EXIT_STEP_FAILED", "build_parser", "main"]
 
@@ -39,14 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if wants_json(args):
             print_errors_json(error.diagnostics, "invalid pipeline")
         for diagnostic in error.diagnostics:
-            print(f"error: {diagnostic.format()}" if diagnostic.severity == "error" else diagnostic.format(), file=sys.stderr)
+            say(f"error: {diagnostic.format()}" if diagnostic.severity == "error" else diagnostic.format(), file=sys.stderr)
         count = len(error.diagnostics)
         print(f"wanflow: {count} problem{'s' if count != 1 else ''} found; nothing was run", file=sys.stderr)
         return EXIT_INVALID
     except UsageError as error:
         if wants_json(args):
             print_errors_json([Diagnostic(str(error))], "usage")
-        print(f"wanflow: error: {error}", file=sys.stderr)
+        say(f"wanflow: error: {error}", file=sys.stderr)
         return EXIT_INVALID
     except BrokenPipeError:
         # The reader went away (`wanflow plan p.yaml | head`): not an error of ours.
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("wanflow: interrupted; finished results are kept and the next run resumes from the cache", file=sys.stderr)
         return EXIT_INTERRUPTED
     except WanflowError as error:
-        print(f"wanflow: error: {error}", file=sys.stderr)
+        say(f"wanflow: error: {error}", file=sys.stderr)
         return EXIT_STEP_FAILED
     except Exception as error:  # never a bare traceback for the user; WANFLOW_DEBUG=1 shows it
         from wanflow.runner import fs_errors
@@ -73,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from wanflow._settings import check_environment
+
+    for warning in check_environment():  # every WANFLOW_* setting, before anything is read or sent
+        print(f"wanflow: warning: {warning}", file=sys.stderr)
     if args.command == "models":
         from wanflow.cli import models_commands
 

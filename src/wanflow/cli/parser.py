@@ -130,6 +130,9 @@ def add_pipeline_parsers(commands: Any) -> None:
     add_batch_delimiter(run)
     lock_arguments(run)
     run.add_argument("--no-lock", action="store_true", help="do not write <pipeline>.lock")
+    run.add_argument("--force-out", action="store_true",
+                     help="let the run replace or remove files in out/ that were edited by hand or not written by wanflow "
+                          "(default: keep them and warn)")
     run.add_argument("--cluster", metavar="ADDRESS",
                      help="run on Dask: local:N (N worker processes here) or tcp://HOST:8786 (env WANFLOW_CLUSTER; "
                           "[cluster] address); needs wanflow[cluster]")

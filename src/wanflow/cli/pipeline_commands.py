@@ -14,17 +14,19 @@ from pathlib import Path
 from wanflow._exceptions import UsageError
 from wanflow.cli.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_STEP_FAILED
 from wanflow.cli.parser import ALL_STEPS
-from wanflow.cli.values import print_json
+from wanflow.cli.values import print_json, say
 from wanflow.pipelines.variables import parse_var_assignment
 
 
 def dispatch(args: argparse.Namespace) -> int:
     """``run``, ``plan``, ``explain``, ``validate`` or ``graph``: load the pipeline, build the one plan, print or run it."""
     from wanflow.cli import reporting
-    from wanflow.runner.config_check import check_project
+    from wanflow.providers.config import user_config_path
+    from wanflow.runner.config_check import check_project, check_user_config
     from wanflow.runner.workspace import find_project_root
 
     check_project(find_project_root(Path.cwd().resolve()))  # wanflow.toml: every command that reads it checks it
+    check_user_config(user_config_path())  # and the user's config: a misspelt key is never silently ignored
     pipeline = _load(args)
     if args.command == "validate":
         if args.json:
@@ -56,7 +58,7 @@ def dispatch(args: argparse.Namespace) -> int:
             print_json(reporting.plan_document(the_plan))
         else:
             reporting.print_whole_plan(the_plan)
-        return EXIT_OK
+        return EXIT_STEP_FAILED if rejected else EXIT_OK  # as run would: rejected rows fail the batch
 
     the_plan.check_budget(args.budget)
     from wanflow.runner.preflight import prepare_run
@@ -130,6 +132,7 @@ def _options(args: argparse.Namespace, pipeline, config_jobs: int | None = None)
         reseed_steps=reseed_steps,
         write_lock=args.command == "run" and not getattr(args, "no_lock", False),
         cluster=getattr(args, "cluster", None),
+        force_out=bool(getattr(args, "force_out", False)),
     )
 
 
@@ -161,8 +164,8 @@ def _explain(args: argparse.Namespace, the_plan, workspace) -> int:
         print_json([line.to_json() for line in lines])
     else:
         for line in lines:
-            print(line.format())
-    return EXIT_OK
+            say(line.format())
+    return EXIT_STEP_FAILED if the_plan.rejected else EXIT_OK  # rejected batch rows: as run exits
 
 
 def _run_batch(args: argparse.Namespace, the_plan, workspace, providers) -> int:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from wanflow.cli.values import say
 from wanflow.pipelines.model import Pipeline
 from wanflow.preview.notice import PREVIEW_NOTICE
 from wanflow.runner.decision import SPENDS
@@ -43,7 +44,7 @@ class PlainProgress:
         pass
 
     def _line(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.start:6.1f}s] {text}", file=self.stream, flush=True)
+        say(f"[{time.monotonic() - self.start:6.1f}s] {text}", file=self.stream, flush=True)
 
     def step_started(self, step: StepResult) -> None:
         self._line(f"{step.step_id:<16} running   {step.model} via {step.provider} ({step.reason})")
@@ -205,27 +206,31 @@ def print_summary(result: RunResult, stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     counts = result.counts()
     order = ("ran", "cached", "failed", "skipped")
-    print(f"\n{result.pipeline_name}: " + ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s)), file=stream)
+    say(f"\n{result.pipeline_name}: " + ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s)), file=stream)
     for step in result.steps.values():
         timing = f"{step.seconds:5.1f}s" if step.seconds is not None and step.status == "ran" else "      "
-        print(f"  {_MARKS.get(step.status, step.status):<10} {step.step_id:<16} {timing}  seed {step.seed}  key {_short_key(step.cache_key)}", file=stream)
+        # A skipped step drew no seed and has no key: nothing to show rather than "None".
+        facts = f"  seed {step.seed}  key {_short_key(step.cache_key)}" if step.seed is not None or step.cache_key else ""
+        say(f"  {_MARKS.get(step.status, step.status):<10} {step.step_id:<16} {timing}{facts}", file=stream)
         if step.status == "failed":
-            print(f"             error: {step.error}", file=stream)
+            say(f"             error: {step.error}", file=stream)
         elif step.status == "skipped":
-            print(f"             {step.reason}", file=stream)  # a condition, or an upstream failure
+            say(f"             {step.reason}", file=stream)  # a condition, or an upstream failure
         for warning in step.warnings:
-            print(f"             warning: {warning}", file=stream)
+            say(f"             warning: {warning}", file=stream)
     if result.outputs:
-        print("outputs:", file=stream)
+        say("outputs:", file=stream)
         for name, files in result.outputs.items():
             for file in files:
-                print(f"  {name:<16} {_display_path(file.path)}", file=stream)
+                say(f"  {name:<16} {_display_path(file.path)}", file=stream)
     for name, problem in result.output_errors.items():
-        print(f"  {name:<16} not written: {problem}", file=stream)
+        say(f"  {name:<16} not written: {problem}", file=stream)
+    for note in result.out_notes:
+        say(f"warning: {note}", file=stream)
     if result.preview:
-        print(f"note: {PREVIEW_NOTICE}. Choose a paid provider with --provider to generate for real.", file=stream)
+        say(f"note: {PREVIEW_NOTICE}. Choose a paid provider with --provider to generate for real.", file=stream)
     if result.record_path:
-        print(f"record: {_display_path(result.record_path)}", file=stream)
+        say(f"record: {_display_path(result.record_path)}", file=stream)
 
 
 def run_json(result: RunResult) -> dict[str, Any]:
@@ -270,10 +275,10 @@ def run_json(result: RunResult) -> dict[str, Any]:
 def print_plan(pipeline: Pipeline, planned: list[PlannedStep], stream: TextIO | None = None) -> None:
     """The human form of ``wanflow plan``."""
     stream = stream or sys.stdout
-    print(f"{pipeline.name}: plan", file=stream)
+    say(f"{pipeline.name}: plan", file=stream)
     _print_plan_steps(planned, stream, "  ")
     runs = sum(1 for step in planned if step.status in SPENDS)
-    print(f"{runs} of {len(planned)} steps would run; estimated cost ${total_estimate(planned):.2f} "
+    say(f"{runs} of {len(planned)} steps would run; estimated cost ${total_estimate(planned):.2f} "
           "(estimates from public list prices; run? = runs unless its inputs come out byte-identical)", file=stream)
 
 
@@ -283,27 +288,27 @@ _PLAN_LABELS = {"cached": "cached", "run": "run", "shared": "shared", "run-if-in
 def _print_plan_steps(planned: list[PlannedStep], stream: TextIO, indent: str) -> None:
     for step in planned:
         cost = f"${step.estimated_usd:6.2f}"
-        print(f"{indent}{_PLAN_LABELS[step.status]:<7} {step.step_id:<16} {step.model:<20} {step.provider:<9} {cost}  "
+        say(f"{indent}{_PLAN_LABELS[step.status]:<7} {step.step_id:<16} {step.model:<20} {step.provider:<9} {cost}  "
               f"seed {step.seed:<10}  {step.reason}", file=stream)
         if step.status in SPENDS and step.estimate_basis:
-            print(f"{indent}{'':<7} {'':<16} {'':<20} {'':<9} {'':<7}  ({step.estimate_basis})", file=stream)
+            say(f"{indent}{'':<7} {'':<16} {'':<20} {'':<9} {'':<7}  ({step.estimate_basis})", file=stream)
 
 
 def print_instance_plans(pipeline: Pipeline, plans: dict[str, list[PlannedStep]], rejected: list[Any],
                          stream: TextIO | None = None) -> None:
     """The human form of ``wanflow plan`` for a matrix or batch: each instance, then the totals."""
     stream = stream or sys.stdout
-    print(f"{pipeline.name}: plan for {len(plans)} instance(s)", file=stream)
+    say(f"{pipeline.name}: plan for {len(plans)} instance(s)", file=stream)
     for instance, planned in plans.items():
-        print(f"  {instance}", file=stream)
+        say(f"  {instance}", file=stream)
         _print_plan_steps(planned, stream, "    ")
     for row in rejected:
-        print(f"  ✗ {row.label}: " + "; ".join(row.problems), file=stream)
+        say(f"  ✗ {row.label}: " + "; ".join(row.problems), file=stream)
     steps = [step for planned in plans.values() for step in planned]
     runs = sum(1 for step in steps if step.status in SPENDS)
     shared = sum(1 for step in steps if step.status == "shared")
     total = sum(total_estimate(planned) for planned in plans.values())
-    print(f"{runs} of {len(steps)} steps would run ({shared} more share a request that runs once); "
+    say(f"{runs} of {len(steps)} steps would run ({shared} more share a request that runs once); "
           f"estimated cost ${total:.2f} (estimates from public list prices)", file=stream)
 
 
@@ -334,7 +339,7 @@ def print_whole_plan(plan: Plan, stream: TextIO | None = None) -> None:
     else:
         print_plan(plan.pipeline, plan.units[plan.options.instance], stream)
     if plan.upper_usd != plan.certain_usd:
-        print(f"${plan.certain_usd:.2f} surely; up to ${plan.upper_usd:.2f} if every 'run?' step runs", file=stream or sys.stdout)
+        say(f"${plan.certain_usd:.2f} surely; up to ${plan.upper_usd:.2f} if every 'run?' step runs", file=stream or sys.stdout)
 
 
 def plan_json(pipeline: Pipeline, planned: list[PlannedStep]) -> dict[str, Any]:
@@ -368,19 +373,19 @@ def print_batch(name: str, batch: Any, stream: TextIO | None = None) -> None:
     """The human summary of a matrix or batch run: one line per instance."""
     stream = stream or sys.stdout
     ok = sum(1 for result in batch.instances.values() if result.ok)
-    print(f"\n{name}: {len(batch.instances)} instance(s), {ok} ok"
+    say(f"\n{name}: {len(batch.instances)} instance(s), {ok} ok"
           + (f", {len(batch.rejected)} row(s) rejected" if batch.rejected else ""), file=stream)
     width = max((len(instance) for instance in batch.instances), default=0)
     for instance, result in sorted(batch.instances.items()):
         counts = result.counts()
         summary = ", ".join(f"{counts[s]} {s}" for s in ("ran", "cached", "failed", "skipped") if counts.get(s))
         outputs = " ".join(_display_path(file.path) for files in result.outputs.values() for file in files)
-        print(f"  {'✓' if result.ok else '✗'} {instance:<{width}}  {summary:<24} {outputs}", file=stream)
+        say(f"  {'✓' if result.ok else '✗'} {instance:<{width}}  {summary:<24} {outputs}", file=stream)
         for step in result.steps.values():
             if step.status == "failed":
-                print(f"      {step.step_id}: {step.error}", file=stream)
+                say(f"      {step.step_id}: {step.error}", file=stream)
     for row in batch.rejected:
-        print(f"  ✗ {row.label}: " + "; ".join(row.problems), file=stream)
+        say(f"  ✗ {row.label}: " + "; ".join(row.problems), file=stream)
 
 
 def batch_json(batch: Any) -> dict[str, Any]:

@@ -79,11 +79,15 @@ def _after(args: argparse.Namespace, pipeline: Any, workspace: Any, results: Seq
 
 def _summaries(results: Sequence[Any]) -> list[Any]:
     from wanflow.runner.run_history import read_record, summarize_record
+    from wanflow.runner.state_files import DamagedState
 
     summaries = []
     for result in results:
         if result.record_path is not None:
-            summaries.append(summarize_record(read_record(result.record_path), result.record_path))
+            try:
+                summaries.append(summarize_record(read_record(result.record_path), result.record_path))
+            except DamagedState as error:  # changed under our feet: the report leaves it out
+                print(f"wanflow: warning: {error}", file=sys.stderr)
     return summaries
 
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +89,22 @@ def dispatch(args: argparse.Namespace) -> int:
 
     workspace = Workspace.discover(state_dir=args.state_dir, out_dir=getattr(args, "out_dir", None))
     history = load_history(workspace)
+    _warn(history.damaged)
     if args.command == "report":
         from wanflow.report import write_report
 
-        path = write_report(workspace, history.find(args.run, args.pipeline), args.output)
+        run = history.find(args.run, args.pipeline)
+        path = write_report(workspace, run, args.output)
+        _warn(run.problems)
         print(_shown(path))
         return EXIT_OK
     return _runs(args, history)
+
+
+def _warn(problems: list[str]) -> None:
+    """Damaged state files, named on stderr: they are skipped, never fatal."""
+    for problem in problems:
+        print(f"wanflow: warning: {problem}", file=sys.stderr)
 
 
 def _runs(args: argparse.Namespace, history: Any) -> int:
@@ -108,6 +118,7 @@ def _runs(args: argparse.Namespace, history: Any) -> int:
             print_json({"run": run.summary_json(), "records": run_records(run)})
         else:
             runs_view.print_run(run)
+        _warn(run.problems)
         return EXIT_OK
     if args.runs_action == "diff":
         first = history.find(args.run_a, args.pipeline)
@@ -116,6 +127,7 @@ def _runs(args: argparse.Namespace, history: Any) -> int:
         else:
             second = history.find(args.run_b, args.pipeline or first.pipeline)
         diff = diff_runs(first, second)
+        _warn(first.problems + second.problems)
         if args.diff_json:
             print_json(diff.to_json())
         else:

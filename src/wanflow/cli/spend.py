@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -24,8 +25,8 @@ def confirm_threshold(config: Mapping[str, Any]) -> float:
         value = float(raw)
     except (TypeError, ValueError):
         raise UsageError(f"confirm_above_usd / {ENV_CONFIRM_ABOVE}: {raw!r} is not a number of dollars") from None
-    if value < 0:
-        raise UsageError(f"confirm_above_usd / {ENV_CONFIRM_ABOVE}: {value} must not be negative")
+    if not math.isfinite(value) or value < 0:  # nan would make every comparison false: never asking
+        raise UsageError(f"confirm_above_usd / {ENV_CONFIRM_ABOVE}: {value} must be a finite number, not negative")
     return value
 
 

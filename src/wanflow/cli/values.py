@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -75,3 +76,17 @@ def print_json(value: object) -> None:
         print(json.dumps(value, indent=2))
     else:
         print(json.dumps(value, separators=(",", ":")))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newline
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters (an escape sequence in a var, a bell) shown as ``\\x1b``:
+    user text never drives the terminal."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+def say(*parts: object, file: Any = None, flush: bool = False, end: str = "\n") -> None:
+    """``print`` for lines that carry user text (vars, prompts, errors), control characters escaped."""
+    print(*(terminal_safe(str(part)) for part in parts), file=file if file is not None else sys.stdout, flush=flush, end=end)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wanflow._bounded import NotARegularFile, TooLarge, read_bounded
 from wanflow._diagnostics import Diagnostic, Location
 from wanflow._exceptions import PipelineError
 
@@ -83,10 +84,11 @@ def _position(text: str, offset: int) -> tuple[int, int]:
 
 def _read_text(path: Path) -> str:
     try:
-        size = path.stat().st_size
-        if size > MAX_BATCH_BYTES:
-            raise _fail(path, 1, 1, f"the batch file is {size:,} bytes (at most {MAX_BATCH_BYTES:,}); split it")
-        raw = path.read_bytes()
+        raw = read_bounded(path, MAX_BATCH_BYTES)
+    except TooLarge:
+        raise _fail(path, 1, 1, f"the batch file is larger than {MAX_BATCH_BYTES:,} bytes; split it") from None
+    except NotARegularFile as error:
+        raise PipelineError([Diagnostic(f"--batch {error.strerror}")]) from None
     except FileNotFoundError:
         raise PipelineError([Diagnostic(f"--batch {path}: file not found")]) from None
     except OSError as error:

@@ -101,6 +101,8 @@ def expand(base: Pipeline, batch: Path | None = None, strict: bool = False,
     matrix combinations) would write to the same folder, or when no row can run at all.
     """
     rows = read_batch(batch, delimiter) if batch else [BatchRow(0, {})]
+    if batch is not None:
+        _check_columns(base, batch, rows)
     combinations = matrix_combinations(base)  # --var already picked its axis values; a row may pick more
     axes = [axis for axis in base.matrix or {} if axis not in ("include", "exclude")]
     named = [(row, _row_name(row.values, row.line) if batch else "") for row in rows]
@@ -183,6 +185,30 @@ def _refuse_duplicate_combinations(base: Pipeline, instances: list[Instance]) ->
                 f"two matrix combinations get the same folder name '{instance.name}'; make their values differ "
                 f"in letters or digits", base.source.locate_key(("matrix",)), path="matrix")])
         seen.add(key)
+
+
+def _check_columns(base: Pipeline, batch: Path, rows: list[BatchRow]) -> None:
+    """Problems of the batch file as a whole, reported once before any row: a CSV header column
+    that names no var (at the header line, not at every row), and a var that both ``--var`` (or
+    ``--vars-file``) and the batch file set (which would win is not obvious: refused)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row.values))
+    problems = []
+    header_line = max(1, min(row.line for row in rows) - 1) if rows else 1
+    if batch.suffix.lower() in (".csv", ".tsv"):
+        for column in columns:
+            if column not in base.vars and column not in ("name", "id"):
+                close = difflib.get_close_matches(column, list(base.vars), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                problems.append(Diagnostic(f"the header names an unknown var '{column}'{hint}",
+                                           Location(str(batch), header_line, 1),
+                                           allowed=", ".join(base.vars) or "no vars are declared"))
+    on_axes = set(base.matrix or {})
+    for column in columns:
+        if column in base.chosen_vars and column not in on_axes:
+            problems.append(Diagnostic(f"var '{column}' is set both by --var/--vars-file and by the batch file's "
+                                       f"'{column}' column; drop one of the two", Location(str(batch), header_line, 1)))
+    if problems:
+        raise PipelineError(problems)
 
 
 def _row_values(base: Pipeline, row: BatchRow) -> tuple[dict[str, Any], list[str]]:

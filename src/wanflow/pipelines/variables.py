@@ -125,7 +125,11 @@ def resolve_vars(
                 if name not in declared:
                     diagnostics.append(unknown(name, document.locate_key((name,))))
                 else:
-                    values[name] = value
+                    try:  # typed as a JSON Lines row is: a list for a text var is an error at its line
+                        values[name] = check_typed_value(name, value, declared[name])
+                    except ValueError as error:
+                        diagnostics.append(Diagnostic(str(error), document.locate((name,))))
+                        continue
                     if chosen is not None:
                         chosen.add(name)
     for name, raw in (overrides or {}).items():

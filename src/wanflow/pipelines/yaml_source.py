@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from wanflow._bounded import NotARegularFile, TooLarge, read_bounded
 from wanflow._diagnostics import Diagnostic, Location, format_path
 from wanflow._exceptions import PipelineError
 
@@ -132,15 +133,16 @@ def load_yaml_file(path: Path, display_name: str | None = None) -> SourceDocumen
     """Load one YAML document from ``path``; every problem becomes a located PipelineError."""
     name = display_name or str(path)
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, MAX_DOCUMENT_BYTES)
     except FileNotFoundError:
         raise PipelineError([Diagnostic(f"file not found: {name}")]) from None
+    except NotARegularFile as error:
+        raise PipelineError([Diagnostic(f"cannot read {name}: {error.strerror}")]) from None
+    except TooLarge:
+        raise PipelineError([Diagnostic(f"file is larger than {MAX_DOCUMENT_BYTES:,} bytes", Location(name, 1, 1),
+                                        allowed=f"at most {MAX_DOCUMENT_BYTES:,} bytes")]) from None
     except OSError as error:
         raise PipelineError([Diagnostic(f"cannot read {name}: {error.strerror}")]) from None
-    if len(raw) > MAX_DOCUMENT_BYTES:
-        raise PipelineError(
-            [Diagnostic(f"file is {len(raw):,} bytes", Location(name, 1, 1), allowed=f"at most {MAX_DOCUMENT_BYTES:,} bytes")]
-        )
     if raw.startswith(_UTF16_BOMS):
         raise PipelineError([Diagnostic("the file is UTF-16 text; save it as UTF-8", Location(name, 1, 1))])
     try:

@@ -11,6 +11,7 @@ task that finishes teaches the rest of the run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -18,9 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wanflow._bounded import read_bounded
 from wanflow.pipelines.request import StepRequest
 
 WEIGHT = 0.3  # of the newest task in the running mean and deviation
+# durations.json is read back, so a learned value is clamped to what a task can take: a mean of
+# 1e300 or inf would otherwise make the first poll of a paid task wait forever.
+MAX_SECONDS = 600.0  # ten minutes: longer than Wan tasks take; the schedule then polls within 200 s
+MAX_COUNT = 1_000_000
+MAX_FILE_BYTES = 4_000_000
 SAVE_EVERY = 2.0  # seconds between writes of the file, at most
 
 
@@ -64,13 +71,12 @@ class DurationBook:
 
     def _load(self) -> dict[str, Estimate]:
         if self._estimates is None:
-            try:
-                raw = json.loads(self.path.read_text("utf-8"))
-            except (OSError, ValueError):
-                raw = {}  # no history yet, or an unreadable file: start from the documents
-            self._estimates = {key: Estimate(float(v["mean"]), float(v["deviation"]), int(v["count"]))
-                               for key, v in (raw.items() if isinstance(raw, dict) else [])
-                               if isinstance(v, dict) and _numbers(v)}
+            raw = _read(self.path)  # {} without history, or for an unreadable file: start from the documents
+            self._estimates = {}
+            for key, value in raw.items():
+                estimate = _clamped(value)
+                if estimate is not None:
+                    self._estimates[str(key)] = estimate
         return self._estimates
 
     def get(self, key: str) -> Estimate | None:
@@ -80,7 +86,7 @@ class DurationBook:
 
     def record(self, key: str, seconds: float) -> Estimate:
         """Learn from one finished task (and save now and then)."""
-        seconds = max(0.0, seconds)
+        seconds = min(max(0.0, seconds), MAX_SECONDS) if math.isfinite(seconds) else MAX_SECONDS
         with self._lock:
             estimates = self._load()
             old = estimates.get(key)
@@ -106,11 +112,8 @@ class DurationBook:
         from wanflow.runner.fsutil import atomic_write_json  # the runner package imports the providers
 
         estimates = self._load()
-        try:
-            on_disk = json.loads(self.path.read_text("utf-8"))
-        except (OSError, ValueError):
-            on_disk = {}
-        merged = {**(on_disk if isinstance(on_disk, dict) else {}),
+        on_disk = _read(self.path)
+        merged = {**on_disk,
                   **{key: {"mean": round(e.mean, 3), "deviation": round(e.deviation, 3), "count": e.count}
                      for key, e in estimates.items()}}
         try:
@@ -120,8 +123,23 @@ class DurationBook:
         self._saved_at, self._dirty = time.monotonic(), False
 
 
-def _numbers(value: dict[str, Any]) -> bool:
+def _read(path: Path) -> dict[str, Any]:
+    """The file as a mapping; {} when it is missing, unreadable, not a regular file or not JSON."""
     try:
-        return float(value["mean"]) >= 0 and float(value["deviation"]) >= 0 and int(value["count"]) >= 1
-    except (KeyError, TypeError, ValueError):
-        return False
+        raw = json.loads(read_bounded(path, MAX_FILE_BYTES).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _clamped(value: Any) -> Estimate | None:
+    """A stored estimate within sane bounds, or None when it is not one (wrong types, not finite)."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        mean, deviation, count = float(value["mean"]), float(value["deviation"]), int(value["count"])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    if not (math.isfinite(mean) and math.isfinite(deviation)) or count < 1:
+        return None
+    return Estimate(min(max(mean, 0.0), MAX_SECONDS), min(max(deviation, 0.0), MAX_SECONDS), min(count, MAX_COUNT))

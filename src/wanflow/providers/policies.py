@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-from wanflow._exceptions import UsageError
+from wanflow._settings import setting
 
 
 @dataclass(frozen=True)
@@ -159,15 +159,10 @@ def fixed_poll_interval(environ: Mapping[str, str] | None = None) -> bool:
 def poll_policy(kind: str, environ: Mapping[str, str] | None = None) -> PollPolicy:
     """The policy for a model kind; ``WANFLOW_POLL_INTERVAL`` (seconds, a float) sets the pace for tests and demos."""
     policy = POLL_POLICIES[kind]
-    raw = (environ if environ is not None else os.environ).get("WANFLOW_POLL_INTERVAL", "").strip()
-    if not raw:
+    value = setting("WANFLOW_POLL_INTERVAL", environ)  # finite, 0 to 600 s (the CLI checks it before the run)
+    if value is None:
         return policy
-    try:
-        interval = float(raw)
-    except ValueError:
-        raise UsageError(f"WANFLOW_POLL_INTERVAL must be a number of seconds, got '{raw}'") from None
-    if interval < 0:
-        raise UsageError("WANFLOW_POLL_INTERVAL must not be negative")
+    interval = float(value)
     return PollPolicy(first_delay=interval, interval=interval, jitter=policy.jitter, deadline=policy.deadline)
 
 

@@ -44,7 +44,7 @@ class UploadCache:
         if self._entries is None:
             try:
                 loaded = json.loads(self.path.read_text("utf-8"))
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 loaded = {}  # a missing or damaged record only costs an upload
             self._entries = loaded if isinstance(loaded, dict) else {}
         return self._entries
@@ -52,9 +52,10 @@ class UploadCache:
     def get(self, sha256: str, model: str, now: float | None = None) -> str | None:
         """The still-valid name of an earlier upload of these bytes for this model, or None."""
         entry = self._load().get(f"{sha256}:{model}")
-        if not isinstance(entry, dict) or float(entry.get("expires_at", 0)) - UPLOAD_SAFETY_MARGIN <= (now or time.time()):
-            return None
-        return str(entry["url"])
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str) or \
+                _expiry(entry) - UPLOAD_SAFETY_MARGIN <= (now or time.time()):
+            return None  # a damaged record only costs an upload
+        return entry["url"]
 
     def put(self, sha256: str, model: str, url: str, expires_at: float) -> None:
         """Remember an upload (and forget expired ones)."""
@@ -62,7 +63,7 @@ class UploadCache:
 
         now = time.time()
         entries = {key: value for key, value in self._load().items()
-                   if isinstance(value, dict) and float(value.get("expires_at", 0)) > now}
+                   if isinstance(value, dict) and _expiry(value) > now}
         entries[f"{sha256}:{model}"] = {"url": url, "expires_at": expires_at}
         self._entries = entries
         atomic_write_json(self.path, entries, durable=False)  # a lost record costs one upload, never money
@@ -134,3 +135,11 @@ async def upload_file(client: httpx.AsyncClient, get_json: GetJson, backoff: Bac
     if cache is not None:
         cache.put(artifact.sha256, model, url, expires_at)
     return url
+
+
+def _expiry(entry: dict[str, Any]) -> float:
+    """An upload record's expiry time; 0 (expired) when it is not a finite number."""
+    value = entry.get("expires_at", 0)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == value and value != float("inf"):
+        return float(value)
+    return 0.0

@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 210, 50, 60, 18, 12
+LANE_GAP = 8  # between the lanes of edges that skip a column
 STATUS_COLOURS = {"ran": "#1f8f4e", "cached": "#2f6fb3", "failed": "#c0392b", "skipped": "#8a8f98",
                   "running": "#a05ec2", "pending": "#8a8f98"}
 
@@ -112,12 +113,17 @@ def render_svg(graph: Graph, statuses: dict[str, str], link_prefix: str = "#step
             position[node] = (PAD + column * (NODE_W + GAP_X), PAD + row * (NODE_H + GAP_Y))
     width = PAD * 2 + max(len(columns), 1) * (NODE_W + GAP_X) - GAP_X
     height = PAD * 2 + max((len(members) for members in columns.values()), default=1) * (NODE_H + GAP_Y) - GAP_Y
+    links = [(source, target, fan) for source, target, fan in graph.edges]
+    links += [(step, f"out:{name}", False) for name, steps in graph.outputs.items() for step in steps]
+    long_links = [link for link in links if link[0] in position and link[1] in position
+                  and position[link[1]][0] - position[link[0]][0] > NODE_W + GAP_X]
+    lanes_top = height - PAD + GAP_Y / 2  # below every box: where an edge that skips a column runs
+    if long_links:
+        height += int(GAP_Y / 2 + LANE_GAP * len(long_links))
     parts = [f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" role="img" aria-label="step graph">',
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
              'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#7b8494"/></marker></defs>']
-    links = [(source, target, fan) for source, target, fan in graph.edges]
-    links += [(step, f"out:{name}", False) for name, steps in graph.outputs.items() for step in steps]
     for source, target, fan in links:
         if source not in position or target not in position:
             continue
@@ -125,7 +131,16 @@ def render_svg(graph: Graph, statuses: dict[str, str], link_prefix: str = "#step
         x1, y1, y2 = x1 + NODE_W, y1 + NODE_H / 2, y2 + NODE_H / 2
         middle = (x1 + x2) / 2
         dashed = ' stroke-dasharray="4 3"' if target.startswith("out:") else ""
-        parts.append(f'<path d="M{x1},{y1} C{middle},{y1} {middle},{y2} {x2 - 2},{y2}" fill="none" stroke="#7b8494" '
+        if (source, target, fan) in long_links:
+            # Skipping a column: down in the gap after the source, along a lane below every box,
+            # up in the gap before the target; never through another step's box.
+            lane = lanes_top + LANE_GAP * long_links.index((source, target, fan))
+            bend_out, bend_in = x1 + GAP_X / 2, x2 - GAP_X / 2
+            route = (f"M{x1},{y1} C{bend_out},{y1} {bend_out},{lane} {x1 + GAP_X - 4},{lane} L{x2 - GAP_X + 4},{lane} "
+                     f"C{bend_in},{lane} {bend_in},{y2} {x2 - 2},{y2}")
+        else:
+            route = f"M{x1},{y1} C{middle},{y1} {middle},{y2} {x2 - 2},{y2}"
+        parts.append(f'<path d="{route}" fill="none" stroke="#7b8494" '
                      f'stroke-width="{2.5 if fan else 1.5}"{dashed} marker-end="url(#arrow)"/>')
         if fan:
             parts.append(f'<text x="{middle}" y="{(y1 + y2) / 2 - 6}" class="edge-label" text-anchor="middle">for each</text>')

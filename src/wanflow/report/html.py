@@ -7,6 +7,7 @@ from ``file://`` and can be zipped or moved.
 from __future__ import annotations
 
 import json
+import math
 import os
 from html import escape
 from pathlib import Path
@@ -43,9 +44,17 @@ def document(title: str, header: str, body: str) -> str:
     )
 
 
+def numeric(value: Any) -> float:
+    """A number from a record, or 0.0 for anything else (a page never prints a record's raw text
+    where a number belongs)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return 0.0
+
+
 def money(value: Any) -> str:
     """``$0.42``."""
-    return f"${float(value or 0):.2f}"
+    return f"${numeric(value):.2f}"
 
 
 def badge(status: str) -> str:
@@ -59,7 +68,7 @@ def media_html(page: Page, media: Media, lazy: bool = False) -> str:
     if media.file is None:
         return f'<div class="missing">{label}: no longer stored (sha256 {escape(media.sha256[:12])})</div>'
     full = page.href(media.file)
-    size = f" · {media.width}×{media.height}" if media.width and media.height else ""
+    size = escape(f" · {media.width}×{media.height}") if media.width and media.height else ""
     if media.kind == "image":
         thumb = page.href(media.thumb) if media.thumb else full
         loading = ' loading="lazy"' if lazy else ""
@@ -67,7 +76,7 @@ def media_html(page: Page, media: Media, lazy: bool = False) -> str:
                 f'</a><figcaption>{label}{size}</figcaption></figure>')
     if media.kind == "video":
         poster = f' poster="{page.href(media.poster)}"' if media.poster else ""
-        seconds = f" · {media.duration:g}s" if media.duration else ""
+        seconds = escape(f" · {numeric(media.duration):g}s") if media.duration else ""
         return (f'<figure><video controls preload="metadata" playsinline src="{full}"{poster}></video>'
                 f'<figcaption>{label}{size}{seconds} · <a href="{full}">open</a></figcaption></figure>')
     if media.kind == "audio":
@@ -96,7 +105,8 @@ def _params(params: dict[str, Any]) -> str:
 
 def _cost(step: StepView) -> str:
     estimated, reported = step.get("estimated_cost_usd", 0.0), step.get("cost_usd", 0.0)
-    source = (step.get("provider_info") or {}).get("cost_source")
+    info = step.get("provider_info")
+    source = info.get("cost_source") if isinstance(info, dict) else None
     text = f"estimated {money(estimated)}, reported {money(reported)}"
     return text + (f" ({escape(str(source))})" if source else "")
 
@@ -114,7 +124,7 @@ def step_card(page: Page, step: StepView) -> str:
     if request.get("params"):
         facts.append(("params", _params(request["params"])))
     if step.get("seconds") is not None:
-        facts.append(("duration", f"{float(step.get('seconds')):.1f}s"))
+        facts.append(("duration", escape(f"{numeric(step.get('seconds')):.1f}s")))
     facts.append(("cost", _cost(step)))
     if step.task_ids:
         facts.append(("task id", " ".join(f"<code>{escape(task)}</code>" for task in step.task_ids)))
@@ -216,7 +226,7 @@ def batch_table_html(page: Page, instances: list[InstanceView], var_names: list[
         values = "".join(f"<td>{escape(str(instance.vars.get(name, '')))}</td>" for name in var_names)
         rows.append(f'<tr data-status="{escape(instance.status)}" data-instance="{escape(instance.name)}"><td>{number}</td>'
                     f'<td><a href="{link}">{escape(instance.name)}</a></td>{values}<td>{badge(instance.status)}</td>'
-                    f"<td>{totals.get('ran', 0)}/{totals.get('cached', 0)}/{totals.get('failed', 0)}</td>"
+                    f"<td>{escape('/'.join(str(int(numeric(totals.get(k)))) for k in ('ran', 'cached', 'failed')))}</td>"
                     f"<td>{money(totals.get('cost_usd'))}</td><td>{stills}</td></tr>")
     statuses = sorted({instance.status for instance in instances})
     options = '<option value="">all</option>' + "".join(f'<option value="{escape(s)}">{escape(s)}</option>' for s in statuses)

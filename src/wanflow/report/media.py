@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wanflow._confine import confined, is_inside, is_sha256
 from wanflow.artifacts import EXTENSIONS
 from wanflow.report.thumbs import ThumbCache
 from wanflow.runner.outputs import MANIFEST
@@ -43,11 +44,23 @@ class Media:
         return self.media_type.split("/", 1)[0]
 
 
+TEXT_BYTES = 20_000
+
+
+def _whole(value: Any) -> int | None:
+    """A pixel size from a record: a whole number, or None (never text a page would print)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _manifest(folder: Path) -> dict[str, str]:
     try:
         files = json.loads((folder / MANIFEST).read_text("utf-8")).get("files", {})
         return {str(name): str(entry.get("sha256")) for name, entry in files.items()}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
         return {}
 
 
@@ -65,28 +78,31 @@ class MediaPlacer:
     def media(self, output: dict[str, Any], out_root: Path) -> Media:
         """The Media of one output record (``{"field", "path", "sha256", "media_type", ...}``)."""
         media = Media(field=str(output.get("field", "")), media_type=str(output.get("media_type", "")),
-                      sha256=str(output.get("sha256", "")), width=output.get("width"), height=output.get("height"),
-                      duration=output.get("duration"))
-        media.file = self._locate(media, str(output.get("path") or ""), out_root)
+                      sha256=str(output.get("sha256", "")), width=_whole(output.get("width")),
+                      height=_whole(output.get("height")), duration=_seconds(output.get("duration")))
+        media.file = self._locate(media, output.get("path"), out_root) if is_sha256(media.sha256) else None
         if media.file is not None and media.kind == "text":
             try:
-                media.text = media.file.read_text("utf-8", errors="replace")[:20000]
+                with open(media.file, "rb") as handle:  # the report shows the start of a long text
+                    media.text = handle.read(TEXT_BYTES).decode("utf-8", errors="replace")
             except OSError:
                 media.text = None
         if media.file is not None and media.kind in ("image", "video"):
             self._pending.append(media)
         return media
 
-    def _locate(self, media: Media, relative: str, out_root: Path) -> Path | None:
+    def _locate(self, media: Media, relative: Any, out_root: Path) -> Path | None:
+        """The file to show: the run's copy in ``out_root`` when the manifest vouches for it and it
+        lies inside both ``out_root`` and the report's folder; else the store's object, copied in."""
         manifest = self._manifests.get(out_root)
         if manifest is None:
             manifest = self._manifests[out_root] = _manifest(out_root)
-        candidate = (out_root / relative).resolve() if relative else None
-        inside = candidate is not None and candidate.is_relative_to(self.report_root)
-        if inside and candidate is not None and manifest.get(relative) == media.sha256 and candidate.is_file():
-            return candidate
-        stored = self.store.path_for(media.sha256) if len(media.sha256) == 64 else None
-        if stored is None or not stored.is_file():
+        candidate = confined(out_root, relative)
+        if candidate is not None and is_inside(candidate, self.report_root) and manifest.get(relative) == media.sha256 \
+                and candidate.is_file():
+            return candidate.resolve()
+        stored = self.store.path_for(media.sha256)
+        if not stored.is_file():
             # An older run whose file was replaced and collected: say so rather than show other bytes.
             return None
         target = self.assets / "media" / f"{media.sha256[:24]}{EXTENSIONS.get(media.media_type, '.bin')}"

@@ -11,6 +11,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from wanflow._confine import is_inside, is_safe_name, named
+from wanflow._exceptions import UsageError
 from wanflow.preview.notice import PREVIEW_NOTICE
 from wanflow.report import html
 from wanflow.report.graph_svg import Graph, graph_depths, graph_from_pipeline, graph_from_record, render_svg
@@ -26,8 +28,13 @@ MAX_PROBLEM_LINES = 300
 
 
 def default_report_path(workspace: Workspace, pipeline_name: str) -> Path:
-    """``out/<pipeline>/index.html``."""
-    return workspace.out_dir / pipeline_name / "index.html"
+    """``out/<pipeline>/index.html``; UsageError for a name that is not a safe name (a record
+    read back never places the report outside out/)."""
+    folder = named(workspace.out_dir, pipeline_name)
+    if folder is None:
+        raise UsageError(f"the run's pipeline name {pipeline_name[:80]!r} is not a safe folder name; "
+                         "its record was changed by hand. Give the report a place with --output FILE")
+    return folder / "index.html"
 
 
 def write_report(workspace: Workspace, run: Run, output: Path | None = None, pipeline: Any = None) -> Path:
@@ -38,19 +45,23 @@ def write_report(workspace: Workspace, run: Run, output: Path | None = None, pip
     target = (output or default_report_path(workspace, run.pipeline)).resolve()
     assets = target.parent / f"{target.stem}_files"
     placer = MediaPlacer(target.parent, assets, workspace.store, ThumbCache(workspace.state_dir / "thumbs"))
-    pipeline_out = workspace.out_dir / run.pipeline
+    pipeline_out = named(workspace.out_dir, run.pipeline) or assets / "no-folder"
     records = run_records(run)
+    if not records:
+        raise UsageError(f"run {run.id}: none of its records can be read (" + "; ".join(run.problems[:3]) + ")")
     grouped = run.kind != "single"
     instances = []
-    for name, record in records.items():
-        out_root = pipeline_out / name if grouped or name != "default" else pipeline_out
+    for number, (name, record) in enumerate(records.items(), start=1):
+        # An instance name comes from a record: a name that is not safe gets a folder-free page.
+        out_root = (named(pipeline_out, name) or assets / "no-folder") if grouped or name != "default" else pipeline_out
         view = instance_view(name, record, out_root, placer)
         if grouped:
             own = out_root / "index.html"
-            view.page = own if own.resolve().is_relative_to(target.parent) else assets / "instances" / f"{name}.html"
+            fallback = assets / "instances" / (f"{name}.html" if is_safe_name(name) else f"instance-{number}.html")
+            view.page = own if is_inside(own, target.parent) and is_safe_name(name) else fallback
         instances.append(view)
     placer.finish()
-    graph, mermaid = _graph(pipeline, next(iter(records.values()), {}))
+    graph, mermaid = _graph(pipeline, next(iter(records.values()), {}), workspace.root)
     rank = _step_rank(graph)
     for view in instances:  # records keep steps sorted by id; cards follow the graph instead
         view.steps.sort(key=lambda step: rank.get(step.id, (len(rank), step.id)))
@@ -70,10 +81,10 @@ def _write(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), durable=False)  # rebuilt from the records at will
 
 
-def _graph(pipeline: Any, record: dict[str, Any]) -> tuple[Graph, str]:
+def _graph(pipeline: Any, record: dict[str, Any], project: Path) -> tuple[Graph, str]:
     """The graph from the pipeline (given, or reloaded when its file is unchanged), else from a record."""
     if pipeline is None:
-        pipeline = _reload(record)
+        pipeline = _reload(record, project)
     if pipeline is not None:
         try:
             from wanflow.pipelines import to_mermaid
@@ -90,11 +101,14 @@ def _step_rank(graph: Graph) -> dict[str, tuple[int, str]]:
     return {step: (depth.get(step, 0), f"{index:06d}") for index, step in enumerate(graph.steps)}
 
 
-def _reload(record: dict[str, Any]) -> Any:
+def _reload(record: dict[str, Any], project: Path) -> Any:
+    """The record's pipeline file, loaded again when it lies in the project and is unchanged."""
     info = record.get("pipeline") or {}
     path = Path(str(info.get("file", "")))
+    if not path.is_absolute():
+        path = project / path
     try:
-        if not path.is_file() or sha256_file(path) != info.get("sha256"):
+        if not is_inside(path, project) or not path.is_file() or sha256_file(path) != info.get("sha256"):
             return None
         from wanflow.pipelines import load_pipeline
 
@@ -149,7 +163,7 @@ def _single_page(page: html.Page, run: Run, instance: InstanceView, graph: Graph
              f"estimated {html.money(totals.get('estimated_cost_usd'))}", f"reported {html.money(totals.get('cost_usd'))}"]
     if instance.vars:
         pills.append(escape(", ".join(f"{key}={value}" for key, value in instance.vars.items())))
-    title = record.get("pipeline", {}).get("name", run.pipeline) + ("" if instance.name == "default" else f" · {instance.name}")
+    title = str((record.get("pipeline") or {}).get("name", run.pipeline)) + ("" if instance.name == "default" else f" · {instance.name}")
     sub = (f"run <code>{escape(str(record.get('run_id', run.id)))}</code> · started {_when(record.get('started_at'))}"
            f" · finished {_when(record.get('finished_at'))}" + (f" · {back}" if back else ""))
     body = f'<p class="notice">{escape(str(record.get("notice") or PREVIEW_NOTICE))}.</p>' if record.get("preview") else ""

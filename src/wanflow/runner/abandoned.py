@@ -7,14 +7,15 @@ run is alive: any record still ``running`` then belongs to a dead process, and i
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from wanflow._bounded import read_bounded
 from wanflow.runner.fsutil import atomic_write_json
 from wanflow.runner.locks import WorkspaceLock
+from wanflow.runner.state_files import MAX_STATE_BYTES, DamagedState, parse_json
 from wanflow.runner.workspace import Workspace
 
 CHECKED_MARK = ".abandoned-checked"
@@ -34,8 +35,8 @@ def mark_abandoned(runs_dir: Path) -> list[str]:
         try:
             if path.stat().st_mtime < since:
                 continue
-            record = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
+            record = parse_json(read_bounded(path, MAX_STATE_BYTES), path)
+        except (OSError, DamagedState):
             continue
         if not isinstance(record, dict) or record.get("status") != "running":
             continue

@@ -98,9 +98,11 @@ class StepCache:
             raw = self._pull(key)
             if raw is None:
                 return None
-        try:
+        try:  # an entry is read back: a wrong shape or a hash that is not one means "not cached"
             outputs = self._outputs_from(raw["outputs"], origin)
-        except (KeyError, TypeError, ValueError):
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return None
+        if not isinstance(raw.get("request", {}), dict) or not isinstance(raw.get("provider", {}), dict):
             return None
         for _, artifact in outputs.all():
             if not self._intact(artifact):

@@ -20,7 +20,7 @@ def claimed_task_ids(state_dir: Path) -> set[str]:
     for path in [*state_dir.glob("cache/*/*.json"), *state_dir.glob("runs/*.json")]:
         try:
             document = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue  # an unreadable file claims nothing we could read; the journal still does
         for info in _provider_infos(document):
             claimed.update(str(task) for task in info.get("task_ids") or [] if task)

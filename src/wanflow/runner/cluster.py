@@ -48,6 +48,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from wanflow._exceptions import UsageError, WanflowError
+from wanflow._settings import number_setting
 from wanflow.runner import lockfile
 from wanflow.runner.interrupts import stop_signals
 from wanflow.runner.limits import TokenBucket, next_grant
@@ -70,6 +71,9 @@ def address_for(options_cluster: str | None, config: Mapping[str, Any]) -> str |
     return str(value).strip() or None if value else None
 
 
+CONNECT_SECONDS = 5.0  # how long a remote scheduler may take to answer
+
+
 def _client(address: str) -> tuple[Any, Any]:
     try:
         from distributed import Client, LocalCluster
@@ -88,7 +92,11 @@ def _client(address: str) -> tuple[Any, Any]:
         return client, local
     if "://" not in address:
         raise UsageError(f"--cluster {address}: expected local:N or a scheduler address such as tcp://HOST:8786")
-    return Client(address), None
+    try:  # a scheduler that is not there is a clear exit 2 within seconds, before anything is sent
+        return Client(address, timeout=CONNECT_SECONDS), None
+    except (OSError, TimeoutError, ValueError) as error:
+        raise UsageError(f"--cluster {address}: no Dask scheduler answered within {CONNECT_SECONDS:g} s "
+                         f"({type(error).__name__}: {str(error)[:160]}); check the address and that the scheduler runs") from None
 
 
 def _ignore_interrupts() -> Any:
@@ -407,7 +415,7 @@ async def execute_on_cluster(the_plan: Any, workspace: Any, providers: Mapping[s
         try:
             with guard:
                 live.update(client=client, futures=futures, local=local)
-            window = int(os.environ.get("WANFLOW_CLUSTER_WINDOW", "") or SUBMIT_WINDOW)
+            window = int(number_setting("WANFLOW_CLUSTER_WINDOW", SUBMIT_WINDOW))
             for _ in range(max(1, window)):  # not all at once: the scheduler keeps each waiting unit's spec
                 submit_next()
             try:

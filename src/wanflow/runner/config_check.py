@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from wanflow._config_files import read_config_text
 from wanflow._diagnostics import Diagnostic, Location
 from wanflow._exceptions import PipelineError, UsageError
 from wanflow.catalog import load_catalog
@@ -29,22 +30,30 @@ KeyPath = tuple[str, ...]
 def check_project(root: Path) -> None:
     """Check ``root``/wanflow.toml (when there is one); PipelineError lists every problem."""
     path = root / CONFIG_NAME
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
+    parsed = _parse(path)
+    if parsed is None:
         return
-    except (OSError, UnicodeDecodeError) as error:
-        raise PipelineError([Diagnostic(f"cannot read it ({error})", Location(str(path), 1, 1))]) from None
+    problems = check_config(parsed[0], parsed[1], str(path))
+    if problems:
+        raise PipelineError(problems)
+
+
+def _parse(path: Path) -> tuple[dict[str, Any], str] | None:
+    """A TOML file's data and text (None when absent); PipelineError at the line of a syntax
+    error, or for a file that is not a readable regular UTF-8 file."""
     try:
-        config = tomllib.loads(text)
+        text = read_config_text(path)
+    except UsageError as error:
+        raise PipelineError([Diagnostic(str(error), Location(str(path), 1, 1))]) from None
+    if text is None:
+        return None
+    try:
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as error:
         where = _TOML_POSITION.search(str(error))
         line, column = (int(where.group(1)), int(where.group(2))) if where else (1, 1)
         message = _TOML_POSITION.sub("", str(error)).strip()
         raise PipelineError([Diagnostic(f"invalid TOML: {message}", Location(str(path), line, column))]) from None
-    problems = check_config(config, text, str(path))
-    if problems:
-        raise PipelineError(problems)
 
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
@@ -214,7 +223,9 @@ def _check_usd_by(report: _Report, path: KeyPath, model: ModelSpec, value: Any) 
             report.number(path + (param, str(choice)), price, minimum=0)
 
 
-def _check_providers(report: _Report, section: Mapping[str, Any]) -> None:
+def _check_providers(report: _Report, section: Mapping[str, Any], user: bool = False) -> None:
+    """``[providers.<name>]``: known services, known settings with their types, an envelope the
+    service has; in the project file no api_key (``user``: the user config, where keys belong)."""
     from wanflow.providers.config import PROJECT_SETTINGS, project_settings  # the providers own their settings
 
     services = list(load_catalog().services)
@@ -225,15 +236,55 @@ def _check_providers(report: _Report, section: Mapping[str, Any]) -> None:
             continue
         if not report.table(path, table):
             continue
-        known = sorted(PROJECT_SETTINGS)
+        known = sorted(PROJECT_SETTINGS | ({"api_key"} if user else set()))
         for key in sorted(set(table) - PROJECT_SETTINGS - {"api_key"}):
             report.unknown(path + (key,), known, "setting")  # with a "did you mean"
         rest = {key: value for key, value in table.items() if key in PROJECT_SETTINGS or key == "api_key"}
+        _check_setting_values(report, path, name, rest)
+        if user:
+            continue
         try:
             project_settings({"providers": {name: rest}}, name)  # refuses an api_key, with where keys belong
         except UsageError as error:
             where = path + ("api_key",) if "api_key" in rest else path
             report.add(where, str(error).removeprefix(f"wanflow.toml [providers.{name}]").lstrip(": "))
+
+
+def _check_setting_values(report: _Report, path: KeyPath, service: str, table: Mapping[str, Any]) -> None:
+    """Each provider setting's type, and an envelope the service really has."""
+    for key, value in table.items():
+        if key == "url_reuse_hours":
+            report.number(path + (key,), value, minimum=0)
+        elif not isinstance(value, str):
+            report.add(path + (key,), f"must be text, not {_kind(value)}")
+    envelopes = list(load_catalog().services[service].envelopes)
+    envelope = table.get("envelope")
+    if isinstance(envelope, str) and envelope not in envelopes:
+        if len(envelopes) == 1:
+            report.add(path + ("envelope",), f"{service} has no envelope setting: its one request envelope is "
+                                             f"'{envelopes[0]}'; remove this line")
+        else:
+            close = difflib.get_close_matches(envelope, envelopes, n=1)
+            report.add(path + ("envelope",), f"unknown envelope '{envelope}'" + (f"; did you mean '{close[0]}'?" if close else ""),
+                       allowed=", ".join(envelopes))
+
+
+def check_user_config(path: Path) -> None:
+    """Check the user's config file (``$WANFLOW_CONFIG`` or ``~/.config/wanflow/config.toml``):
+    only ``[providers.<name>]`` tables with known settings of the right types. PipelineError
+    names the file, line and key (exit 2); an absent file is fine."""
+    parsed = _parse(path)
+    if parsed is None:
+        return
+    config, text = parsed
+    report = _Report(str(path), _key_lines(text))
+    for section, value in config.items():
+        if section != "providers":
+            report.unknown((section,), ["providers"], "section")
+        elif report.table((section,), value):
+            _check_providers(report, value, user=True)
+    if report.problems:
+        raise PipelineError(report.problems)
 
 
 _SECTIONS: dict[str, Callable[[_Report, Mapping[str, Any]], None]] = {

@@ -25,8 +25,12 @@ class RequestHistory:
             document = json.loads(self.path.read_text("utf-8"))
             self._entries: dict[str, dict[str, Any]] = document.get("steps", {})
             self.previous_vars: dict[str, Any] | None = document.get("vars")
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):
             self._entries, self.previous_vars = {}, None
+        if not isinstance(self._entries, dict) or not all(isinstance(v, dict) for v in self._entries.values()):
+            self._entries = {}  # damaged: the next run explains less, and rewrites it
+        if not isinstance(self.previous_vars, dict | None):
+            self.previous_vars = None
         self._updates: dict[str, dict[str, Any]] = {}
         self._vars: dict[str, Any] | None = None
 

@@ -10,6 +10,8 @@ appends the whole entry as one JSON line and fsyncs it before wanflow goes on:
 
 The last complete line is the entry: a line torn by a power cut is ignored, which falls back to
 the event before it (an ``intent`` then makes the next run reconcile, never resubmit blindly).
+Any other unreadable last line (edited, of the wrong types, naming another key, random bytes)
+makes the entry ``damaged``: the paid step stops and asks, as it does for an emptied log.
 Appending costs one fsync where replacing a file would cost two (the file and its folder).
 
 The entry is removed once the step's outputs are safely in the store (or the task failed for
@@ -19,7 +21,6 @@ entry behind, and the following run of any pipeline with the same request picks 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -29,12 +30,32 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from wanflow._bounded import read_bounded
 from wanflow.runner.fsutil import canonical_json, fsync_dir
+from wanflow.runner.state_files import DamagedState, check_state, parse_json
 
 if TYPE_CHECKING:
     from wanflow.runner.shared_store import SharedJournal
 
 TASK_LIFETIME = 24 * 3600  # DashScope and vtrix keep task ids and results for 24 hours
+MAX_LOG_BYTES = 16_000_000  # a log holds a handful of events; anything larger is not one
+
+
+def _parse(line: str) -> object:
+    try:
+        return parse_json(line, "journal line")
+    except DamagedState:
+        return None
+
+
+def _entry(data: object, key: str) -> JournalEntry | None:
+    """A journal event as an entry, when it has the types wanflow writes and names ``key``."""
+    try:
+        checked = check_state(data, "journal", "journal line")
+        entry = JournalEntry(**checked)
+    except (DamagedState, TypeError):
+        return None
+    return entry if entry.key == key else None
 
 
 @dataclass
@@ -88,29 +109,32 @@ class Journal:
         if self.remote is not None:
             shared = self.remote.last(key)
             if shared is not None:
-                try:
-                    return JournalEntry(**shared)
-                except TypeError:
-                    return JournalEntry(key, "?", "?", "", 0.0, damaged=True)
+                return _entry(shared, key) or JournalEntry(key, "?", "?", "", 0.0, damaged=True)
         try:
-            lines = self._path(key).read_text("utf-8").splitlines()
+            text = read_bounded(self._path(key), MAX_LOG_BYTES).decode("utf-8", errors="replace")
         except FileNotFoundError:
             # wanflow 0.1 kept one indented JSON file per key; a pending one must still be honoured.
             if not self._has_legacy():
                 return None
             try:
-                lines = [self._legacy_path(key).read_text("utf-8")]
-            except OSError:
+                legacy = read_bounded(self._legacy_path(key), MAX_LOG_BYTES).decode("utf-8", errors="replace")
+            except FileNotFoundError:
                 return None
-        except OSError:
-            return None
-        for line in reversed(lines):
-            try:
-                return JournalEntry(**json.loads(line))
-            except (ValueError, TypeError):
-                continue  # torn by a crash mid-append: the line before it holds
-        # The log exists but holds no readable event: emptied or overwritten. A create may have
-        # been sent, so this is not "nothing pending".
+            except OSError:
+                legacy = ""
+            return _entry(_parse(legacy), key) or JournalEntry(key, "?", "?", "", 0.0, damaged=True)
+        except OSError:  # unreadable, a FIFO, too large: its task's fate is unknown
+            return JournalEntry(key, "?", "?", "", 0.0, damaged=True)
+        lines = text.splitlines()
+        torn = bool(text) and not text.endswith("\n")  # a crash mid-append leaves the last line unfinished
+        for index in range(len(lines) - 1, -1, -1):
+            entry = _entry(_parse(lines[index]), key)
+            if entry is not None:
+                return entry
+            if not (torn and index == len(lines) - 1):
+                break  # a finished line that is not an entry: written over or edited, not torn
+        # The log holds no readable last event: emptied, overwritten or damaged. A create may
+        # have been sent, so this is not "nothing pending": the step stops and asks.
         return JournalEntry(key, "?", "?", "", 0.0, damaged=True)
 
     def _legacy_path(self, key: str) -> Path:

@@ -184,6 +184,6 @@ def prepare(pipeline: Pipeline, data: Mapping[str, Any] | None, *, frozen: bool,
         raise UsageError(f"--frozen needs {lock_path(pipeline).name} with instance '{instance}'; run once without --frozen to write it")
     differences = compare(locked, static_units(pipeline, provider_override), ignore_upstream_inputs=True)
     if differences:
-        raise FrozenMismatch(lock_path(pipeline), differences)
+        raise FrozenMismatch(lock_path(pipeline), differences, instance)
     return locked
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -10,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wanflow._bounded import read_bounded
 from wanflow.runner.abandoned import mark_abandoned
 from wanflow.runner.fsutil import sha256_file
 from wanflow.runner.journal import Journal
 from wanflow.runner.locks import WorkspaceLock
+from wanflow.runner.state_files import DamagedState, parse_json, read_state
 from wanflow.runner.workspace import Workspace
 
 DEFAULT_KEEP_DAYS = 30.0
@@ -49,16 +50,17 @@ def _entries(workspace: Workspace) -> Iterator[tuple[Path, dict[str, Any]]]:
         return
     for path in sorted(root.glob("*/*.json")):
         try:
-            yield path, json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
-            yield path, {}
+            data = parse_json(read_bounded(path, 64_000_000), path)
+        except (OSError, DamagedState):
+            data = {}
+        yield path, data if isinstance(data, dict) else {}
 
 
 def _entry_objects(entry: dict[str, Any]) -> list[str]:
     outputs = entry.get("outputs", {})
     found = [item["sha256"] for item in outputs.get("images", [])]
     found += [outputs[name]["sha256"] for name in ("video", "text") if outputs.get(name)]
-    return found
+    return [str(sha) for sha in found]
 
 
 def verify(workspace: Workspace) -> VerifyReport:
@@ -81,7 +83,10 @@ def verify(workspace: Workspace) -> VerifyReport:
             report.corrupt.append(path.name)
     for path, entry in _entries(workspace):
         report.entries_checked += 1
-        missing = [sha for sha in _entry_objects(entry) if not workspace.store.path_for(sha).is_file()]
+        try:
+            missing = [sha for sha in _entry_objects(entry) if not workspace.store.path_for(sha).is_file()]
+        except (AttributeError, KeyError, TypeError, ValueError):  # not the shape wanflow writes
+            missing = ["?"]
         if missing or not entry:
             report.entries_missing_objects.append(path.stem)
     return report
@@ -98,39 +103,48 @@ class GcReport:
     removed_objects: list[str] = field(default_factory=list)
     freed_bytes: int = 0
     dry_run: bool = False
+    damaged: list[str] = field(default_factory=list)  # state files that made gc keep everything
 
 
 def _record_references(record: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """(cache keys, object hashes) a run record refers to."""
+    """(cache keys, object hashes) a checked run record refers to (its items' too)."""
     keys: set[str] = set()
     objects: set[str] = set()
-    for step in (record.get("steps") or {}).values():
+    steps = list((record.get("steps") or {}).values())
+    while steps:
+        step = steps.pop()
+        steps.extend(step.get("items") or [])
         if step.get("cache_key"):
             keys.add(step["cache_key"])
         objects.update(output["sha256"] for output in step.get("outputs") or [] if output.get("sha256"))
         request = step.get("request") or {}
         for items in (request.get("inputs") or {}).values():
             objects.update(item.removeprefix("sha256:") for item in items if item.startswith("sha256:"))
-        for adaptation in request.get("adaptations") or []:
+        for adaptation in [*(request.get("adaptations") or []), *(step.get("adaptations") or [])]:
             objects.update(str(adaptation.get(side, "")).removeprefix("sha256:") for side in ("from", "to"))
     return keys, objects
 
 
-def _lockfile_references(root: Path) -> set[str]:
-    """Cache keys named in committed lockfiles (``*.lock`` with a ``wanflow_lock`` header) under the project."""
+def _lockfile_references(root: Path, damaged: list[str]) -> set[str]:
+    """Cache keys named in committed lockfiles (``*.lock`` with a ``wanflow_lock`` header) under
+    the project; a wanflow lockfile of the wrong shape is named in ``damaged``."""
     keys: set[str] = set()
     for path in root.rglob("*.lock"):
-        if ".wanflow" in path.parts or path.stat().st_size > 10_000_000:
+        if ".wanflow" in path.parts or not path.is_file() or path.stat().st_size > 10_000_000:
             continue
         try:
-            data = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
+            data = parse_json(read_bounded(path, 10_000_000), path)
+        except (OSError, DamagedState):
+            continue  # not JSON: not a wanflow lockfile
+        if not isinstance(data, dict) or "wanflow_lock" not in data:
             continue
-        if isinstance(data, dict) and "wanflow_lock" in data:
+        try:
             for instance in (data.get("instances") or {}).values():
                 for step in (instance.get("steps") or {}).values():
                     if step.get("cache_key"):
-                        keys.add(step["cache_key"])
+                        keys.add(str(step["cache_key"]))
+        except (AttributeError, TypeError):
+            damaged.append(f"the lockfile {path} does not have the shape wanflow writes")
     return keys
 
 
@@ -156,39 +170,30 @@ def collect_garbage(workspace: Workspace, keep_days: float = DEFAULT_KEEP_DAYS, 
 
 def _collect(workspace: Workspace, keep_days: float, dry_run: bool, report: GcReport) -> GcReport:
     mark_abandoned(workspace.runs_dir)  # nothing runs while gc holds the lock
-    cutoff = time.time() - keep_days * 86400
-    keep_keys: set[str] = set(entry.key for entry in Journal(workspace.journal_dir).entries())
-    keep_objects: set[str] = set()
-    newest: dict[str, tuple[float, Path]] = {}
-    records = sorted(workspace.runs_dir.glob("*.json")) if workspace.runs_dir.is_dir() else []
-    for path in records:
-        try:
-            record = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
-            continue
-        name = (record.get("pipeline") or {}).get("name", "")
-        mtime = path.stat().st_mtime
-        if name not in newest or mtime >= newest[name][0]:
-            newest[name] = (mtime, path)
-        if mtime >= cutoff:
-            keys, objects = _record_references(record)
-            keep_keys |= keys
-            keep_objects |= objects
-    for _, path in newest.values():
-        keys, objects = _record_references(json.loads(path.read_text("utf-8")))
-        keep_keys |= keys
-        keep_objects |= objects
-    keep_keys |= _lockfile_references(workspace.root)
-
+    keep_keys, keep_objects = _references(workspace, keep_days, report.damaged)
+    if report.damaged:
+        # Fail closed: a damaged record, journal or lockfile may refer to anything, and removing
+        # what a paid result needs means paying again.
+        report.policy += "; nothing was removed, because some state files are damaged (repair or delete them)"
+        report.kept_entries = sum(1 for _ in _entries(workspace))
+        report.kept_objects = sum(1 for _ in _objects(workspace))
+        return report
     for path, entry in _entries(workspace):
         if path.stem in keep_keys:
             report.kept_entries += 1
-            keep_objects.update(_entry_objects(entry))
+            try:
+                keep_objects.update(_entry_objects(entry))
+            except (AttributeError, KeyError, TypeError):  # a kept entry whose objects cannot be told
+                report.damaged.append(f"the cache entry {path} does not have the shape wanflow writes")
         else:
             report.removed_entries.append(path.stem)
             report.freed_bytes += path.stat().st_size
             if not dry_run:
                 path.unlink()
+    if report.damaged:
+        report.policy += "; no object was removed, because a kept cache entry is damaged"
+        report.kept_objects = sum(1 for _ in _objects(workspace))
+        return report
     for path in _objects(workspace):
         if path.name in keep_objects:
             report.kept_objects += 1
@@ -200,3 +205,39 @@ def _collect(workspace: Workspace, keep_days: float, dry_run: bool, report: GcRe
     if not dry_run:
         shutil.rmtree(workspace.tmp_dir, ignore_errors=True)
     return report
+
+
+def _references(workspace: Workspace, keep_days: float, damaged: list[str]) -> tuple[set[str], set[str]]:
+    """(cache keys, objects) to keep; every state file that cannot be read is named in ``damaged``."""
+    cutoff = time.time() - keep_days * 86400
+    journal = Journal(workspace.journal_dir)
+    keep_keys: set[str] = set()
+    for entry in journal.entries():
+        keep_keys.add(entry.key)
+        if entry.damaged:
+            damaged.append(f"the task journal {workspace.journal_dir / entry.key}.jsonl is damaged")
+    keep_objects: set[str] = set()
+    newest: dict[str, tuple[float, dict[str, Any]]] = {}
+    records = sorted(workspace.runs_dir.glob("*.json")) if workspace.runs_dir.is_dir() else []
+    for path in records:
+        try:
+            record = read_state(path, "record")
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        except DamagedState as error:
+            damaged.append(f"the run record {error}")
+            continue
+        name = str((record.get("pipeline") or {}).get("name", ""))
+        if name not in newest or mtime >= newest[name][0]:
+            newest[name] = (mtime, record)
+        if mtime >= cutoff:
+            keys, objects = _record_references(record)
+            keep_keys |= keys
+            keep_objects |= objects
+    for _, record in newest.values():
+        keys, objects = _record_references(record)
+        keep_keys |= keys
+        keep_objects |= objects
+    keep_keys |= _lockfile_references(workspace.root, damaged)
+    return keep_keys, keep_objects

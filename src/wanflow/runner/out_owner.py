@@ -49,7 +49,7 @@ def claim_out_folder(out_root: Path, pipeline: Pipeline, project_root: Path) -> 
 def _read(manifest: Path) -> dict[str, Any]:
     try:
         data = json.loads(manifest.read_text("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from wanflow._confine import confined
 from wanflow.artifacts import Artifact
-from wanflow.runner.fsutil import atomic_copy, atomic_write_json
+from wanflow.runner.fsutil import atomic_copy, atomic_write_json, sha256_file
 from wanflow.runner.results import MaterializedFile
 
 MANIFEST = ".wanflow-manifest.json"
@@ -36,10 +37,17 @@ class OutputFolder:
     sha256, size and mtime: a file whose object, size and mtime are unchanged is not copied again.
     When a step or output is written again, its files that are no longer produced are removed;
     files of steps that failed this time, and anything the user put there, are left alone.
+
+    The folder belongs to the user too (docs/decisions.md, "Trust boundaries"): a file whose
+    stamps show a hand edit, or a file the manifest does not list, is neither overwritten nor
+    removed unless ``force`` (``--force-out``); it is kept and ``notes`` says so. The manifest is
+    read as untrusted data: an entry naming a path outside the folder is ignored.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, force: bool = False) -> None:
         self.root = root
+        self.force = force
+        self.notes: list[str] = []  # files kept, entries ignored: the run prints them as warnings
         self._owner: str | None = None
         self._previous = self._read_manifest()
         self._written: dict[str, dict[str, Any]] = {}
@@ -48,33 +56,74 @@ class OutputFolder:
     def _read_manifest(self) -> dict[str, dict[str, Any]]:
         try:
             data = json.loads((self.root / MANIFEST).read_text("utf-8"))
-            owner = data.get(OWNER_KEY)
-            self._owner = owner if isinstance(owner, str) else None
-            return {str(key): dict(value) for key, value in data.get("files", {}).items()}
-        except (OSError, ValueError, AttributeError, TypeError):
+        except FileNotFoundError:
             return {}
+        except (OSError, ValueError, RecursionError):
+            self.notes.append(f"{self.root / MANIFEST} is unreadable: every file in {self.root} is treated as yours")
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        owner = data.get(OWNER_KEY)
+        self._owner = owner if isinstance(owner, str) else None
+        files = data.get("files")
+        entries: dict[str, dict[str, Any]] = {}
+        for key, value in (files.items() if isinstance(files, dict) else []):
+            if not isinstance(value, dict) or confined(self.root, key) is None:
+                self.notes.append(f"{self.root / MANIFEST}: ignored the entry {key!r} (not a file inside {self.root})")
+                continue
+            entries[key] = value
+        return entries
 
     def _place(self, relative: str, artifact: Artifact, label: str, owner: str) -> MaterializedFile:
-        target = self.root / relative
         assert artifact.path is not None
+        target = confined(self.root, relative)
+        if target is None:  # a symlinked folder leading out of out/: never written through
+            self.notes.append(f"{self.root / relative} leads outside {self.root}: not written (the result is in the store)")
+            return MaterializedFile(label, artifact.path, artifact)
         stamp = self._unchanged_stamp(relative, artifact.sha256, target)
         if stamp is None:
+            if not self.force and self._users_file(relative, target, artifact.sha256):
+                self.notes.append(f"kept {target}: it was changed by hand or not written by wanflow; the new "
+                                  f"{label} is in the store. Delete the file or run with --force-out to replace it")
+                self._previous.pop(relative, None)  # no longer wanflow's copy
+                return MaterializedFile(label, artifact.path, artifact)
             atomic_copy(artifact.path, target, durable=False)  # a copy of a durable store file
             stamp = _stamp(target)
         self._written[relative] = {"sha256": artifact.sha256, "owner": owner, **stamp}
         return MaterializedFile(label, target, artifact)
 
+    def _users_file(self, relative: str, target: Path, sha256: str) -> bool:
+        """Whether ``target`` holds something wanflow must not replace silently: a file the
+        manifest does not list (unless it already has the new content), or one whose stamps
+        show it was edited since wanflow wrote it."""
+        if not target.exists() and not target.is_symlink():
+            return False
+        if target.is_symlink() or not target.is_file():
+            return True
+        entry = self._previous.get(relative)
+        if entry is None:
+            try:
+                return sha256_file(target) != sha256
+            except OSError:
+                return True
+        return not self._stamped(entry, target)
+
+    @staticmethod
+    def _stamped(entry: dict[str, Any], target: Path) -> bool:
+        """Whether ``target`` still carries the stamps the manifest recorded for it."""
+        try:
+            stamp = _stamp(target)
+        except OSError:
+            return False
+        return "size" in entry and all(entry.get(field) == value for field, value in stamp.items())
+
     def _unchanged_stamp(self, relative: str, sha256: str, target: Path) -> dict[str, int] | None:
         """The file's stamp when it is still the copy the manifest recorded (a no-op rerun copies
         nothing), or None when it must be copied: another object, or the file was touched."""
         entry = self._previous.get(relative)
-        if entry is None or entry.get("sha256") != sha256 or "size" not in entry:
+        if entry is None or entry.get("sha256") != sha256 or not self._stamped(entry, target):
             return None
-        try:
-            stamp = _stamp(target)
-        except OSError:
-            return None
-        return stamp if all(entry.get(field) == value for field, value in stamp.items()) else None
+        return _stamp(target)
 
     def write_step(self, step_id: str, artifacts: list[tuple[str, Artifact]]) -> list[MaterializedFile]:
         """Materialize one step's outputs under steps/<id>/: ``<id>-<n>.<ext>``, or ``<id>.<ext>`` when
@@ -113,13 +162,29 @@ class OutputFolder:
         for owner in owners:
             for relative in self._by_owner.pop(owner, []):
                 if relative in self._previous and relative not in self._written:
-                    (self.root / relative).unlink(missing_ok=True)
+                    self._remove(relative)
                     del self._previous[relative]
+
+    def _remove(self, relative: str) -> None:
+        """Remove a file wanflow wrote and no longer produces, unless it was edited since."""
+        target = confined(self.root, relative)
+        if target is None or not (target.exists() or target.is_symlink()):
+            return
+        if not self.force and not self._stamped(self._previous[relative], target):
+            self.notes.append(f"kept {target}: it was changed by hand since wanflow wrote it, and its step no longer "
+                              "makes it. Delete it yourself, or run with --force-out to let wanflow remove it")
+            return
+        target.unlink(missing_ok=True)
+
+    def take_notes(self) -> list[str]:
+        """The notes gathered since the last call (files kept, manifest entries ignored)."""
+        notes, self.notes = self.notes, []
+        return notes
 
     def finish(self, step_ids: set[str], output_names: set[str]) -> None:
         """Remove files of steps and outputs the pipeline no longer has; save the manifest."""
         current = {f"step:{step}" for step in step_ids} | {f"output:{name}" for name in output_names}
-        gone = {entry.get("owner", "") for entry in self._previous.values()} - current
+        gone = {str(entry.get("owner", "")) for entry in self._previous.values()} - current
         self._remove_stale(gone)
         merged = {**self._previous, **self._written}
         document: dict[str, object] = {"files": dict(sorted(merged.items()))}

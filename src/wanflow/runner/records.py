@@ -106,6 +106,7 @@ class RunRecorder:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "steps": {step.step_id: step_record(step, self.out_dir) for step in steps},
+            "step_order": self.pipeline.order(),  # JSON keys come back sorted: this is the pipeline's order
             "outputs": {
                 name: [file.to_record(self.out_dir) for file in files] for name, files in self.result.outputs.items()
             },

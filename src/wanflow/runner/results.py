@@ -101,6 +101,7 @@ class RunResult:
     steps: dict[str, StepResult]
     outputs: dict[str, list[MaterializedFile]] = field(default_factory=dict)
     output_errors: dict[str, str] = field(default_factory=dict)
+    out_notes: list[str] = field(default_factory=list)  # out/ files kept or manifest entries ignored
     record_path: Path | None = None
     out_dir: Path | None = None
     preview: bool = False

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from wanflow.runner.run_history import Run, run_records
+from wanflow.runner.run_history import Run, run_records, steps_in_order
 
 _WORD_FIELDS = ("prompt", "negative_prompt")
 
@@ -150,8 +150,8 @@ def step_changes(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[Cha
 def diff_records(instance: str, a: dict[str, Any], b: dict[str, Any]) -> InstanceDiff:
     """The differences between two run records of one instance."""
     result = InstanceDiff(instance, vars=_compare(a.get("vars") or {}, b.get("vars") or {}, "vars"))
-    steps_a, steps_b = a.get("steps") or {}, b.get("steps") or {}
-    for step in list(steps_a) + [name for name in steps_b if name not in steps_a]:
+    steps_a, steps_b = dict(steps_in_order(a)), dict(steps_in_order(b))
+    for step in list(steps_a) + [name for name in steps_b if name not in steps_a]:  # pipeline order
         result.steps[step] = step_changes(steps_a.get(step), steps_b.get(step))
     return result
 

@@ -17,6 +17,7 @@ from typing import Any
 from wanflow._exceptions import UsageError
 from wanflow.runner.batch_records import batches_dir
 from wanflow.runner.fsutil import atomic_write_json
+from wanflow.runner.state_files import DamagedState, read_state
 from wanflow.runner.workspace import Workspace
 
 INDEX_NAME = "_runs.json"  # pipeline names start with a letter or digit, so no history file is called this
@@ -53,6 +54,7 @@ class Run:
     records: list[RecordSummary]
     batch: dict[str, Any] | None = None
     status_override: str | None = None
+    problems: list[str] = field(default_factory=list)  # records found damaged when read in full
 
     @property
     def status(self) -> str:
@@ -120,6 +122,7 @@ class History:
     """Every run of a workspace, newest first."""
 
     runs: list[Run] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # state files skipped, each with what is wrong
 
     def find(self, ref: str, pipeline: str | None = None) -> Run:
         """The run named by ``ref``: an id, a unique prefix of one, ``latest`` or ``latest~N``
@@ -169,12 +172,13 @@ def instance_of(run_id: str, pipeline: str) -> str:
 
 
 def summarize_record(data: dict[str, Any], path: Path) -> RecordSummary:
-    """The listing summary of one run record."""
+    """The listing summary of one run record (one read_record checked)."""
     pipeline = str((data.get("pipeline") or {}).get("name", "?"))
     run_id = str(data.get("run_id") or path.stem)
     steps = data.get("steps") or {}
     totals = data.get("totals") or {}
-    counts = {key: int(value) for key, value in totals.items() if key not in ("cost_usd", "estimated_cost_usd")}
+    counts = {key: int(value) for key, value in totals.items()
+              if key not in ("cost_usd", "estimated_cost_usd") and isinstance(value, int | float)}
     providers = sorted({str(step.get("provider")) for step in steps.values() if step.get("provider")})
     return RecordSummary(
         run_id=run_id, pipeline=pipeline, instance=instance_of(run_id, pipeline), status=str(data.get("status", "?")),
@@ -185,22 +189,41 @@ def summarize_record(data: dict[str, Any], path: Path) -> RecordSummary:
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """One run record as JSON data ({} when it cannot be read)."""
+    """One run record as JSON data, its types checked; DamagedState naming the file and field
+    when it is unreadable or of the wrong shape (a record that is gone is damaged too)."""
     try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return read_state(path, "record")
+    except FileNotFoundError:
+        raise DamagedState(path, "the file is gone") from None
 
 
-def _summaries(workspace: Workspace) -> list[RecordSummary]:
-    """Every record's summary, from the index where the file has not changed since."""
+def _cached_summary(entry: Any, stamp: list[int], path: Path) -> RecordSummary | None:
+    """The index's summary of an unchanged record; None when the index entry is stale or damaged
+    (the index is a state file too: it is rebuilt, never trusted)."""
+    if not isinstance(entry, dict) or entry.get("stamp") != stamp or not isinstance(entry.get("summary"), dict):
+        return None
+    try:
+        summary = RecordSummary(**{**entry["summary"], "path": str(path)})
+    except TypeError:
+        return None
+    fields = (summary.run_id, summary.pipeline, summary.instance, summary.status)
+    numbers_ok = all(isinstance(value, int | float) for value in (summary.estimated_usd, summary.cost_usd))
+    if not all(isinstance(value, str) for value in fields) or not isinstance(summary.counts, dict) or not numbers_ok:
+        return None
+    return summary
+
+
+def _summaries(workspace: Workspace, damaged: list[str]) -> list[RecordSummary]:
+    """Every record's summary, from the index where the file has not changed since; a damaged
+    record is skipped and named in ``damaged``."""
     runs_dir = workspace.runs_dir
     index_path = workspace.index_dir / INDEX_NAME
     try:
         index = json.loads(index_path.read_text("utf-8"))
         cached = index.get("records", {}) if index.get("version") == INDEX_VERSION else {}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
+        cached = {}
+    if not isinstance(cached, dict):
         cached = {}
     fresh: dict[str, Any] = {}
     summaries = []
@@ -211,11 +234,13 @@ def _summaries(workspace: Workspace) -> list[RecordSummary]:
         except OSError:
             continue
         stamp = [stat.st_size, stat.st_mtime_ns]
-        entry = cached.get(path.name)
-        if entry and entry.get("stamp") == stamp:
-            summary = RecordSummary(**{**entry["summary"], "path": str(path)})
-        else:
-            data = read_record(path)
+        summary = _cached_summary(cached.get(path.name), stamp, path)
+        if summary is None:
+            try:
+                data = read_record(path)
+            except DamagedState as error:
+                damaged.append(f"skipped the damaged run record {error}")
+                continue
             if not data.get("run_id") and not data.get("steps"):
                 continue  # not a run record
             summary = summarize_record(data, path)
@@ -230,24 +255,28 @@ def _summaries(workspace: Workspace) -> list[RecordSummary]:
     return summaries
 
 
-def _batch_records(workspace: Workspace) -> list[dict[str, Any]]:
+def _batch_records(workspace: Workspace, damaged: list[str]) -> list[dict[str, Any]]:
     folder = batches_dir(workspace.runs_dir)
     documents = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        data = read_record(path)
-        if data.get("wanflow_batch") and data.get("batch_id"):
-            documents.append(data)
+        try:
+            documents.append(read_state(path, "batch"))
+        except FileNotFoundError:
+            continue
+        except DamagedState as error:
+            damaged.append(f"skipped the damaged batch record {error}")
     return documents
 
 
 def load_history(workspace: Workspace) -> History:
     """Every run of the workspace, newest first."""
-    summaries = _summaries(workspace)
+    damaged: list[str] = []
+    summaries = _summaries(workspace, damaged)
     by_id = {summary.run_id: summary for summary in summaries}
     grouped: set[str] = set()
     runs: list[Run] = []
-    for batch in _batch_records(workspace):
-        records = [by_id[item["run_id"]] for item in batch.get("instances", []) if item.get("run_id") in by_id]
+    for batch in _batch_records(workspace, damaged):
+        records = [by_id[item["run_id"]] for item in batch["instances"] if item.get("run_id") in by_id]
         grouped.update(record.run_id for record in records)
         pipeline = str((batch.get("pipeline") or {}).get("name", "?"))
         override = "interrupted" if batch.get("status") == "interrupted" else None
@@ -258,7 +287,7 @@ def load_history(workspace: Workspace) -> History:
     runs += [Run(summary.run_id, summary.pipeline, "single", [summary]) for summary in leftovers if summary.instance == "default"]
     runs += _legacy_groups([summary for summary in leftovers if summary.instance != "default"])
     runs.sort(key=lambda run: (run.started_at or "", run.id), reverse=True)
-    return History(runs)
+    return History(runs, damaged)
 
 
 def _legacy_groups(records: list[RecordSummary]) -> list[Run]:
@@ -293,8 +322,15 @@ def filter_runs(runs: list[Run], pipeline: str | None = None, status: str | None
 
 
 def run_records(run: Run) -> dict[str, dict[str, Any]]:
-    """Instance name -> full run record, in instance order."""
-    return {record.instance: read_record(Path(record.path)) for record in run.records}
+    """Instance name -> full run record, in instance order. A record that turns out damaged is
+    left out and named in ``run.problems``."""
+    records = {}
+    for summary in run.records:
+        try:
+            records[summary.instance] = read_record(Path(summary.path))
+        except DamagedState as error:
+            run.problems.append(f"skipped the damaged run record {error}")
+    return records
 
 
 def age(value: str | None, now: float | None = None) -> str:
@@ -307,3 +343,10 @@ def age(value: str | None, now: float | None = None) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
+
+
+def steps_in_order(record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A record's steps in the pipeline's order (``step_order``; records before it: by id)."""
+    steps = record.get("steps") or {}
+    order = [step for step in record.get("step_order") or [] if step in steps]
+    return [(step, steps[step]) for step in order + sorted(set(steps) - set(order))]

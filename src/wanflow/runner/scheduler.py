@@ -82,6 +82,7 @@ class RunOptions:
     write_lock: bool = True  # write <pipeline>.lock after a successful run
     cluster: str | None = None  # run on Dask: "local:N" or "tcp://HOST:8786" (else [cluster] address, WANFLOW_CLUSTER)
     instance: str = "default"  # the lockfile section of this run (matrix and batch runs name theirs)
+    force_out: bool = False  # replace or remove hand-edited and foreign files in out/ (--force-out)
 
 
 class Reporter(Protocol):
@@ -134,7 +135,7 @@ class Runner:
         out_root = workspace.out_dir / pipeline.name
         if instance != "default":
             out_root = out_root / instance
-        self.outputs_folder = OutputFolder(out_root)
+        self.outputs_folder = OutputFolder(out_root, force=self.options.force_out)
         run_id = new_run_id(pipeline.name if self.options.instance == "default" else f"{pipeline.name}-{self.options.instance}")
         self.result = RunResult(
             run_id=run_id,
@@ -235,6 +236,9 @@ class Runner:
                 step.status, step.reason = "skipped", "run was interrupted"
         self.history.save()
         self.outputs_folder.finish(set(self.pipeline.steps), set(self.pipeline.outputs))
+        self.result.out_notes += self.outputs_folder.take_notes()  # named outputs, removed steps, the manifest
+        if self.result.out_notes:
+            self.recorder.extra["warnings"] = [*self.recorder.extra.get("warnings", []), *self.result.out_notes]
         self.recorder.write(status)
         shutil.rmtree(self._workdir, ignore_errors=True)
 
@@ -266,6 +270,7 @@ class Runner:
             if items is None:
                 await self._produce(step, result)
                 result.files = self.outputs_folder.write_step(step.id, result.outputs.all() if result.outputs else [])
+                result.warnings.extend(self.outputs_folder.take_notes())
                 self._outputs[step.id] = template_outputs(step, result.outputs)
             else:
                 await self._fan_out(step, result, items)
@@ -315,6 +320,7 @@ class Runner:
         labelled = [(f"items[{sub_index}].{label}", artifact) for sub_index, sub in enumerate(result.items)
                     for label, artifact in (sub.outputs.all() if sub.outputs else [])]
         result.files = self.outputs_folder.write_step(step.id, labelled)
+        result.warnings.extend(self.outputs_folder.take_notes())
         self._outputs[step.id] = fan_in(step, [template_outputs(step, sub.outputs) for sub in result.items])
 
     async def _produce(self, step: StepSpec, result: StepResult, item: tuple[int, object] | None = None) -> None:
@@ -325,6 +331,10 @@ class Runner:
         result.provider, result.cache_key, result.request = request.provider, key, canonical
         result.seed, result.seed_source = request.seed, request.seed_source
         result.adaptations = [dict(item) for item in request.adaptations]
+        for adaptation in result.adaptations:  # a changed picture must not pass unnoticed
+            if any("transparency" in str(action) for action in adaptation.get("actions") or []):
+                result.warnings.append(f"input {str(adaptation.get('from', ''))[:19]}…: its transparency was flattened onto "
+                                       "white (the model takes no alpha); give an opaque image to choose the background")
         if self._locked is not None:
             locked = (self._locked.get("steps") or {}).get(result.step_id)
             changes = lockfile.compare({"steps": {result.step_id: locked}}, {result.step_id: canonical}, False) if locked else []
@@ -412,6 +422,9 @@ class Runner:
             result.outputs = outputs
         finally:
             result.provider_info = info  # the task ids stay in the record even if the files were unusable
+        tasks = ", ".join(str(task) for task in info.get("task_ids") or [])
+        if info.get("resumed") or info.get("adopted"):  # paid earlier: "new" would hide that nothing was paid now
+            result.reason = f"{'resumed' if info.get('resumed') else 'adopted'} task {tasks} (paid by an earlier run)"
         result.warnings.extend(generated.warnings)
         self._remember_urls(result)
         if check is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import socket
 import time
@@ -38,7 +39,9 @@ from typing import Any
 import anyio
 
 from wanflow._exceptions import UsageError, WanflowError
+from wanflow._settings import number_setting
 from wanflow.runner.fsutil import sha256_file
+from wanflow.runner.store_url import open_options, s3_credentials_found
 
 LEASE_SECONDS = 60.0  # a holder that stops renewing (killed, laptop closed) loses its lease after this
 POLL_SECONDS = 0.2
@@ -67,15 +70,34 @@ class SharedStore:
             import fsspec
         except ImportError:
             raise UsageError("--store needs fsspec: pip install 'wanflow[store]'") from None
-        try:
-            self.fs, root = fsspec.core.url_to_fs(self.url, use_listings_cache=False)  # other machines write too
+        if self.url.startswith("s3://") and s3_credentials_found() is False:
+            raise UsageError(f"--store {url}: no AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                             "or AWS_PROFILE, before using an s3:// store")
+        try:  # other machines write too: no listings cache
+            self.fs, root = fsspec.core.url_to_fs(self.url, use_listings_cache=False, **open_options(self.url))
         except (ImportError, ValueError) as error:
             raise UsageError(f"--store {url}: {error} (pip install 'wanflow[store]' brings s3fs)") from None
         self.root = root.rstrip("/")
         self.local = getattr(self.fs, "protocol", None) in ("file", ("file", "local")) or \
             type(self.fs).__name__ == "LocalFileSystem"
         if self.local:
-            Path(self.root).mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.root).mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise UsageError(f"--store {url}: cannot use the folder {self.root}: {error.strerror or error}") from None
+        else:
+            self._probe()
+
+    def _probe(self) -> None:
+        """Ask the store once, now, so an unreachable one or refused credentials are an exit 2
+        before anything is sent."""
+        try:
+            self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:
+            pass  # an empty prefix: fine, it is created by the first write
+        except Exception as error:  # botocore, aiohttp and gcsfs raise their own kinds
+            raise UsageError(f"--store {self.url}: the store did not answer ({type(error).__name__}: "
+                             f"{str(error)[:200]}); check the URL, the network and the credentials") from None
 
     def _path(self, relative: str) -> str:
         return f"{self.root}/{relative}"
@@ -205,9 +227,12 @@ class SharedJournal:
             if data is None:
                 continue
             try:
-                return dict(json.loads(data))
-            except ValueError:
+                event = json.loads(data)
+            except (ValueError, RecursionError):
                 continue
+            if isinstance(event, dict):
+                return event  # its types are checked by Journal.get (a wrong one: damaged, stop and ask)
+            return {"damaged": "not an object"}
         return None
 
     def append(self, key: str, record: dict[str, Any], intent: bool) -> None:
@@ -233,6 +258,17 @@ class SharedJournal:
 
 # --- the lease of a key ---------------------------------------------------------------------------
 
+_EPOCH = re.compile(r"\d{1,12}\.json")
+
+
+def _held(record: bytes | None) -> bool:
+    """Whether a lease record says its holder still holds it (False for a damaged record)."""
+    try:
+        state = json.loads(record) if record is not None else None
+        return isinstance(state, dict) and not state.get("released") and float(state.get("expires", 0)) > time.time()
+    except (ValueError, TypeError, RecursionError):
+        return False
+
 class KeyLease:
     """Who generates a key now, across machines, on a store without locks.
 
@@ -255,14 +291,12 @@ class KeyLease:
         return json.dumps({"owner": self.owner, "expires": time.time() + self.seconds, "released": released}).encode()
 
     def try_take(self) -> bool:
-        epochs = sorted(int(name.split(".")[0]) for name in self.store.names(f"leases/{self.key}") if name.endswith(".json"))
+        # Lease names and records are read back from a shared folder: a name that is not an epoch
+        # is ignored, a damaged record counts as expired (the journal still guards the create).
+        epochs = sorted(int(name[:-5]) for name in self.store.names(f"leases/{self.key}") if _EPOCH.fullmatch(name))
         if epochs:
             current = self.store.read(f"leases/{self.key}/{epochs[-1]:08d}.json")
-            try:
-                state = json.loads(current) if current is not None else {"released": True}
-            except ValueError:
-                state = {"expires": 0}
-            if not state.get("released") and float(state.get("expires", 0)) > time.time():
+            if _held(current):
                 return False
         epoch = (epochs[-1] if epochs else 0) + 1
         if not self.store.create(f"leases/{self.key}/{epoch:08d}.json", self._record()):
@@ -285,7 +319,7 @@ class KeyLease:
 @asynccontextmanager
 async def lease(store: SharedStore, key: str, on_wait: Callable[[], None] | None = None) -> AsyncIterator[None]:
     """Hold ``key``'s lease on the shared store for the block (waiting while another machine holds it)."""
-    held = KeyLease(store, key, float(os.environ.get("WANFLOW_LEASE_SECONDS", "") or LEASE_SECONDS))
+    held = KeyLease(store, key, number_setting("WANFLOW_LEASE_SECONDS", LEASE_SECONDS))
     told = False
     while not await anyio.to_thread.run_sync(held.try_take):
         if not told and on_wait is not None:

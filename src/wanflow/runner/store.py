@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wanflow._confine import is_sha256
 from wanflow.artifacts import Artifact
 from wanflow.runner.fs_errors import file_system_error
 from wanflow.runner.fsutil import copy_hashing, sha256_file
@@ -24,7 +25,10 @@ class ArtifactStore:
         self.remote = remote  # a shared store (--store): written through, read through on a local miss
 
     def path_for(self, sha256: str) -> Path:
-        """Where the object ``sha256`` is (or would be) stored."""
+        """Where the object ``sha256`` is (or would be) stored; ValueError for anything but a
+        sha256 (a hash read back from a record or entry never names a path outside the store)."""
+        if not is_sha256(sha256):
+            raise ValueError(f"not a sha256: {str(sha256)[:80]!r}")
         return self.root / sha256[:2] / sha256
 
     def put_file(self, source: Path, media_type: str, move: bool = False, **meta: object) -> Artifact:

@@ -117,12 +117,13 @@ class Workspace:
 
 
 def _store_url(value: str | None, root: Path) -> str | None:
-    """A store URL as fsspec takes it: a plain path (relative to the project) becomes file://."""
+    """A store URL as fsspec takes it, checked (runner/store_url.py): a plain path (relative to
+    the project) becomes file://."""
     if not value:
         return None
-    if "://" in value:
-        return value
-    return "file://" + str((root / Path(value).expanduser()).resolve())
+    from wanflow.runner.store_url import store_url
+
+    return store_url(str(value), root)
 
 
 def _env_path(name: str) -> Path | None:

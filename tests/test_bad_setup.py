@@ -131,7 +131,7 @@ def test_init_over_a_symlink_loop_writes_nothing(tmp_path, where):
 def test_init_that_cannot_write_one_file_leaves_none(tmp_path, monkeypatch):
     import errno
 
-    from wanflow import project_init
+    from wanflow.project import init as project_init
 
     def full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from wanflow.cli.main import main
-from wanflow.runner.journal import Journal
-from wanflow.runner.outputs import MANIFEST
+from wanflow.state.journal import Journal
+from wanflow.state.out_folder import MANIFEST
 
 CORPUS = Path(__file__).parent / "bad_state"
 CASES = sorted(CORPUS.glob("*.json"))
@@ -163,7 +163,7 @@ def test_a_torn_last_line_still_falls_back_to_the_line_before(tmp_path):
 @pytest.mark.parametrize("record", [b"[1]", b'{"expires": "soon"}', b"\xff", b'{"released": false, "expires": null}'])
 def test_a_damaged_lease_counts_as_expired_and_a_stray_name_is_ignored(tmp_path, record):
     pytest.importorskip("fsspec")
-    from wanflow.runner.shared_store import KeyLease, SharedStore
+    from wanflow.state.shared_store import KeyLease, SharedStore
 
     store = SharedStore(f"file://{tmp_path / 'shared'}")
     key = "e" * 64

@@ -177,7 +177,7 @@ def test_live_progress_on_a_terminal_shows_each_step_state(write_pipeline, use_i
 
     import wanflow
     from wanflow.cli.reporting import LiveProgress
-    from wanflow.runner import Runner
+    from wanflow.execute.instance import Runner
 
     pipeline = wanflow.load_pipeline(write_pipeline(CHAIN))
     stream = io.StringIO()
@@ -201,10 +201,10 @@ def test_batch_progress_on_a_terminal_shows_instances_steps_and_queue_depth(proj
 
     import wanflow
     from wanflow.cli.reporting import BatchProgress
+    from wanflow.execute.batch import batch_state, run_instances
+    from wanflow.execute.instance import RunOptions
+    from wanflow.execute.limits import QueueState
     from wanflow.pipelines.instances import expand
-    from wanflow.runner import RunOptions
-    from wanflow.runner.batch import batch_state, run_instances
-    from wanflow.runner.limits import QueueState
 
     shutil.copytree(EXAMPLES / "style-matrix", project / "style-matrix")
     pipeline = wanflow.load_pipeline(project / "style-matrix/style-matrix.yaml")
@@ -229,7 +229,7 @@ def test_batch_progress_on_a_terminal_shows_instances_steps_and_queue_depth(proj
 def test_queue_state_counts_tasks_holding_and_waiting_for_a_slot():
     import anyio
 
-    from wanflow.runner.limits import ProviderLimits
+    from wanflow.execute.limits import ProviderLimits
 
     async def scenario() -> list:
         limits = ProviderLimits({"dashscope": {"concurrent": 2, "submits_per_second": 100}})

@@ -63,8 +63,8 @@ def test_a_good_config_passes(project, write_pipeline, capsys, use_instrumented_
 
 
 def test_every_setting_wanflow_init_writes_is_accepted():
-    from wanflow.project_init import CONFIG
-    from wanflow.runner.config_check import check_config
+    from wanflow.project.config_check import check_config
+    from wanflow.project.init import CONFIG
 
     text = re.sub(r"^# ?(\[|\w+ = |\"\w+\" = )", r"\1", CONFIG, flags=re.M)  # uncomment every example
     config = tomllib.loads(text)

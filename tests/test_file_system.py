@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from wanflow import _fs as fsutil
+from wanflow import _fs_errors as fs_errors
 from wanflow._exceptions import FileSystemError
 from wanflow.cli.main import main
-from wanflow.runner import fs_errors, fsutil, preflight
-from wanflow.runner.outputs import MANIFEST
-from wanflow.runner.store import ArtifactStore
+from wanflow.execute import preflight
+from wanflow.state.out_folder import MANIFEST
+from wanflow.state.store import ArtifactStore
 
 PIPE = "name: fs\nsteps:\n  a: {model: wan2.6-t2i, prompt: a red teapot, params: {n: 1}}\n"
 

@@ -16,15 +16,15 @@ from PIL import Image
 
 import wanflow
 from wanflow.catalog import load_catalog
+from wanflow.execute.limits import ProviderLimits, TokenBucket, submit_burst
 from wanflow.pipelines.resolve import StepRequest
+from wanflow.project.settings import ServiceConfig, service_config
 from wanflow.providers.base import GenerationContext
-from wanflow.providers.config import ServiceConfig, service_config
 from wanflow.providers.dashscope import DashScopeProtocol
 from wanflow.providers.failures import classify
 from wanflow.providers.policies import POLL_POLICIES, RetryPolicy, parse_retry_after, poll_policy
 from wanflow.providers.remote import RemoteProvider
 from wanflow.providers.vtrix import VtrixProtocol
-from wanflow.runner.limits import ProviderLimits, TokenBucket, submit_burst
 
 # --- policies ------------------------------------------------------------------------------------
 
@@ -329,7 +329,7 @@ def test_vtrix_status_vocabularies_and_reported_cost():
 def test_an_interrupt_while_waiting_for_a_submit_token_leaves_no_intent(tmp_path):
     """The intent is journaled after the submit token, right before the create: a Ctrl-C in the
     token wait sent nothing, so it must leave nothing that the next run would have to ask about."""
-    from wanflow.runner.journal import Journal, KeyJournal
+    from wanflow.state.journal import Journal, KeyJournal
 
     script = Script()  # nothing may be sent
     journal = Journal(tmp_path / "journal")

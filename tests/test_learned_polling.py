@@ -12,8 +12,8 @@ import pytest
 
 from wanflow.catalog import load_catalog
 from wanflow.pipelines.resolve import StepRequest
+from wanflow.project.settings import ServiceConfig
 from wanflow.providers.base import GenerationContext
-from wanflow.providers.config import ServiceConfig
 from wanflow.providers.dashscope import DashScopeProtocol
 from wanflow.providers.durations import DurationBook, Estimate, duration_key
 from wanflow.providers.policies import POLL_POLICIES, LearnedSchedule, sdk_wait_polls

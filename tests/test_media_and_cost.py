@@ -44,7 +44,7 @@ def test_unsupported_image_format_is_an_error(write_pipeline, project):
 
 @pytest.mark.parametrize("damage", ["truncated", "cut before IEND", "bit flipped"])
 def test_a_damaged_png_is_rejected_without_decoding_it(tmp_path, damage):
-    from wanflow.media import MediaError, probe
+    from wanflow.media.probe import MediaError, probe
 
     Image.effect_noise((300, 200), 60).convert("RGB").save(tmp_path / "ok.png")
     data = bytearray((tmp_path / "ok.png").read_bytes())

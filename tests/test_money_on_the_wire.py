@@ -20,9 +20,9 @@ from PIL import Image
 
 import wanflow
 from wanflow.providers import remote
-from wanflow.runner.journal import Journal
 from wanflow.sim.server import SimServer
 from wanflow.sim.state import Knobs
+from wanflow.state.journal import Journal
 
 ONE_IMAGE = """
 name: one
@@ -382,7 +382,7 @@ def test_the_simulator_refuses_list_spans_over_24_hours(service):
     ("us-east-1", "dashscope-us.aliyuncs.com"), ("hongkong", "cn-hongkong.dashscope.aliyuncs.com"),
 ])
 def test_every_region_the_sdks_know(region, host):
-    from wanflow.providers.config import service_config
+    from wanflow.project.settings import service_config
 
     config = service_config("dashscope", {"DASHSCOPE_REGION": region, "WANFLOW_CONFIG": "/nonexistent"}, project={})
     assert config.base_url == f"https://{host}/api/v1"
@@ -390,7 +390,7 @@ def test_every_region_the_sdks_know(region, host):
 
 def test_an_unknown_region_names_the_known_ones():
     from wanflow._exceptions import UsageError
-    from wanflow.providers.config import service_config
+    from wanflow.project.settings import service_config
 
     with pytest.raises(UsageError, match=r"unknown DashScope region 'mars'.*virginia"):
         service_config("dashscope", {"DASHSCOPE_REGION": "mars", "WANFLOW_CONFIG": "/nonexistent"}, project={})

@@ -12,7 +12,7 @@ import pytest
 
 from wanflow._confine import confined, is_safe_name, is_sha256, named
 from wanflow.cli.main import main
-from wanflow.runner.outputs import MANIFEST
+from wanflow.state.out_folder import MANIFEST
 
 PIPE = "name: own\nsteps:\n  a: {model: wan2.6-t2i, prompt: a red teapot, params: {n: N}}\n"
 

@@ -117,7 +117,7 @@ def test_a_fully_cached_run_loads_no_http_client_media_libraries_templates_or_sc
 
 
 def test_the_result_checks_tiers_are_the_renderers():
+    from wanflow.execute import result_check
     from wanflow.preview import images, video
-    from wanflow.runner import result_check
 
     assert result_check.IMAGE_TIERS == images.TIER_AREAS and result_check.VIDEO_TIERS == video.TIER_AREAS

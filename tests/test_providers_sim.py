@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import wanflow
-from wanflow.providers.config import ServiceConfig
+from wanflow.project.settings import ServiceConfig
 from wanflow.providers.dashscope import DashScopeProtocol, cancel_task, dashscope_provider, list_tasks
 from wanflow.sim.server import SimServer
 from wanflow.sim.state import Knobs

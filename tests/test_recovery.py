@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import SRC, cli_env, wanflow_json
-from wanflow.media import verify_complete
-from wanflow.runner.journal import Journal
+from wanflow.media.probe import verify_complete
 from wanflow.sim.server import SimServer
 from wanflow.sim.state import Knobs
+from wanflow.state.journal import Journal
 
 SAME_MODEL = """
 name: twins
@@ -371,7 +371,7 @@ def test_a_runs_signal_receiver_gives_the_previous_handlers_back():
 
     import anyio
 
-    from wanflow.runner.interrupts import stop_signals
+    from wanflow.execute.signals import stop_signals
 
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers can only be set from the main thread")

@@ -20,9 +20,9 @@ import wanflow
 from cli_helpers import SRC, cli_env
 from sim_helpers import SECRET, TWO_STEPS
 from wanflow.cli.main import main
-from wanflow.media import verify_complete
-from wanflow.runner.journal import Journal, JournalEntry, KeyJournal
+from wanflow.media.probe import verify_complete
 from wanflow.sim.server import SimServer
+from wanflow.state.journal import Journal, JournalEntry, KeyJournal
 
 
 def _env(server: SimServer, **extra: str) -> dict[str, str]:
@@ -345,7 +345,7 @@ KEY_A, KEY_B = "a" * 64, "b" * 64
 HOLD_LOCK = """
 import sys, time, anyio
 from pathlib import Path
-from wanflow.runner.locks import process_lock
+from wanflow.state.locks import process_lock
 
 async def main():
     async with process_lock(Path(sys.argv[1]), sys.argv[2]):
@@ -360,7 +360,7 @@ def _try_lock(locks: Path, key: str, lock=None) -> bool:
     """Whether ``key`` can be taken within 0.3 s (then released)."""
     import anyio
 
-    from wanflow.runner.locks import process_lock
+    from wanflow.state.locks import process_lock
 
     async def attempt() -> bool:
         with anyio.move_on_after(0.3):
@@ -388,7 +388,7 @@ def test_a_key_held_by_another_process_waits_and_is_freed_when_that_process_is_k
 def test_two_runners_in_one_process_exclude_each_other_per_key(tmp_path):
     import anyio
 
-    from wanflow.runner.locks import process_lock
+    from wanflow.state.locks import process_lock
 
     order = []
 
@@ -412,10 +412,10 @@ def test_two_runners_in_one_process_exclude_each_other_per_key(tmp_path):
 
 
 def test_the_portable_lock_used_without_fcntl_also_excludes_and_waits(tmp_path):
-    from wanflow.runner.locks import _filelock
+    from wanflow.state.locks import _filelock
 
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK.replace(
-        "from wanflow.runner.locks import process_lock", "from wanflow.runner.locks import _filelock as process_lock").replace(
+        "from wanflow.state.locks import process_lock", "from wanflow.state.locks import _filelock as process_lock").replace(
         "process_lock(Path(sys.argv[1]), sys.argv[2])", "process_lock(Path(sys.argv[1]), sys.argv[2], None)"),
         str(tmp_path), KEY_A], stdout=subprocess.PIPE, text=True)
     try:
@@ -432,8 +432,8 @@ def test_the_portable_lock_used_without_fcntl_also_excludes_and_waits(tmp_path):
 def test_paid_work_is_fsynced_and_rebuildable_files_are_not(tmp_path, monkeypatch):
     """Journal lines, stored objects and cache entries survive a power cut; records and output
     copies are only atomic (they are rebuilt from the former)."""
-    from wanflow.runner import fsutil
-    from wanflow.runner.store import ArtifactStore
+    from wanflow import _fs as fsutil
+    from wanflow.state.store import ArtifactStore
 
     synced: list[int] = []
     real_fsync = os.fsync

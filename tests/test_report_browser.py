@@ -162,9 +162,9 @@ def test_batch_report_is_a_paged_table(project, browser):
 
 def test_long_batch_tables_page_and_filter(project, browser, monkeypatch):
     """A thousand rows would be paged the same way: hidden rows never fetch their thumbnails."""
+    from wanflow.records.runs import load_history
     from wanflow.report import html, write_report
-    from wanflow.runner.run_history import load_history
-    from wanflow.runner.workspace import Workspace
+    from wanflow.state.workspace import Workspace
 
     monkeypatch.setattr(html, "PAGE_SIZE", 2)
     workspace = Workspace.discover(project, state_dir=project / ".wanflow", out_dir=project / "out")
@@ -259,7 +259,8 @@ def test_a_record_with_wrong_types_is_skipped_and_its_numbers_never_reach_the_pa
     escapes it (numbers included)."""
     import json
 
-    from wanflow.runner import run_history, state_files
+    from wanflow.records import runs as run_history
+    from wanflow.state import state_files
 
     record_path, root = _tampered_project(tmp_path)
     record = json.loads(record_path.read_text())

@@ -11,7 +11,7 @@ import pytest
 import wanflow
 from wanflow.catalog import load_catalog
 from wanflow.pipelines.resolve import StepRequest
-from wanflow.providers.config import parse_clock_offset, service_config
+from wanflow.project.settings import parse_clock_offset, service_config
 from wanflow.providers.dashscope import DashScopeProtocol
 from wanflow.providers.failures import classify
 from wanflow.providers.protocol import read_error

@@ -8,7 +8,7 @@ import os
 
 from cli_helpers import cli_env
 from sim_helpers import SECRET, TWO_STEPS, finish_run, project_folder, start_run
-from wanflow.runner.shared_store import KeyLease, SharedJournal, SharedStore
+from wanflow.state.shared_store import KeyLease, SharedJournal, SharedStore
 
 
 def _statuses(*summaries: dict) -> list[str]:

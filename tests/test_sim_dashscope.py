@@ -28,7 +28,7 @@ from sim_helpers import (
     t2i,
     wav_bytes,
 )
-from wanflow.media import probe
+from wanflow.media.probe import probe
 
 RESOLVE = {"X-DashScope-OssResourceResolve": "enable"}
 

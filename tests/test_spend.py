@@ -10,7 +10,7 @@ from conftest import CHAIN
 from wanflow._exceptions import UsageError
 from wanflow.cli.main import main
 from wanflow.cli.spend import confirm_spend, confirm_threshold, cost_lines
-from wanflow.runner.results import RunResult, StepResult
+from wanflow.records.results import RunResult, StepResult
 
 
 class Terminal(io.StringIO):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from wanflow.media import MediaError, probe, verify_complete
+from wanflow.media.probe import MediaError, probe, verify_complete
 from wanflow.sim.app import flip_bytes
 
 
@@ -63,7 +63,7 @@ def test_a_file_changed_after_verification_is_probed_afresh(tmp_path):
 def test_a_duplicate_download_is_dropped_without_an_fsync(tmp_path, monkeypatch):
     import os
 
-    from wanflow.runner.store import ArtifactStore
+    from wanflow.state.store import ArtifactStore
 
     store = ArtifactStore(tmp_path / "objects")
     (tmp_path / "first.png").write_bytes(b"\x89PNG same bytes")
@@ -86,7 +86,7 @@ def test_journal_events_written_in_a_worker_thread_are_durable_when_awaited(tmp_
 
     import anyio
 
-    from wanflow.runner.journal import Journal, KeyJournal
+    from wanflow.state.journal import Journal, KeyJournal
 
     synced: list[str] = []
     real_fsync = os.fsync

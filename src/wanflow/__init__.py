@@ -24,14 +24,14 @@ _EXPORTS = {
     "run": "wanflow._api",
     "arun": "wanflow._api",
     "explain": "wanflow._api",
-    "Plan": "wanflow.runner.plan",
-    "BatchResult": "wanflow.runner.batch",
+    "Plan": "wanflow.planning.planner",
+    "BatchResult": "wanflow.execute.batch",
     "Diagnostic": "wanflow._diagnostics",
     "Location": "wanflow._diagnostics",
-    "ConformError": "wanflow.media_conform",
+    "ConformError": "wanflow.media.conform",
     "FileSystemError": "wanflow._exceptions",
     "FrozenMismatch": "wanflow._exceptions",
-    "MediaError": "wanflow.media",
+    "MediaError": "wanflow.media.probe",
     "PipelineError": "wanflow._exceptions",
     "ProviderError": "wanflow._exceptions",
     "StepFailed": "wanflow._exceptions",
@@ -44,10 +44,10 @@ _EXPORTS = {
     "Artifact": "wanflow.artifacts",
     "Pipeline": "wanflow.pipelines",
     "load_pipeline": "wanflow.pipelines",
-    "RunOptions": "wanflow.runner",
-    "RunResult": "wanflow.runner",
-    "StepResult": "wanflow.runner",
-    "Workspace": "wanflow.runner",
+    "RunOptions": "wanflow.execute.instance",
+    "RunResult": "wanflow.records.results",
+    "StepResult": "wanflow.records.results",
+    "Workspace": "wanflow.state.workspace",
 }
 
 if TYPE_CHECKING:
@@ -66,13 +66,15 @@ if TYPE_CHECKING:
         WorkspaceBusy,
     )
     from wanflow.artifacts import Artifact
-    from wanflow.media import MediaError
-    from wanflow.media_conform import ConformError
+    from wanflow.execute.batch import BatchResult
+    from wanflow.execute.instance import RunOptions
+    from wanflow.media.conform import ConformError
+    from wanflow.media.probe import MediaError
     from wanflow.pipelines import Pipeline, load_pipeline
     from wanflow.pipelines.templating import TemplateProblem
-    from wanflow.runner import RunOptions, RunResult, StepResult, Workspace
-    from wanflow.runner.batch import BatchResult
-    from wanflow.runner.plan import Plan
+    from wanflow.planning.planner import Plan
+    from wanflow.records.results import RunResult, StepResult
+    from wanflow.state.workspace import Workspace
 
 
 def __getattr__(name: str) -> Any:

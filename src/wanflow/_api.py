@@ -19,16 +19,16 @@ import anyio
 import sniffio
 
 from wanflow._exceptions import UsageError
+from wanflow.execute.batch import BatchResult, run_instances
+from wanflow.execute.instance import Reporter, Runner, RunOptions, SilentReporter
 from wanflow.pipelines.instances import Instance, RejectedRow
 from wanflow.pipelines.model import Pipeline
 from wanflow.pipelines.resolve import choose_provider
+from wanflow.planning.planner import Plan, build_plan
 from wanflow.providers import ProviderFactory, close_providers, create_providers
 from wanflow.providers.base import Provider
-from wanflow.runner.batch import BatchResult, run_instances
-from wanflow.runner.plan import Plan, build_plan
-from wanflow.runner.results import RunResult
-from wanflow.runner.scheduler import Reporter, Runner, RunOptions, SilentReporter
-from wanflow.runner.workspace import Workspace
+from wanflow.records.results import RunResult
+from wanflow.state.workspace import Workspace
 
 T = TypeVar("T")
 
@@ -79,7 +79,7 @@ def explain(
     providers: Mapping[str, ProviderFactory] | None = None,
 ) -> dict[str, list[Any]]:
     """Why each unit (of each instance) would run or hit the cache, naming what changed."""
-    from wanflow.runner.explain import explain_plan
+    from wanflow.planning.explain import explain_plan
 
     options = options or RunOptions()
     workspace = workspace or Workspace.discover()
@@ -151,11 +151,11 @@ async def execute(the_plan: Plan, workspace: Workspace, providers: Mapping[str, 
 async def _execute(the_plan: Plan, workspace: Workspace, providers: Mapping[str, Provider],
                    reporter: Reporter | None, shared: Any,
                    on_instance_done: Callable[[str, RunResult], None] | None) -> RunResult | BatchResult:
-    from wanflow.runner.cluster import address_for
+    from wanflow.execute.cluster.driver import address_for
 
     address = address_for(the_plan.options.cluster, workspace.config())
     if address is not None:
-        from wanflow.runner.cluster import execute_on_cluster
+        from wanflow.execute.cluster.driver import execute_on_cluster
 
         return await closing(providers, execute_on_cluster, the_plan, workspace, providers, address, reporter,
                              on_instance_done)

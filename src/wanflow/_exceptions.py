@@ -11,10 +11,10 @@ The hierarchy::
     │                            turned into a located Diagnostic, or into a step's error at run time
     ├── TemplateLimitError       a template went past a size, time or depth bound
     │                            (wanflow.pipelines.template_limits); reported as a TemplateProblem
-    ├── MediaError               a file is not readable media of a supported kind (wanflow.media);
+    ├── MediaError               a file is not readable media of a supported kind (wanflow.media.probe);
     │                            also a ValueError
     ├── ConformError             an image cannot be adapted to a model's size rules
-    │                            (wanflow.media_conform); also a ValueError
+    │                            (wanflow.media.conform); also a ValueError
     ├── StepFailed               one step could not produce its outputs. CLI exit 1 (the run goes on)
     │   └── ProviderError        the provider refused or failed the generation
     │       └── ResultGone       a result URL answered 403/404/410: expired or gone (wanflow.providers.downloads)

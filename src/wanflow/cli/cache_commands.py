@@ -12,8 +12,8 @@ from wanflow.cli.values import print_json
 def dispatch(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from wanflow.runner import maintenance
-    from wanflow.runner.workspace import Workspace
+    from wanflow.records import maintenance
+    from wanflow.state.workspace import Workspace
 
     workspace = Workspace.discover(state_dir=args.state_dir)
     if workspace.state_dir.exists() and not workspace.state_dir.is_dir():

@@ -3,7 +3,7 @@
 Imports take a noticeable moment; a SIGTERM (a CI timeout, ``kill``) or a Ctrl-C in it must end
 with a clear message and exit 130, not a traceback or a silent kill. Once a run starts, the
 runner replaces these handlers with its own, which stop submitting and flush the records, and
-gives these back when it ends (``runner/interrupts.py``). Once the command's work is done, a
+gives these back when it ends (``execute/signals.py``). Once the command's work is done, a
 signal during the interpreter's shutdown ends the process at once with 130.
 """
 

@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"wanflow: error: {error}", file=sys.stderr)
         return EXIT_STEP_FAILED
     except Exception as error:  # never a bare traceback for the user; WANFLOW_DEBUG=1 shows it
-        from wanflow.runner import fs_errors
+        from wanflow import _fs_errors as fs_errors
 
         if isinstance(error, OSError) and fs_errors.is_file_system_error(error):  # a full disk mid-run: fixable
             print(f"wanflow: error: {fs_errors.describe(error)}", file=sys.stderr)

@@ -21,9 +21,9 @@ from wanflow.pipelines.variables import parse_var_assignment
 def dispatch(args: argparse.Namespace) -> int:
     """``run``, ``plan``, ``explain``, ``validate`` or ``graph``: load the pipeline, build the one plan, print or run it."""
     from wanflow.cli import reporting
-    from wanflow.providers.config import user_config_path
-    from wanflow.runner.config_check import check_project, check_user_config
-    from wanflow.runner.workspace import find_project_root
+    from wanflow.project.config_check import check_project, check_user_config
+    from wanflow.project.settings import user_config_path
+    from wanflow.state.workspace import find_project_root
 
     check_project(find_project_root(Path.cwd().resolve()))  # wanflow.toml: every command that reads it checks it
     check_user_config(user_config_path())  # and the user's config: a misspelt key is never silently ignored
@@ -42,7 +42,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     from wanflow._api import build_plan, execute, instances_for, providers_for
-    from wanflow.runner.batch import BatchResult
+    from wanflow.execute.batch import BatchResult
 
     workspace = _workspace(args)
     options = _options(args, pipeline, workspace.config().get("run", {}).get("jobs"))
@@ -61,7 +61,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return EXIT_STEP_FAILED if rejected else EXIT_OK  # as run would: rejected rows fail the batch
 
     the_plan.check_budget(args.budget)
-    from wanflow.runner.preflight import prepare_run
+    from wanflow.execute.preflight import prepare_run
 
     prepare_run(workspace, pipeline, [instance.name for instance in instances or []], options.write_lock)  # exit 2 now, not mid-run
     from wanflow.cli import run_hooks
@@ -108,8 +108,8 @@ def _load(args: argparse.Namespace):
 
 
 def _options(args: argparse.Namespace, pipeline, config_jobs: int | None = None):
+    from wanflow.execute.instance import RunOptions
     from wanflow.providers import PAID_PROVIDERS
-    from wanflow.runner import RunOptions
 
     fresh_all, steps = _step_selection(args, "fresh", pipeline)
     reseed_all, reseed_steps = _step_selection(args, "reseed", pipeline)
@@ -147,7 +147,7 @@ def _step_selection(args: argparse.Namespace, option: str, pipeline) -> tuple[bo
 
 
 def _workspace(args: argparse.Namespace):
-    from wanflow.runner import Workspace
+    from wanflow.state.workspace import Workspace
 
     return Workspace.discover(state_dir=args.state_dir, out_dir=args.out_dir, store=getattr(args, "store", None))
 
@@ -155,7 +155,7 @@ def _workspace(args: argparse.Namespace):
 def _explain(args: argparse.Namespace, the_plan, workspace) -> int:
     from dataclasses import replace
 
-    from wanflow.runner.explain import explain_plan
+    from wanflow.planning.explain import explain_plan
 
     explained = explain_plan(the_plan, workspace, only=args.step)
     lines = [line if not the_plan.batch else replace(line, unit=f"{instance}/{line.unit}")
@@ -173,7 +173,7 @@ def _run_batch(args: argparse.Namespace, the_plan, workspace, providers) -> int:
 
     from wanflow._api import execute
     from wanflow.cli import reporting
-    from wanflow.runner.batch import batch_state
+    from wanflow.execute.batch import batch_state
 
     pipeline, instances, rejected = the_plan.pipeline, the_plan.instances, the_plan.rejected
     for row in rejected:

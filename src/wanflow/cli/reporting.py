@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from wanflow.cli.values import say
+from wanflow.execute.limits import QueueState
 from wanflow.pipelines.model import Pipeline
+from wanflow.planning.decision import SPENDS
+from wanflow.planning.planner import Plan, PlannedStep, total_estimate
 from wanflow.preview.notice import PREVIEW_NOTICE
-from wanflow.runner.decision import SPENDS
-from wanflow.runner.limits import QueueState
-from wanflow.runner.plan import Plan, PlannedStep, total_estimate
-from wanflow.runner.results import RunResult, StepResult
+from wanflow.records.results import RunResult, StepResult
 
 _MARKS = {"ran": "✓ ran", "cached": "✓ cached", "failed": "✗ failed", "skipped": "- skipped", "running": "… running", "pending": "· waiting"}
 

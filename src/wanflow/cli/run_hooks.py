@@ -35,7 +35,7 @@ def confirm_paid_start(args: argparse.Namespace, workspace: Any, providers: Mapp
 
 def after_run(args: argparse.Namespace, pipeline: Any, workspace: Any, result: Any) -> None:
     """After a single run: the cost of its paid steps, then the HTML report."""
-    from wanflow.runner.run_history import Run
+    from wanflow.records.runs import Run
 
     _after(args, pipeline, workspace, [result], lambda: Run(result.run_id, pipeline.name, "single", _summaries([result])))
 
@@ -43,8 +43,8 @@ def after_run(args: argparse.Namespace, pipeline: Any, workspace: Any, result: A
 def after_batch(args: argparse.Namespace, pipeline: Any, workspace: Any, instances: Sequence[Any], rejected: Sequence[Any],
                 batch: Any) -> None:
     """After a matrix or batch run: its batch record, the cost of its paid steps, the HTML report."""
-    from wanflow.runner.batch_records import batch_document, write_batch_record
-    from wanflow.runner.run_history import Run
+    from wanflow.records.batch_record import batch_document, write_batch_record
+    from wanflow.records.runs import Run
 
     results = batch.instances
     document = batch_document(pipeline, instances, results, rejected, args.batch, _started(results.values()), batch.interrupted)
@@ -78,8 +78,8 @@ def _after(args: argparse.Namespace, pipeline: Any, workspace: Any, results: Seq
 
 
 def _summaries(results: Sequence[Any]) -> list[Any]:
-    from wanflow.runner.run_history import read_record, summarize_record
-    from wanflow.runner.state_files import DamagedState
+    from wanflow.records.runs import read_record, summarize_record
+    from wanflow.state.state_files import DamagedState
 
     summaries = []
     for result in results:

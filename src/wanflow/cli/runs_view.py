@@ -6,8 +6,8 @@ import sys
 from typing import Any, TextIO
 
 from wanflow.cli.values import say
-from wanflow.runner.run_diff import RunDiff
-from wanflow.runner.run_history import Run, age, run_records, steps_in_order
+from wanflow.records.diffs import RunDiff
+from wanflow.records.runs import Run, age, run_records, steps_in_order
 
 
 def _money(value: float) -> str:

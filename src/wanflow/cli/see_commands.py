@@ -84,8 +84,8 @@ def dispatch(args: argparse.Namespace) -> int:
     """Run ``runs``, ``report`` or ``init``."""
     if args.command == "init":
         return _init(args)
-    from wanflow.runner.run_history import load_history
-    from wanflow.runner.workspace import Workspace
+    from wanflow.records.runs import load_history
+    from wanflow.state.workspace import Workspace
 
     workspace = Workspace.discover(state_dir=args.state_dir, out_dir=getattr(args, "out_dir", None))
     history = load_history(workspace)
@@ -109,8 +109,8 @@ def _warn(problems: list[str]) -> None:
 
 def _runs(args: argparse.Namespace, history: Any) -> int:
     from wanflow.cli import runs_view
-    from wanflow.runner.run_diff import diff_runs
-    from wanflow.runner.run_history import filter_runs, run_records
+    from wanflow.records.diffs import diff_runs
+    from wanflow.records.runs import filter_runs, run_records
 
     if args.runs_action == "show":
         run = history.find(args.run, args.pipeline)
@@ -145,7 +145,7 @@ def _runs(args: argparse.Namespace, history: Any) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from wanflow.project_init import init_project
+    from wanflow.project.init import init_project
 
     result = init_project(args.dir, args.name)
     for path in result.written:

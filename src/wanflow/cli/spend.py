@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from wanflow._exceptions import UsageError
-from wanflow.runner.results import RunResult
+from wanflow.records.results import RunResult
 
 DEFAULT_CONFIRM_ABOVE_USD = 5.0
 ENV_CONFIRM_ABOVE = "WANFLOW_CONFIRM_ABOVE"

@@ -25,7 +25,7 @@ def _case_note(mine: str, theirs: str) -> str:
 
 def output_collisions(pipeline: Pipeline, outputs: Mapping[str, StepOutputs]) -> list[Diagnostic]:
     """Every output file or step folder that another output or step of ``pipeline`` also writes."""
-    from wanflow.runner.outputs import safe_name  # the one naming rule; imported late (runner imports pipelines)
+    from wanflow.state.out_folder import safe_name  # the one naming rule; imported late (runner imports pipelines)
 
     problems: list[Diagnostic] = []
     folders: dict[str, tuple[str, str]] = {}

@@ -10,8 +10,8 @@ from typing import Any
 from wanflow.artifacts import Artifact, MediaInput, RemoteInput
 from wanflow.catalog import InputSpec, load_catalog
 from wanflow.catalog.rules import MediaFacts, MediaVerdict, check_media
-from wanflow.media import MediaError, probe
-from wanflow.media_conform import ConformError, target_size
+from wanflow.media.conform import ConformError, target_size
+from wanflow.media.probe import MediaError, probe
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import choose_provider
 from wanflow.pipelines.templating import TemplateProblem

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 
 from wanflow._exceptions import ProviderError
+from wanflow.project.settings import ServiceConfig
 from wanflow.providers.base import GenerationContext
-from wanflow.providers.config import ServiceConfig
 from wanflow.providers.failures import classify
 from wanflow.providers.policies import RetryPolicy, parse_retry_after
 from wanflow.providers.protocol import CreateCall, ServiceProtocol

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from wanflow.pipelines.request import StepRequest
-from wanflow.providers.config import ServiceConfig, parse_clock_offset, service_config
+from wanflow.project.settings import ServiceConfig, parse_clock_offset, service_config
 from wanflow.providers.protocol import (
     CreateCall,
     ListedTask,

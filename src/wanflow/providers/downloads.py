@@ -23,7 +23,7 @@ import anyio
 import httpx
 
 from wanflow._exceptions import ProviderError
-from wanflow.media import MediaError, verify_complete
+from wanflow.media.probe import MediaError, verify_complete
 from wanflow.providers.policies import parse_retry_after
 
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024

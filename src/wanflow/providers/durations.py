@@ -109,7 +109,7 @@ class DurationBook:
                 self._save()
 
     def _save(self) -> None:
-        from wanflow.runner.fsutil import atomic_write_json  # the runner package imports the providers
+        from wanflow._fs import atomic_write_json  # the runner package imports the providers
 
         estimates = self._load()
         on_disk = _read(self.path)

@@ -32,8 +32,8 @@ from wanflow._version import __version__
 from wanflow.artifacts import Artifact, RemoteInput
 from wanflow.catalog.pricing import list_price
 from wanflow.pipelines.request import StepRequest
+from wanflow.project.settings import ServiceConfig
 from wanflow.providers.base import GenerationContext, GenerationResult, ProducedFile
-from wanflow.providers.config import ServiceConfig
 from wanflow.providers.creates import CreateCalls
 from wanflow.providers.downloads import ResultGone, download_verified, output_target
 from wanflow.providers.durations import DurationBook, duration_key

@@ -59,7 +59,7 @@ class UploadCache:
 
     def put(self, sha256: str, model: str, url: str, expires_at: float) -> None:
         """Remember an upload (and forget expired ones)."""
-        from wanflow.runner.fsutil import atomic_write_json  # the runner package imports the providers
+        from wanflow._fs import atomic_write_json  # the runner package imports the providers
 
         now = time.time()
         entries = {key: value for key, value in self._load().items()

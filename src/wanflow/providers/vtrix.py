@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from wanflow.pipelines.request import StepRequest
-from wanflow.providers.config import ServiceConfig, service_config
+from wanflow.project.settings import ServiceConfig, service_config
 from wanflow.providers.protocol import CreateCall, RemoteOutput, ServiceProtocol, TaskState, read_error
 from wanflow.providers.remote import RemoteProvider
 from wanflow.providers.shapes import build_body

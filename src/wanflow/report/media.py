@@ -19,8 +19,8 @@ from typing import Any
 from wanflow._confine import confined, is_inside, is_sha256
 from wanflow.artifacts import EXTENSIONS
 from wanflow.report.thumbs import ThumbCache
-from wanflow.runner.outputs import MANIFEST
-from wanflow.runner.store import ArtifactStore
+from wanflow.state.out_folder import MANIFEST
+from wanflow.state.store import ArtifactStore
 
 
 @dataclass

@@ -13,16 +13,16 @@ from typing import Any
 
 from wanflow._confine import is_inside, is_safe_name, named
 from wanflow._exceptions import UsageError
+from wanflow._fs import atomic_write_bytes, sha256_file
 from wanflow.preview.notice import PREVIEW_NOTICE
+from wanflow.records.runs import Run, run_records
 from wanflow.report import html
 from wanflow.report.graph_svg import Graph, graph_depths, graph_from_pipeline, graph_from_record, render_svg
 from wanflow.report.grid import axes_of, build_grids
 from wanflow.report.media import MediaPlacer
 from wanflow.report.thumbs import ThumbCache
 from wanflow.report.view import InstanceView, instance_view
-from wanflow.runner.fsutil import atomic_write_bytes, sha256_file
-from wanflow.runner.run_history import Run, run_records
-from wanflow.runner.workspace import Workspace
+from wanflow.state.workspace import Workspace
 
 MAX_PROBLEM_LINES = 300
 

@@ -1,0 +1,65 @@
+"""Run records whose process died: ``running`` forever unless someone says otherwise.
+
+Every live run holds the workspace lock shared, so whoever holds it exclusively knows that no
+run is alive: any record still ``running`` then belongs to a dead process, and is marked
+``abandoned`` (with when it was noticed). Only records written since the last check are read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from wanflow._bounded import read_bounded
+from wanflow._fs import atomic_write_json
+from wanflow.state.locks import WorkspaceLock
+from wanflow.state.state_files import MAX_STATE_BYTES, DamagedState, parse_json
+from wanflow.state.workspace import Workspace
+
+CHECKED_MARK = ".abandoned-checked"
+
+
+def mark_abandoned(runs_dir: Path) -> list[str]:
+    """Mark every ``running`` record in ``runs_dir`` abandoned; call only while no run can be alive.
+
+    Returns the run ids it marked.
+    """
+    if not runs_dir.is_dir():
+        return []
+    mark = runs_dir / CHECKED_MARK
+    since = mark.stat().st_mtime - 60 if mark.exists() else 0.0  # a minute of slack for clock granularity
+    marked = []
+    for path in runs_dir.glob("*.json"):
+        try:
+            if path.stat().st_mtime < since:
+                continue
+            record = parse_json(read_bounded(path, MAX_STATE_BYTES), path)
+        except (OSError, DamagedState):
+            continue
+        if not isinstance(record, dict) or record.get("status") != "running":
+            continue
+        record["status"] = "abandoned"
+        record["abandoned_noticed_at"] = time.time()
+        atomic_write_json(path, record, durable=False)
+        marked.append(str(record.get("run_id", path.stem)))
+    mark.touch()
+    return marked
+
+
+@asynccontextmanager
+async def running_in(workspace: Workspace, on_wait: Callable[[], None] | None = None) -> AsyncIterator[None]:
+    """Hold the workspace lock shared for a run (or a whole batch).
+
+    Whoever finds no other run alive (the exclusive lock is free) first marks the records dead
+    runs left ``running`` as abandoned.
+    """
+    lock = WorkspaceLock(workspace.locks_dir)
+    if lock.try_lock(exclusive=True):
+        mark_abandoned(workspace.runs_dir)
+    await lock.hold_shared(on_wait)  # converts the exclusive lock, or waits for a gc to finish
+    try:
+        yield
+    finally:
+        lock.release()

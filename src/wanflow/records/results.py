@@ -1,0 +1,134 @@
+"""The outcome of a run, per step and overall."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from wanflow.artifacts import Artifact
+from wanflow.state.cache import StepOutputsData
+
+StepStatus = Literal["pending", "running", "ran", "cached", "failed", "skipped"]
+SUCCESS = ("ran", "cached")
+
+
+@dataclass
+class MaterializedFile:
+    """An artifact copied to the output folder."""
+
+    label: str  # "images[0]", "video", "text"
+    path: Path
+    artifact: Artifact
+
+    def to_record(self, relative_to: Path) -> dict[str, Any]:
+        record = {"field": self.label, "path": _relative(self.path, relative_to)}
+        record.update(self.artifact.to_record())
+        return record
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+@dataclass
+class StepResult:
+    """What happened to one step, and why."""
+
+    step_id: str
+    model: str
+    provider: str | None = None
+    status: StepStatus = "pending"
+    reason: str = ""
+    error: str | None = None
+    cache_key: str | None = None
+    seed: int | None = None
+    seed_source: str | None = None
+    request: dict[str, Any] | None = None
+    outputs: StepOutputsData | None = None
+    files: list[MaterializedFile] = field(default_factory=list)
+    provider_info: dict[str, Any] = field(default_factory=dict)
+    adaptations: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    estimated_usd: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    condition_skipped: bool = False  # skipped because its `when:` (or an upstream one's) was false
+    items: list[StepResult] | None = None  # the sub-tasks of a for_each step, in item order
+
+    @property
+    def ok(self) -> bool:
+        """Whether the step has usable outputs."""
+        return self.status in SUCCESS
+
+    @property
+    def fine(self) -> bool:
+        """Succeeded, or was skipped on purpose by a condition."""
+        return self.ok or self.condition_skipped
+
+    @property
+    def cost_usd(self) -> float:
+        """The cost the provider reported for this run of the step, its items' for a ``for_each``
+        step (0 when cached or free)."""
+        if self.items is not None:
+            return sum(item.cost_usd for item in self.items)
+        if self.status != "ran":
+            return 0.0
+        return float(self.provider_info.get("cost_usd") or 0.0)
+
+    def units(self) -> list[StepResult]:
+        """What was generated or looked up: the step itself, or its items."""
+        return self.items if self.items is not None else [self]
+
+    @property
+    def seconds(self) -> float | None:
+        """Wall-clock duration, when the step ran or was looked up."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+@dataclass
+class RunResult:
+    """A whole run: every step's result, the named outputs and where the record went."""
+
+    run_id: str
+    pipeline_name: str
+    steps: dict[str, StepResult]
+    outputs: dict[str, list[MaterializedFile]] = field(default_factory=dict)
+    output_errors: dict[str, str] = field(default_factory=dict)
+    out_notes: list[str] = field(default_factory=list)  # out/ files kept or manifest entries ignored
+    record_path: Path | None = None
+    out_dir: Path | None = None
+    preview: bool = False
+    interrupted: bool = False
+
+    def units(self) -> list[StepResult]:
+        """Every unit: each step, or each item of a ``for_each`` step (as ``plan`` lists them)."""
+        return [unit for step in self.steps.values() for unit in step.units()]
+
+    @property
+    def estimated_usd(self) -> float:
+        """The estimated cost of every unit that ran (what ``plan`` estimated for them)."""
+        return round(sum(unit.estimated_usd for unit in self.units() if unit.status == "ran"), 6)
+
+    @property
+    def cost_usd(self) -> float:
+        """The cost the providers reported (or estimated, where they report none) for this run."""
+        return round(sum(unit.cost_usd for unit in self.units()), 6)
+
+    @property
+    def ok(self) -> bool:
+        """True when every step succeeded and every named output was written."""
+        return all(step.fine for step in self.steps.values()) and not self.output_errors and not self.interrupted
+
+    def counts(self) -> dict[str, int]:
+        """Number of steps per status."""
+        counts: dict[str, int] = {}
+        for step in self.steps.values():
+            counts[step.status] = counts.get(step.status, 0) + 1
+        return counts

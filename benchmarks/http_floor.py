@@ -20,7 +20,8 @@ from pathlib import Path
 import anyio
 import httpx
 
-from wanflow.pipelines.load import load_pipeline, static_requests
+from wanflow.pipelines.load import load_pipeline
+from wanflow.pipelines.static_checks import static_requests
 from wanflow.providers.dashscope import DashScopeProtocol
 from wanflow.providers.remote import CONNECTION_LIMITS
 

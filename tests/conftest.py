@@ -14,7 +14,7 @@ import pytest
 
 import wanflow
 from sim_helpers import SimStarter
-from wanflow.pipelines.resolve import StepRequest
+from wanflow.pipelines.request import StepRequest
 from wanflow.providers.base import GenerationContext, GenerationResult
 from wanflow.providers.local import LocalPreviewProvider
 
@@ -138,13 +138,10 @@ def run_with(recorder: Recorder, workspace: wanflow.Workspace) -> Callable[..., 
 
     def run(path: Path, **options: object) -> wanflow.RunResult:
         overrides = options.pop("overrides", None)
-        pipeline = wanflow.load_pipeline(path, overrides=overrides)  # type: ignore[arg-type]
-        return wanflow.run(
-            pipeline,
-            wanflow.RunOptions(**options),  # type: ignore[arg-type]
-            workspace=workspace,
-            providers={"local": lambda: InstrumentedProvider(recorder)},
-        )
+        result = wanflow.run(path, vars=overrides, workspace=workspace, report=False,
+                             providers={"local": lambda project: InstrumentedProvider(recorder)}, **options)
+        assert isinstance(result, wanflow.RunResult)
+        return result
 
     return run
 
@@ -152,9 +149,9 @@ def run_with(recorder: Recorder, workspace: wanflow.Workspace) -> Callable[..., 
 @pytest.fixture
 def use_instrumented_local(recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> Recorder:
     """Make the CLI's ``local`` provider the instrumented one."""
-    from wanflow import providers
+    from wanflow.providers import registry as providers
 
-    monkeypatch.setitem(providers.BUILTIN_PROVIDERS, "local", lambda: InstrumentedProvider(recorder))  # type: ignore[index]
+    monkeypatch.setitem(providers.BUILTIN_PROVIDERS, "local", lambda project: InstrumentedProvider(recorder))  # type: ignore[index]
     return recorder
 
 

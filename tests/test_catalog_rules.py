@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import wanflow
-from wanflow.catalog import load_catalog
+from wanflow.catalog.loader import load_catalog
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_t2i_prompt_over_2100_warns_with_what_the_model_sees_and_strict_rejects(
     assert "keeps the first 2,100" in line and "ending '…" in line and "0123456789'" in line
     assert "dropped from 'TAIL-DROPPED" in line and "001015006" in line
     pipeline = wanflow.load_pipeline(project / "rules.yaml")
-    from wanflow.pipelines.load import static_requests
+    from wanflow.pipelines.static_checks import static_requests
 
     assert static_requests(pipeline)["a"].prompt == prompt[:2100]
     errors, _ = check(t2i(prompt), strict=True)

@@ -19,8 +19,8 @@ import pytest
 
 from cli_helpers import cli_env
 from sim_helpers import SECRET, finish_run, lock_keys, project_folder, start_run, wait_for
-from wanflow.execute.cluster.driver import ClusterTokenBucket
-from wanflow.execute.limits import TokenBucket, next_grant
+from wanflow.execute.cluster.worker import ClusterTokenBucket
+from wanflow.execute.pacing import TokenBucket, next_grant
 from wanflow.state.journal import Journal
 
 distributed = pytest.importorskip("distributed", reason="distributed is not installed; pip install -e '.[cluster]'")
@@ -92,7 +92,7 @@ def test_the_simulator_counts_the_most_unfinished_tasks_of_a_model(tmp_path):
 
 
 def test_cluster_limits_are_kept_per_account_and_never_name_the_key(monkeypatch):
-    from wanflow.execute.cluster import driver as engine
+    from wanflow.execute.cluster import worker as engine
 
     def worker_with(key: str) -> str:
         provider = SimpleNamespace(config=SimpleNamespace(api_key=key))

@@ -7,8 +7,9 @@ from jsonschema import Draft202012Validator
 
 import wanflow
 from conftest import CHAIN, EXAMPLES
+from wanflow._exceptions import TemplateProblem
 from wanflow.pipelines.schema_check import pipeline_schema
-from wanflow.pipelines.templating import TemplateProblem, referenced_steps, render
+from wanflow.pipelines.templating import referenced_steps, render
 from wanflow.pipelines.variables import coerce_override
 from wanflow.pipelines.yaml_source import load_yaml_text
 
@@ -174,7 +175,7 @@ def test_defaults_params_apply_only_where_the_model_has_them(write_pipeline):
             image: "{{ steps.hero.images[0] }}"
         """
     )
-    from wanflow.pipelines.load import static_requests
+    from wanflow.pipelines.static_checks import static_requests
 
     requests = static_requests(wanflow.load_pipeline(path))
     assert requests["hero"].params["watermark"] is True and requests["hero"].params["size"] == "1280*1280"
@@ -194,7 +195,7 @@ def test_mode_dependent_defaults(write_pipeline):
     from PIL import Image
 
     Image.new("RGB", (400, 400)).save(path.parent / "img.png")
-    from wanflow.pipelines.load import static_requests
+    from wanflow.pipelines.static_checks import static_requests
 
     requests = static_requests(wanflow.load_pipeline(path))
     assert "max_images" not in requests["edit"].params  # only valid in interleaved mode

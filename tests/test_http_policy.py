@@ -15,9 +15,10 @@ import pytest
 from PIL import Image
 
 import wanflow
-from wanflow.catalog import load_catalog
-from wanflow.execute.limits import ProviderLimits, TokenBucket, submit_burst
-from wanflow.pipelines.resolve import StepRequest
+from wanflow.catalog.loader import load_catalog
+from wanflow.execute.limits import ProviderLimits
+from wanflow.execute.pacing import TokenBucket, submit_burst
+from wanflow.pipelines.request import StepRequest
 from wanflow.project.settings import ServiceConfig, service_config
 from wanflow.providers.base import GenerationContext
 from wanflow.providers.dashscope import DashScopeProtocol

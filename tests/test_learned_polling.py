@@ -10,8 +10,8 @@ import statistics
 import anyio
 import pytest
 
-from wanflow.catalog import load_catalog
-from wanflow.pipelines.resolve import StepRequest
+from wanflow.catalog.loader import load_catalog
+from wanflow.pipelines.request import StepRequest
 from wanflow.project.settings import ServiceConfig
 from wanflow.providers.base import GenerationContext
 from wanflow.providers.dashscope import DashScopeProtocol

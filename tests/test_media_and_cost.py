@@ -12,10 +12,10 @@ from PIL import Image
 
 import wanflow
 from conftest import InstrumentedProvider, Recorder
-from wanflow.catalog import load_catalog
+from wanflow.catalog.loader import load_catalog
 from wanflow.catalog.pricing import estimate, list_price
 from wanflow.cli.main import main
-from wanflow.pipelines.load import static_requests
+from wanflow.pipelines.static_checks import static_requests
 
 
 def _wav(path: Path, seconds: float, rate: int = 8000) -> Path:
@@ -44,7 +44,8 @@ def test_unsupported_image_format_is_an_error(write_pipeline, project):
 
 @pytest.mark.parametrize("damage", ["truncated", "cut before IEND", "bit flipped"])
 def test_a_damaged_png_is_rejected_without_decoding_it(tmp_path, damage):
-    from wanflow.media.probe import MediaError, probe
+    from wanflow._exceptions import MediaError
+    from wanflow.media.probe import probe
 
     Image.effect_noise((300, 200), 60).convert("RGB").save(tmp_path / "ok.png")
     data = bytearray((tmp_path / "ok.png").read_bytes())
@@ -206,10 +207,10 @@ class FakePaidProvider(InstrumentedProvider):
 
 @pytest.fixture
 def paid(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    from wanflow import providers
+    from wanflow.providers import registry as providers
 
     recorder = Recorder()
-    monkeypatch.setitem(providers.BUILTIN_PROVIDERS, "dashscope", lambda: FakePaidProvider(recorder))  # type: ignore[index]
+    monkeypatch.setitem(providers.BUILTIN_PROVIDERS, "dashscope", lambda project: FakePaidProvider(recorder))  # type: ignore[index]
     return recorder
 
 

@@ -183,4 +183,4 @@ def test_the_api_refuses_a_run_over_budget_before_anything_runs(project, write_p
     plan = wanflow.plan(pipeline)
     assert plan.upper_usd == pytest.approx(0.12) and plan.certain_usd == pytest.approx(0.12)
     with pytest.raises(wanflow.UsageError, match="exceeds --budget"):
-        wanflow.run(pipeline, wanflow.RunOptions(allow_paid=True), budget=0.05)
+        wanflow.run(pipeline, allow_paid=True, budget=0.05)

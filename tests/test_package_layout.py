@@ -1,5 +1,5 @@
 """The package's shape: one version, py.typed, every public exception under WanflowError, light
-imports for providers and the simulator, old import paths kept, and no load <-> instances cycle."""
+imports for providers and the simulator, and no load <-> instances cycle."""
 
 from __future__ import annotations
 
@@ -49,8 +49,7 @@ def test_every_public_exception_is_a_wanflow_error(name):
 
 
 def test_media_errors_stay_value_errors_and_the_limits_join_the_tree():
-    from wanflow.pipelines.template_limits import TemplateLimitError
-    from wanflow.providers.downloads import ResultGone
+    from wanflow._exceptions import ResultGone, TemplateLimitError
 
     assert issubclass(wanflow.MediaError, ValueError) and issubclass(wanflow.ConformError, ValueError)
     assert issubclass(TemplateLimitError, wanflow.WanflowError)
@@ -58,20 +57,8 @@ def test_media_errors_stay_value_errors_and_the_limits_join_the_tree():
 
 
 def test_providers_and_the_request_load_no_templates_and_no_rules():
-    loaded = _loaded_after("import wanflow.pipelines.request\nimport wanflow.providers")
+    loaded = _loaded_after("import wanflow.pipelines.request\nimport wanflow.providers.registry")
     assert not {"jinja2", "wanflow.pipelines.resolve", "wanflow.pipelines.load", "wanflow.catalog.rules"} & loaded
-
-
-def test_moved_names_stay_importable_from_their_old_modules():
-    from wanflow.pipelines import StepRequest, load, request, resolve, static_checks, static_media
-
-    assert resolve.StepRequest is request.StepRequest is StepRequest
-    assert resolve.derive_seed is request.derive_seed and resolve.SEED_MAX == request.SEED_MAX
-    for name in ("static_requests", "check_templates", "resolve_statically", "check_output_templates",
-                 "placeholder_outputs", "fan_in"):
-        assert getattr(load, name) is getattr(static_checks, name)
-    for name in ("StaticMedia", "media_verdict", "local_input_path"):
-        assert getattr(load, name) is getattr(static_media, name)
 
 
 def test_instances_do_not_import_loading():

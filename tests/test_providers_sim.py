@@ -69,8 +69,9 @@ def sim_env(monkeypatch: pytest.MonkeyPatch, project: Path):
 
 
 def _run(path: Path, provider: str, **options) -> wanflow.RunResult:
-    pipeline = wanflow.load_pipeline(path, provider_override=provider)
-    return wanflow.run(pipeline, wanflow.RunOptions(provider_override=provider, allow_paid=True, **options))
+    result = wanflow.run(path, provider=provider, **options)  # a paid provider named explicitly may spend
+    assert isinstance(result, wanflow.RunResult)
+    return result
 
 
 @pytest.mark.parametrize("provider", ["dashscope", "vtrix"])
@@ -252,8 +253,8 @@ def test_dashscope_list_and_cancel(sim_env):
 
 
 def test_partial_success_is_reported():
-    from wanflow.catalog import load_catalog
-    from wanflow.pipelines.resolve import StepRequest
+    from wanflow.catalog.loader import load_catalog
+    from wanflow.pipelines.request import StepRequest
 
     protocol = DashScopeProtocol()
     model = load_catalog().get("wan2.5-i2i-preview")

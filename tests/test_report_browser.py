@@ -163,7 +163,8 @@ def test_batch_report_is_a_paged_table(project, browser):
 def test_long_batch_tables_page_and_filter(project, browser, monkeypatch):
     """A thousand rows would be paged the same way: hidden rows never fetch their thumbnails."""
     from wanflow.records.runs import load_history
-    from wanflow.report import html, write_report
+    from wanflow.report import html
+    from wanflow.report.writer import write_report
     from wanflow.state.workspace import Workspace
 
     monkeypatch.setattr(html, "PAGE_SIZE", 2)

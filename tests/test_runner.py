@@ -60,10 +60,10 @@ def test_fresh_all_and_fresh_one_step(write_pipeline, run_with, recorder):
     path = write_pipeline(CHAIN)
     run_with(path)
     recorder.calls.clear()
-    run_with(path, fresh_steps=frozenset({"other"}))
+    run_with(path, fresh=["other"])
     assert recorder.steps() == ["other"]
     recorder.calls.clear()
-    run_with(path, fresh_all=True)
+    run_with(path, fresh=True)
     assert sorted(recorder.steps()) == ["edit", "hero", "other"]
 
 
@@ -100,7 +100,7 @@ def test_a_failed_step_does_not_lose_earlier_outputs(write_pipeline, run_with, r
     poster = project / "out/chain/final.png"
     before = poster.read_bytes()
     recorder.fail_steps = {"edit"}
-    result = run_with(path, fresh_all=True)
+    result = run_with(path, fresh=True)
     assert result.steps["edit"].status == "failed"
     assert poster.read_bytes() == before
     assert (project / "out/chain/steps/edit/edit-1.png").exists()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 import wanflow
-from wanflow.catalog import load_catalog
-from wanflow.pipelines.resolve import StepRequest
+from wanflow.catalog.loader import load_catalog
+from wanflow.pipelines.request import StepRequest
 from wanflow.project.settings import parse_clock_offset, service_config
 from wanflow.providers.dashscope import DashScopeProtocol
 from wanflow.providers.failures import classify

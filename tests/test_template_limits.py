@@ -7,9 +7,10 @@ import tracemalloc
 
 import pytest
 
+from wanflow._exceptions import TemplateProblem
 from wanflow.cli.main import main
 from wanflow.pipelines import template_limits
-from wanflow.pipelines.templating import TemplateProblem, VarsNamespace, render
+from wanflow.pipelines.templating import VarsNamespace, render
 
 CONTEXT = {"vars": VarsNamespace({"product": "teapot", "colors": ["red", "blue"], "n": 3, "big": 10**100}),
            "steps": {}, "pipeline": {"name": "p"}}

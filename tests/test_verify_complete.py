@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from wanflow.media.probe import MediaError, probe, verify_complete
+from wanflow._exceptions import MediaError
+from wanflow.media.probe import probe, verify_complete
 from wanflow.sim.app import flip_bytes
 
 

@@ -28,15 +28,15 @@ _EXPORTS = {
     "BatchResult": "wanflow.execute.batch",
     "Diagnostic": "wanflow._diagnostics",
     "Location": "wanflow._diagnostics",
-    "ConformError": "wanflow.media.conform",
+    "ConformError": "wanflow._exceptions",
     "FileSystemError": "wanflow._exceptions",
     "FrozenMismatch": "wanflow._exceptions",
-    "MediaError": "wanflow.media.probe",
+    "MediaError": "wanflow._exceptions",
     "PipelineError": "wanflow._exceptions",
     "ProviderError": "wanflow._exceptions",
     "StepFailed": "wanflow._exceptions",
     "StoreError": "wanflow._exceptions",
-    "TemplateProblem": "wanflow.pipelines.templating",
+    "TemplateProblem": "wanflow._exceptions",
     "TemplateReferenceError": "wanflow._exceptions",
     "UsageError": "wanflow._exceptions",
     "WanflowError": "wanflow._exceptions",
@@ -44,7 +44,7 @@ _EXPORTS = {
     "Artifact": "wanflow.artifacts",
     "Pipeline": "wanflow.pipelines",
     "load_pipeline": "wanflow.pipelines",
-    "RunOptions": "wanflow.execute.instance",
+    "RunOptions": "wanflow.planning.options",
     "RunResult": "wanflow.records.results",
     "StepResult": "wanflow.records.results",
     "Workspace": "wanflow.state.workspace",
@@ -54,12 +54,15 @@ if TYPE_CHECKING:
     from wanflow._api import arun, explain, plan, run
     from wanflow._diagnostics import Diagnostic, Location
     from wanflow._exceptions import (
+        ConformError,
         FileSystemError,
         FrozenMismatch,
+        MediaError,
         PipelineError,
         ProviderError,
         StepFailed,
         StoreError,
+        TemplateProblem,
         TemplateReferenceError,
         UsageError,
         WanflowError,
@@ -67,11 +70,8 @@ if TYPE_CHECKING:
     )
     from wanflow.artifacts import Artifact
     from wanflow.execute.batch import BatchResult
-    from wanflow.execute.instance import RunOptions
-    from wanflow.media.conform import ConformError
-    from wanflow.media.probe import MediaError
     from wanflow.pipelines import Pipeline, load_pipeline
-    from wanflow.pipelines.templating import TemplateProblem
+    from wanflow.planning.options import RunOptions
     from wanflow.planning.planner import Plan
     from wanflow.records.results import RunResult, StepResult
     from wanflow.state.workspace import Workspace

@@ -1,4 +1,4 @@
-"""Every exception wanflow raises, in one place (or, for the few defined next to their code, named here).
+"""Every public exception wanflow raises, in one place.
 
 The hierarchy::
 
@@ -7,19 +7,19 @@ The hierarchy::
     ├── UsageError               a command-line or configuration mistake. CLI exit 2
     │   └── FrozenMismatch       --frozen: the pipeline or vars would change a locked request
     ├── TemplateReferenceError   a template names a step, var or output field that does not exist
-    ├── TemplateProblem          a template failed to parse or render (wanflow.pipelines.templating);
-    │                            turned into a located Diagnostic, or into a step's error at run time
-    ├── TemplateLimitError       a template went past a size, time or depth bound
-    │                            (wanflow.pipelines.template_limits); reported as a TemplateProblem
-    ├── MediaError               a file is not readable media of a supported kind (wanflow.media.probe);
-    │                            also a ValueError
-    ├── ConformError             an image cannot be adapted to a model's size rules
-    │                            (wanflow.media.conform); also a ValueError
+    ├── TemplateProblem          a template failed to parse or render; turned into a located
+    │                            Diagnostic, or into a step's error at run time
+    ├── TemplateLimitError       a template went past a size, time or depth bound; reported as a
+    │                            TemplateProblem
+    ├── MediaError               a file is not readable media of a supported kind; also a ValueError
+    ├── ConformError             an image cannot be adapted to a model's size rules; also a ValueError
     ├── StepFailed               one step could not produce its outputs. CLI exit 1 (the run goes on)
     │   └── ProviderError        the provider refused or failed the generation
-    │       └── ResultGone       a result URL answered 403/404/410: expired or gone (wanflow.providers.downloads)
+    │       └── ResultGone       a result URL answered 403/404/410: expired or gone
     ├── StoreError               the artifact store or step cache cannot be read or written
     │   └── FileSystemError      a folder is a file, unwritable, read-only or full (also an OSError)
+    ├── StoreConflict            another machine recorded a create for the same request at the same
+    │                            moment (a shared store); the step stops rather than pay twice
     └── WorkspaceBusy            a run holds the workspace, so ``cache gc`` would be unsafe. CLI exit 1
 
 MediaError and ConformError were ValueErrors before they joined the tree and still are, so
@@ -29,7 +29,7 @@ printed as ``wanflow: error: ...`` (exit 1) rather than as an internal error.
 Only ``PipelineError`` and ``UsageError`` mean "nothing was run"; the others surface per step in
 the run summary and the run record.
 
-Not part of the tree, because they never reach a user: ``TaskGone`` (wanflow.providers.remote: a
+Not part of the tree, because they never reach a user: ``TaskGone`` (wanflow.providers.protocol: a
 control-flow signal inside a provider), ``Rejection`` (wanflow.sim: the simulator's HTTP error
 answers) and the YAML reader's private ``_TooDeep``.
 """
@@ -122,3 +122,38 @@ class FileSystemError(StoreError, OSError):
 
 class WorkspaceBusy(WanflowError):
     """Another wanflow process holds the workspace in a mode that excludes this command."""
+
+
+class TemplateProblem(WanflowError):
+    """A template failed; ``line`` is the 1-based line inside the template when known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+class TemplateLimitError(WanflowError):
+    """A template went past one of the bounds above; the message says which."""
+
+
+class ConformError(WanflowError, ValueError):
+    """The image cannot be made to fit (e.g. an aspect ratio no size within the bounds has).
+
+    Also a ValueError (what it was before joining the WanflowError tree), so ``except ValueError`` still catches it.
+    """
+
+
+class MediaError(WanflowError, ValueError):
+    """A file is not readable media of a supported kind; the message says why.
+
+    Also a ValueError (what it was before joining the WanflowError tree), so ``except ValueError`` still catches it.
+    """
+
+
+class ResultGone(ProviderError):
+    """The result URL answered 403/404/410: it expired or the object is gone."""
+
+
+class StoreConflict(WanflowError):
+    """Another machine recorded a create for the same request at the same moment."""

@@ -101,3 +101,24 @@ class RemoteInput:
 
 
 MediaInput = Artifact | RemoteInput
+
+
+@dataclass
+class MaterializedFile:
+    """An artifact copied to the output folder."""
+
+    label: str  # "images[0]", "video", "text"
+    path: Path
+    artifact: Artifact
+
+    def to_record(self, relative_to: Path) -> dict[str, Any]:
+        record = {"field": self.label, "path": _relative(self.path, relative_to)}
+        record.update(self.artifact.to_record())
+        return record
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from wanflow.catalog import Catalog, ModelSpec, ParamSpec, load_catalog
+from wanflow.catalog.loader import Catalog, load_catalog
 from wanflow.catalog.pricing import list_price
 from wanflow.catalog.rules import mode_condition
+from wanflow.catalog.spec import ModelSpec, ParamSpec
 
 
 def _value(value: Any) -> str:

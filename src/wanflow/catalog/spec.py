@@ -161,10 +161,6 @@ class ModelSpec:
     price: PriceSpec | None = None
     providers: Mapping[str, ProviderModel] = field(default_factory=dict)
 
-    @property
-    def prompt_required(self) -> bool:
-        return self.prompt.required
-
     def mode_for(self, params: Mapping[str, Any]) -> Mode | None:
         """The mode that ``params`` select, or None for the model's default behaviour."""
         for mode in self.modes:

@@ -11,7 +11,8 @@ from wanflow.cli.values import print_json
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    from wanflow.catalog import docs, load_catalog
+    from wanflow.catalog import docs
+    from wanflow.catalog.loader import load_catalog
 
     catalog = load_catalog()
     if args.model:

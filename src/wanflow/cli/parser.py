@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from wanflow import __version__
+from wanflow._version import __version__
 from wanflow.cli.exit_codes import EXIT_INVALID
 from wanflow.cli.values import add_batch_delimiter, non_negative_float, positive_int
 

@@ -180,25 +180,33 @@ class BatchProgress:
     def step_note(self, step: StepResult, message: str) -> None:
         pass  # per-step detail would scroll past unread; the queues line carries the depth
 
+    def watch_queues(self, queues: Callable[[], list[QueueState]]) -> None:
+        """Show these gates' queues (the run hands them over as it starts)."""
+        self.queues = queues
+
     def instance_finished(self, name: str, result: RunResult) -> None:
         """Count a finished instance."""
         self.done += 1
         self.failed_instances += 0 if result.ok else 1
 
 
-def make_batch_progress(name: str, instances: int, queues: Callable[[], list[QueueState]],
-                        stream: TextIO) -> PlainProgress | BatchProgress:
-    """The live batch summary on a terminal, plain lines (queue depth as notes) otherwise."""
-    if stream.isatty():
-        return BatchProgress(name, instances, queues, stream)
-    return PlainProgress(stream)
+def make_display(the_plan: Plan, stream: TextIO) -> PlainProgress | LiveProgress | BatchProgress:
+    """The run's progress display: the live batch summary or step table on a terminal, plain lines otherwise.
+
+    A batch display learns the queues from the run (``watch_queues``)."""
+    if not stream.isatty():
+        return PlainProgress(stream)
+    if the_plan.batch:
+        return BatchProgress(the_plan.pipeline.name, len(the_plan.instances), lambda: [], stream)
+    return LiveProgress(the_plan.pipeline, stream)
 
 
-def make_progress(pipeline: Pipeline, stream: TextIO) -> PlainProgress | LiveProgress:
-    """A live display on a terminal, plain lines otherwise."""
-    if stream.isatty():
-        return LiveProgress(pipeline, stream)
-    return PlainProgress(stream)
+def shown(path: Path) -> str:
+    """``path`` relative to the current folder where it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def print_summary(result: RunResult, stream: TextIO | None = None) -> None:

@@ -13,8 +13,6 @@ from wanflow._exceptions import UsageError
 from wanflow.cli.exit_codes import EXIT_OK
 from wanflow.cli.values import print_json
 
-COMMANDS = ("runs", "report", "init")
-
 
 def add_parsers(commands: Any) -> None:
     """Register ``runs``, ``report`` and ``init``, and add ``--yes`` / ``--no-report`` to ``run``."""
@@ -31,7 +29,8 @@ def add_parsers(commands: Any) -> None:
                     "prefix of one, `latest` or `latest~N`.")
     _state_argument(runs)
     runs.add_argument("--pipeline", metavar="NAME", help="only runs of this pipeline")
-    runs.add_argument("--status", choices=["succeeded", "failed", "interrupted", "running"], help="only runs with this status")
+    runs.add_argument("--status", choices=["succeeded", "failed", "interrupted", "abandoned", "running"],
+                      help="only runs with this status (abandoned: its process died)")
     runs.add_argument("--limit", type=int, default=20, metavar="N", help="show the newest N runs (default 20; 0 = all)")
     runs.add_argument("--json", action="store_true", help="print the runs as JSON")
     # The same parser class as the other commands (usage errors exit 2).
@@ -91,7 +90,7 @@ def dispatch(args: argparse.Namespace) -> int:
     history = load_history(workspace)
     _warn(history.damaged)
     if args.command == "report":
-        from wanflow.report import write_report
+        from wanflow.report.writer import write_report
 
         run = history.find(args.run, args.pipeline)
         path = write_report(workspace, run, args.output)

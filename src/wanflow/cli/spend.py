@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
 from wanflow._exceptions import UsageError
@@ -51,6 +51,16 @@ def confirm_spend(estimate: float, threshold: float, *, yes: bool, budget: float
         raise UsageError("not confirmed; nothing was run")
 
 
+def confirm_for(yes: bool, config: Mapping[str, Any]) -> Callable[[Any], None]:
+    """The run's confirmation hook: before a paid run no budget bounds, ask (or refuse) above the threshold."""
+    threshold = confirm_threshold(config)
+
+    def confirm(the_plan: Any) -> None:
+        confirm_spend(float(the_plan.upper_usd), threshold, yes=yes, budget=None)
+
+    return confirm
+
+
 def _paid_steps(results: Iterable[RunResult], paid: set[str]) -> list[Any]:
     steps = []
     for result in results:
@@ -77,7 +87,9 @@ def cost_lines(results: Iterable[RunResult], paid: set[str]) -> list[str]:
     return [line, "      " + detail]
 
 
-def print_cost(results: Iterable[RunResult], paid: set[str], stream: TextIO) -> None:
+def print_cost(results: Iterable[RunResult], stream: TextIO) -> None:
     """Print the cost summary after a paid run."""
-    for line in cost_lines(results, paid):
+    from wanflow.providers.registry import PAID_PROVIDERS
+
+    for line in cost_lines(results, set(PAID_PROVIDERS)):
         print(line, file=stream)

@@ -7,17 +7,21 @@ exactly the configured pressure however many sub-tasks are queued.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import anyio
 
-from wanflow.execute.instance import Reporter, Runner, RunOptions, SharedState
+from wanflow.execute.coordination import Coordinator, LocalCoordinator
+from wanflow.execute.instance import Reporter, Runner
 from wanflow.execute.limits import ProviderLimits
-from wanflow.execute.signals import stop_signals
-from wanflow.pipelines.instances import Instance, RejectedRow
+from wanflow.execute.shared import SharedState
+from wanflow.execute.signals import stop_on_signal
+from wanflow.pipelines.instances import RejectedRow
+from wanflow.planning.options import RunOptions
+from wanflow.planning.planner import Plan
 from wanflow.providers.base import Provider
-from wanflow.records import lockfile
 from wanflow.records.abandoned import running_in
 from wanflow.records.results import RunResult, StepResult
 from wanflow.state.workspace import Workspace
@@ -30,6 +34,8 @@ class BatchResult:
     instances: dict[str, RunResult] = field(default_factory=dict)
     rejected: list[RejectedRow] = field(default_factory=list)
     interrupted: bool = False
+    report_path: Path | None = None  # out/<pipeline>/index.html, once written
+    report_error: str | None = None  # why the report was not written
 
     @property
     def ok(self) -> bool:
@@ -63,64 +69,63 @@ class _Prefixed:
             note(self._named(step), message)
 
 
-def batch_state(instances: list[Instance], workspace: Workspace, options: RunOptions) -> SharedState:
-    """What the instances will share: limits and jobs from the config and options, the lockfile."""
-    lock_data = lockfile.read_lock(lockfile.lock_path(instances[0].pipeline)) if instances else None
-    return SharedState(ProviderLimits(workspace.config().get("limits", {})), anyio.CapacityLimiter(max(1, options.jobs)),
-                       lock_data=lock_data)
+def shared_state(workspace: Workspace, options: RunOptions, batch: bool, coordinator: Coordinator | None = None) -> SharedState:
+    """What the instances of a run share: limits (held with ``coordinator``) and the jobs bound."""
+    coordinator = coordinator or LocalCoordinator()
+    return SharedState(ProviderLimits(workspace.config().get("limits", {}), coordinator),
+                       anyio.CapacityLimiter(max(1, options.jobs)), coordinator, interim_writes=not batch)
 
 
-async def run_instances(
-    instances: list[Instance],
-    workspace: Workspace,
-    providers: Mapping[str, Provider],
-    options: RunOptions,
-    reporter: Reporter,
-    rejected: list[RejectedRow] | None = None,
-    shared: SharedState | None = None,
-    on_instance_done: Callable[[str, RunResult], None] | None = None,
-    prepared: Mapping[str, dict | None] | None = None,
-) -> BatchResult:
-    """Run every instance concurrently within the shared limits; write one lockfile at the end.
+async def run_instances(the_plan: Plan, workspace: Workspace, providers: Mapping[str, Provider],
+                        reporter: Reporter | None = None, shared: SharedState | None = None,
+                        outcome: BatchResult | None = None) -> BatchResult:
+    """Run the plan's instances (or ``only`` that one) concurrently within the shared limits.
 
-    ``shared`` defaults to batch_state(); pass one to watch its queues while the batch runs.
+    Every run goes through here, a plain pipeline as its one instance (and a cluster worker's
+    unit as a plan of one). An instance stopped by Ctrl-C or SIGTERM (or cancelled) is kept in
+    ``outcome``, marked interrupted, with its record flushed.
     """
-    shared = shared or batch_state(instances, workspace, options)
-    batch = BatchResult(rejected=list(rejected or []))
+    options = the_plan.options
+    shared = shared or shared_state(workspace, options, the_plan.batch)
+    watch = getattr(reporter, "watch_queues", None)
+    if watch is not None:
+        watch(shared.limits.queues)
+    outcome = outcome if outcome is not None else BatchResult(rejected=list(the_plan.rejected))
+    instances = the_plan.instances
     runners = [
-        Runner(instance.pipeline, workspace, providers,
-               replace(options, instance=instance.name, write_lock=False, handle_signals=False),
-               _Prefixed(reporter, instance.name), shared=shared)
+        Runner(instance.pipeline, workspace, providers, replace(options, instance=instance.name), shared,
+               the_plan.locked.get(instance.name),
+               (_Prefixed(reporter, instance.name) if the_plan.batch else reporter) if reporter is not None else None)
         for instance in instances
     ]
+    finished = getattr(reporter, "instance_finished", None) if the_plan.batch else None
 
-    if prepared is not None:  # a Plan applied the lockfile to each instance already
-        for runner in runners:
-            runner.prepared = {"locked": prepared.get(runner.options.instance)}
+    failures: list[Exception] = []
 
     async def one(runner: Runner) -> None:
-        result = batch.instances[runner.options.instance] = await runner.run()
-        if on_instance_done is not None:
-            on_instance_done(runner.options.instance, result)
+        try:
+            await runner.run()
+        except Exception as error:  # e.g. a full disk while writing the record: raised plainly below
+            failures.append(error)
+            return
+        finally:
+            outcome.instances[runner.options.instance] = runner.result
+        if finished is not None:
+            finished(runner.options.instance, runner.result)
+
+    def stop(signal_name: str) -> None:
+        outcome.interrupted = True
+        for runner in runners:
+            runner.result.interrupted = True
+        outer.cancel_scope.cancel()
 
     async with running_in(workspace), anyio.create_task_group() as outer:
         if options.handle_signals:
-            outer.start_soon(_stop_on_signal, outer.cancel_scope, batch)
+            outer.start_soon(stop_on_signal, stop)
         async with anyio.create_task_group() as group:
             for runner in runners:
                 group.start_soon(one, runner)
         outer.cancel_scope.cancel()
-    if batch.instances and options.write_lock and instances:
-        entries = {runner.options.instance: lockfile.instance_entry(runner.pipeline, batch.instances[runner.options.instance])
-                   for runner in runners if runner.options.instance in batch.instances and batch.instances[runner.options.instance].ok}
-        path = lockfile.lock_path(instances[0].pipeline)
-        lockfile.write_lock(path, instances[0].pipeline.name, entries, keep=lockfile.read_lock(path))  # re-read: another run may have written it
-    return batch
-
-
-async def _stop_on_signal(scope: anyio.CancelScope, batch: BatchResult) -> None:
-    with stop_signals() as signals:
-        async for _ in signals:
-            batch.interrupted = True
-            scope.cancel()
-            return
+    if failures:  # the other instances finished first; what they made is stored and recorded
+        raise failures[0]
+    return outcome

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from wanflow._exceptions import MediaError
 from wanflow.artifacts import Artifact
-from wanflow.media.probe import MediaError, has_audio_stream
+from wanflow.media.probe import has_audio_stream
 from wanflow.pipelines.request import StepRequest
 from wanflow.state.cache import StepOutputsData
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import anyio
@@ -30,3 +30,14 @@ def stop_signals() -> Iterator[AsyncIterator[int]]:
             for number, handler in previous.items():
                 if handler is not None:
                     signal.signal(number, handler)
+
+
+async def stop_on_signal(stop: Callable[[str], Awaitable[None] | None]) -> None:
+    """Wait for Ctrl-C or SIGTERM, then call ``stop`` with the signal's name, once. The one watcher
+    of a run, local or on a cluster: start it in the run's task group and cancel it when done."""
+    with stop_signals() as signals:
+        async for number in signals:
+            done = stop(signal.Signals(number).name)
+            if done is not None:
+                await done
+            return

@@ -10,17 +10,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from wanflow._exceptions import WanflowError
-from wanflow.catalog import InputSpec, MediaRules
+from wanflow._exceptions import ConformError
+from wanflow.catalog.spec import InputSpec, MediaRules
 
 _JPEG_QUALITIES = (92, 85, 75, 60)
-
-
-class ConformError(WanflowError, ValueError):
-    """The image cannot be made to fit (e.g. an aspect ratio no size within the bounds has).
-
-    Also a ValueError (what it was before joining the WanflowError tree), so ``except ValueError`` still catches it.
-    """
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wanflow._exceptions import WanflowError
+from wanflow._exceptions import MediaError
 
 _IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp"}
 _AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
@@ -16,13 +16,6 @@ _AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 # bound only matters for files verified and never probed.
 _VERIFIED: dict[tuple[str, int, int, int], MediaInfo] = {}
 _VERIFIED_MAX = 1024
-
-
-class MediaError(WanflowError, ValueError):
-    """A file is not readable media of a supported kind; the message says why.
-
-    Also a ValueError (what it was before joining the WanflowError tree), so ``except ValueError`` still catches it.
-    """
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from wanflow._diagnostics import Diagnostic, format_path
+from wanflow._exceptions import TemplateProblem
 from wanflow.artifacts import Artifact
 from wanflow.pipelines.model import Pipeline
+from wanflow.pipelines.naming import safe_name
 from wanflow.pipelines.resolve import base_context
-from wanflow.pipelines.templating import StepOutputs, TemplateProblem, render
+from wanflow.pipelines.templating import StepOutputs, render
 
 _CASE_NOTE = " (on macOS and Windows, where letter case does not count)"
 
@@ -25,7 +27,6 @@ def _case_note(mine: str, theirs: str) -> str:
 
 def output_collisions(pipeline: Pipeline, outputs: Mapping[str, StepOutputs]) -> list[Diagnostic]:
     """Every output file or step folder that another output or step of ``pipeline`` also writes."""
-    from wanflow.state.out_folder import safe_name  # the one naming rule; imported late (runner imports pipelines)
 
     problems: list[Diagnostic] = []
     folders: dict[str, tuple[str, str]] = {}

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from wanflow._diagnostics import Diagnostic, format_path
+from wanflow._exceptions import TemplateProblem
 from wanflow.pipelines.model import TEMPLATED_STEP_FIELDS, Pipeline, StepSpec
-from wanflow.pipelines.templating import TemplateProblem, referenced_steps
+from wanflow.pipelines.templating import referenced_steps
 from wanflow.pipelines.yaml_source import DataPath
 
 

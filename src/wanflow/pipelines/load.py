@@ -15,36 +15,17 @@ from typing import Any
 
 from wanflow._diagnostics import Diagnostic, format_path
 from wanflow._exceptions import PipelineError
-from wanflow.catalog import load_catalog
+from wanflow.catalog.loader import load_catalog
 from wanflow.pipelines.graph import link_steps
 from wanflow.pipelines.instances import matrix_diagnostics
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.schema_check import check_schema
 from wanflow.pipelines.static_checks import (
     check_default_params,
-    check_output_templates,
     check_templates,
-    fan_in,
-    placeholder_outputs,
-    resolve_statically,
-    static_requests,
 )
-from wanflow.pipelines.static_media import StaticMedia, local_input_path, media_verdict
 from wanflow.pipelines.variables import resolve_vars
 from wanflow.pipelines.yaml_source import DataPath, load_yaml_file
-
-__all__ = [
-    "StaticMedia",
-    "check_output_templates",
-    "check_templates",
-    "fan_in",
-    "load_pipeline",
-    "local_input_path",
-    "media_verdict",
-    "placeholder_outputs",
-    "resolve_statically",
-    "static_requests",
-]
 
 
 def load_pipeline(
@@ -89,6 +70,7 @@ def load_pipeline(
         allowed_paths=tuple(Path(p) for p in allowed_paths),
         matrix=data.get("matrix"),
         chosen_vars=frozenset(chosen),
+        provider_override=provider_override,
     )
     problems = step_problems + check_default_params(pipeline) + matrix_diagnostics(pipeline)
     if problems:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from wanflow._diagnostics import Diagnostic, Location
-from wanflow.catalog import ModelSpec
+from wanflow.catalog.spec import ModelSpec
 from wanflow.pipelines.yaml_source import DataPath, SourceDocument
 
 # Step fields whose strings are templates, in the order they are resolved.
@@ -61,6 +61,7 @@ class Pipeline:
     allowed_paths: tuple[Path, ...] = ()  # folders outside base_dir that local inputs may come from
     pinned_seeds: dict[str, int] = field(default_factory=dict)  # seeds drawn by --reseed, kept in the lockfile
     matrix: dict[str, Any] | None = None
+    provider_override: str | None = None  # the provider it was loaded (and checked) for: every run of it uses that one
     chosen_vars: frozenset[str] = frozenset()  # set by --var or --vars-file: on a matrix axis, they pick its value
 
     @property

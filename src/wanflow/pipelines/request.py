@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wanflow.artifacts import MediaInput, RemoteInput
-from wanflow.catalog import ModelSpec
+from wanflow.catalog.spec import ModelSpec
 
 SEED_MAX = 2_147_483_647
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from wanflow._diagnostics import Diagnostic, Location, format_path
+from wanflow._exceptions import TemplateProblem
 from wanflow.artifacts import Artifact, MediaInput
-from wanflow.catalog import InputSpec
 from wanflow.catalog.rules import (
     Finding,
     check_ignored_inputs,
@@ -22,21 +22,18 @@ from wanflow.catalog.rules import (
     check_seed,
     check_text,
     coerce_param,
-    parse_size,
     truncate_text,
 )
+from wanflow.catalog.spec import InputSpec
 from wanflow.pipelines.model import MEDIA_FIELDS, Pipeline, StepSpec
 from wanflow.pipelines.request import SEED_MAX, StepRequest, derive_seed
-from wanflow.pipelines.templating import StepOutputs, StepsNamespace, TemplateProblem, VarsNamespace, render
+from wanflow.pipelines.templating import StepOutputs, StepsNamespace, VarsNamespace, render
 from wanflow.pipelines.variables import BOOLEAN_WORDS, parse_boolean_word
 from wanflow.pipelines.yaml_source import DataPath
 
 DEFAULT_PROVIDER = "local"
 _MEDIA_KIND = {"images": "image", "image": "image", "audio": "audio"}
 
-# StepRequest, derive_seed and SEED_MAX live in wanflow.pipelines.request (light: no Jinja, no rules);
-# they stay importable from here.
-__all__ = ["SEED_MAX", "MediaResolver", "StepRequest", "derive_seed", "parse_size", "resolve_step"]
 
 
 class MediaResolver(Protocol):

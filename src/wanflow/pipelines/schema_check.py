@@ -76,7 +76,7 @@ def _verdict_path(digest: str) -> Path | None:
     if not digest:
         return None
     from wanflow._version import __version__  # how bytes become data may change with wanflow
-    from wanflow.providers.durations import cache_dir
+    from wanflow.project.locate import cache_dir
 
     key = hashlib.sha256(b"\0".join([__version__.encode(), _schema_bytes(), digest.encode("ascii")])).hexdigest()
     try:

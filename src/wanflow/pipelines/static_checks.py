@@ -13,15 +13,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from wanflow._diagnostics import Diagnostic, format_path
+from wanflow._exceptions import TemplateProblem
 from wanflow.artifacts import Artifact
-from wanflow.catalog import OUTPUT_FIELDS, load_catalog
+from wanflow.catalog.loader import OUTPUT_FIELDS, load_catalog
 from wanflow.pipelines.collisions import output_collisions
 from wanflow.pipelines.graph import template_strings
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.request import StepRequest
 from wanflow.pipelines.resolve import base_context, evaluate_for_each, evaluate_when, resolve_step
 from wanflow.pipelines.static_media import StaticMedia
-from wanflow.pipelines.templating import OutputList, StepOutputs, TemplateProblem, render
+from wanflow.pipelines.templating import OutputList, StepOutputs, render
 from wanflow.pipelines.yaml_source import DataPath
 
 _PLACEHOLDER_TYPES = {"images": "image/png", "video": "video/mp4", "text": "text/plain"}

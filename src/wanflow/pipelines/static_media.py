@@ -7,14 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from wanflow._exceptions import ConformError, MediaError, TemplateProblem
 from wanflow.artifacts import Artifact, MediaInput, RemoteInput
-from wanflow.catalog import InputSpec, load_catalog
+from wanflow.catalog.loader import load_catalog
 from wanflow.catalog.rules import MediaFacts, MediaVerdict, check_media
-from wanflow.media.conform import ConformError, target_size
-from wanflow.media.probe import MediaError, probe
+from wanflow.catalog.spec import InputSpec
+from wanflow.media.conform import target_size
+from wanflow.media.probe import probe
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import choose_provider
-from wanflow.pipelines.templating import TemplateProblem
 from wanflow.pipelines.yaml_source import DataPath
 
 _LOCAL_ONLY_PROVIDERS = {"local"}

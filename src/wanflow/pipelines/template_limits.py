@@ -22,7 +22,7 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from wanflow._exceptions import WanflowError
+from wanflow._exceptions import TemplateLimitError
 
 MAX_TEXT = 1_000_000  # characters in one string, and in one rendered template
 MAX_ITEMS = 100_000  # items in one list, tuple or mapping
@@ -35,10 +35,6 @@ MAX_PRODUCED = 16_000_000  # characters and items all the operations of one rend
 MAX_SECONDS = 2.0  # wall-clock time of one render
 
 LOOP_FILTER = "wanflow_loop"  # wraps every {% for %} iterable so each iteration is counted
-
-
-class TemplateLimitError(WanflowError):
-    """A template went past one of the bounds above; the message says which."""
 
 
 @dataclass

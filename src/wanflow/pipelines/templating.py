@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wanflow._exceptions import TemplateReferenceError, WanflowError
+from wanflow._exceptions import TemplateProblem, TemplateReferenceError
 from wanflow.artifacts import Artifact
 
 # Jinja (and template_limits, built on it) is imported where a string really is a template: a
@@ -70,21 +70,13 @@ def is_template(text: str) -> bool:
     return "{{" in text or "{%" in text or "{#" in text
 
 
-class TemplateProblem(WanflowError):
-    """A template failed; ``line`` is the 1-based line inside the template when known."""
-
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-
-
 @functools.lru_cache(maxsize=4096)
 def parse(source: str) -> nodes.Template:
     """Parse ``source`` (cached); syntax errors become TemplateProblem."""
     from jinja2 import TemplateSyntaxError
 
-    from wanflow.pipelines.template_limits import TemplateLimitError, check_nesting
+    from wanflow._exceptions import TemplateLimitError
+    from wanflow.pipelines.template_limits import check_nesting
 
     try:
         tree = environment().parse(source)
@@ -205,7 +197,8 @@ def _render_names() -> tuple[Any, ...]:
     from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
     from jinja2.runtime import Undefined
 
-    from wanflow.pipelines.template_limits import MAX_PRODUCED, TemplateLimitError, check_printable, check_value, render_budget
+    from wanflow._exceptions import TemplateLimitError
+    from wanflow.pipelines.template_limits import MAX_PRODUCED, check_printable, check_value, render_budget
 
     return (TemplateSyntaxError, SecurityError, TemplateError, UndefinedError, Undefined, MAX_PRODUCED, TemplateLimitError,
             check_printable, check_value, render_budget)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from wanflow._exceptions import ConformError, TemplateProblem
 from wanflow._fs import sha256_file
 from wanflow.artifacts import Artifact, MediaInput, RemoteInput
-from wanflow.catalog import InputSpec, load_catalog
-from wanflow.media.conform import ConformError, conform_image
+from wanflow.catalog.loader import load_catalog
+from wanflow.catalog.spec import InputSpec
+from wanflow.media.conform import conform_image
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.static_media import StaticMedia, media_verdict
-from wanflow.pipelines.templating import TemplateProblem
 from wanflow.pipelines.yaml_source import DataPath
 from wanflow.state.store import ArtifactStore
 

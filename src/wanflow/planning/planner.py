@@ -19,16 +19,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from wanflow._exceptions import TemplateProblem
 from wanflow.catalog.pricing import estimate
-from wanflow.execute.instance import RunOptions, forced_reason, template_outputs
 from wanflow.pipelines.graph import template_strings
 from wanflow.pipelines.instances import Instance, RejectedRow
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import evaluate_for_each, evaluate_when, resolve_step
 from wanflow.pipelines.static_checks import fan_in, placeholder_outputs
-from wanflow.pipelines.templating import StepOutputs, TemplateProblem, referenced_steps
+from wanflow.pipelines.templating import StepOutputs, referenced_steps
 from wanflow.planning.decision import SPENDS, Status, decide
 from wanflow.planning.media_inputs import RuntimeMedia
+from wanflow.planning.options import RunOptions, forced_reason
+from wanflow.planning.upstream import template_outputs
 from wanflow.providers.base import Provider
 from wanflow.records import lockfile
 from wanflow.records.request_history import RequestHistory, history_name
@@ -127,21 +129,6 @@ def build_plan(pipeline: Pipeline, workspace: Workspace, providers: Mapping[str,
             planner.plan_step(instance.pipeline.steps[step_id])
         units[instance.name] = planner.planned
     return Plan(pipeline, options, instances, units, locked, list(rejected or []), batch)
-
-
-def plan_pipeline(pipeline: Pipeline, workspace: Workspace, providers: Mapping[str, Provider],
-                  options: RunOptions | None = None) -> list[PlannedStep]:
-    """The units of a single pipeline run (``build_plan`` without instances)."""
-    options = options or RunOptions()
-    return build_plan(pipeline, workspace, providers, options).units[options.instance]
-
-
-def plan_instances(instances: list[Instance], workspace: Workspace, providers: Mapping[str, Provider],
-                   options: RunOptions | None = None) -> dict[str, list[PlannedStep]]:
-    """The units of every instance of a matrix or batch run."""
-    if not instances:
-        return {}
-    return build_plan(instances[0].pipeline, workspace, providers, options, instances).units
 
 
 def own_references(step: StepSpec) -> set[str]:

@@ -8,8 +8,6 @@ glance tells which request made which file. Edits cut an input preview's own ban
 
 from __future__ import annotations
 
-import colorsys
-import hashlib
 import math
 import random
 import textwrap
@@ -21,28 +19,9 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin
 from wanflow.preview.chrome import strip_chrome
 from wanflow.preview.mood import mood_palette
 from wanflow.preview.notice import PREVIEW_NOTICE
+from wanflow.preview.seeds import stable_int
 
 TIER_AREAS = {"1K": 1280 * 1280, "2K": 2048 * 2048}
-
-
-def stable_int(*parts: object) -> int:
-    """A 64-bit integer derived from ``parts``; the same on every machine and Python version."""
-    text = "\x00".join(str(part) for part in parts)
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
-
-
-def palette(seed: int, count: int = 5) -> list[tuple[int, int, int]]:
-    """Harmonious colours: a base hue from the seed and evenly spread companions."""
-    rng = random.Random(stable_int("palette", seed))
-    base = rng.random()
-    colours = []
-    for index in range(count):
-        hue = (base + index * (0.08 + rng.random() * 0.22)) % 1.0
-        saturation = 0.45 + rng.random() * 0.45
-        value = 0.55 + rng.random() * 0.4
-        r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
-        colours.append((int(r * 255), int(g * 255), int(b * 255)))
-    return colours
 
 
 def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:

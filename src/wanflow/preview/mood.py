@@ -12,6 +12,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from wanflow.preview.seeds import stable_int
+
 HUES = {
     "red": 0.0, "crimson": 0.97, "scarlet": 0.01, "orange": 0.07, "amber": 0.09, "copper": 0.06, "brown": 0.07,
     "gold": 0.12, "golden": 0.12, "yellow": 0.15, "lime": 0.23, "green": 0.33, "forest": 0.32, "mint": 0.42,
@@ -55,7 +57,6 @@ def mood_of(prompt: str) -> Mood:
 
 def mood_palette(seed: int, prompt: str, count: int = 5) -> list[tuple[int, int, int]]:
     """Harmonious colours from ``seed``, biased by the prompt's mood (same inputs, same colours)."""
-    from wanflow.preview.images import stable_int
 
     rng = random.Random(stable_int("mood-palette", seed, prompt))
     mood = mood_of(prompt)

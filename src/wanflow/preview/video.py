@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 
 from wanflow.preview.chrome import strip_chrome
-from wanflow.preview.images import PREVIEW_NOTICE, banner, draw_caption, fit_dimensions, stable_int
+from wanflow.preview.images import PREVIEW_NOTICE, banner, draw_caption, fit_dimensions
+from wanflow.preview.seeds import stable_int
 
 FPS = 16  # previews only need to show motion; 16 fps keeps offline renders quick
 SAMPLE_RATE = 44_100

@@ -19,7 +19,7 @@ from typing import Any
 
 from wanflow._diagnostics import Diagnostic, Location
 from wanflow._exceptions import PipelineError, UsageError
-from wanflow.catalog import load_catalog
+from wanflow.catalog.loader import load_catalog
 from wanflow.catalog.spec import ModelSpec
 from wanflow.project.config_files import read_config_text
 

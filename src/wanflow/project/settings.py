@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from wanflow._exceptions import UsageError
-from wanflow.catalog import load_catalog
+from wanflow.catalog.loader import load_catalog
 from wanflow.project.config_files import read_toml
 
 VTRIX_DEFAULT_BASE = "https://cloud.vtrix.ai"
@@ -116,15 +116,12 @@ def service_config(name: str, environ: Mapping[str, str] | None = None,
     """The settings of ``name``. A missing key is not an error yet (``plan`` needs none); a call
     that needs one raises a UsageError saying where to put it (ServiceConfig.require_key).
 
-    ``project`` is the project's wanflow.toml (the current project's when None)."""
+    ``project`` is the project's wanflow.toml as a dict (None: no project settings). The registry
+    passes the pipeline's project, so the current folder never decides."""
     env = environ if environ is not None else os.environ
     key_var, base_var = _SERVICES[name]
     user_section = read_user_config(env).get("providers", {}).get(name, {})
-    if project is None:
-        from wanflow.state.workspace import find_project_root, read_config
-
-        project = read_config(find_project_root(Path.cwd().resolve()))
-    section = {**user_section, **project_settings(project, name)}
+    section = {**user_section, **project_settings(project or {}, name)}
     api_key = env.get(key_var, "").strip() or str(user_section.get("api_key", "")).strip()
     hint = f"provider '{name}' needs an API key: set {key_var} or api_key under [providers.{name}] in {user_config_path(env)}"
     base = env.get(base_var, "").strip() or str(section.get("base_url", "")).strip()

@@ -22,8 +22,8 @@ from pathlib import Path
 import anyio
 import httpx
 
-from wanflow._exceptions import ProviderError
-from wanflow.media.probe import MediaError, verify_complete
+from wanflow._exceptions import MediaError, ProviderError, ResultGone
+from wanflow.media.probe import verify_complete
 from wanflow.providers.policies import parse_retry_after
 
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
@@ -33,10 +33,6 @@ EXTENSIONS = {"images": ".png", "video": ".mp4", "text": ".txt"}
 
 # wait(attempt, retry_after, what) sleeps before another try and says whether one is left.
 Wait = Callable[[int, float | None, str], Awaitable[bool]]
-
-
-class ResultGone(ProviderError):
-    """The result URL answered 403/404/410: it expired or the object is gone."""
 
 
 async def download_verified(client: httpx.AsyncClient, url: str, target: Path, wait: Wait,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 from wanflow._bounded import read_bounded
 from wanflow.pipelines.request import StepRequest
+from wanflow.project.locate import cache_dir
 
 WEIGHT = 0.3  # of the newest task in the running mean and deviation
 # durations.json is read back, so a learned value is clamped to what a task can take: a mean of
@@ -48,15 +48,6 @@ def duration_key(service: str, request: StepRequest) -> str:
     else:
         detail = f"{request.model.image_count(params)}img"
     return f"{service}/{request.model.name}/{detail}"
-
-
-def cache_dir(environ: dict[str, str] | None = None) -> Path:
-    """The user's wanflow cache folder."""
-    env = environ if environ is not None else os.environ
-    if env.get("WANFLOW_CACHE_DIR"):
-        return Path(env["WANFLOW_CACHE_DIR"]).expanduser()
-    base = Path(env["XDG_CACHE_HOME"]).expanduser() if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "wanflow"
 
 
 class DurationBook:

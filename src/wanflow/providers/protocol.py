@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from wanflow.catalog import ServiceSpec, load_catalog
-from wanflow.catalog.services import TaskStatus
+from wanflow.catalog.loader import load_catalog
+from wanflow.catalog.services import ServiceSpec, TaskStatus
 from wanflow.pipelines.request import StepRequest
 
 

@@ -27,7 +27,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
-from wanflow._exceptions import ProviderError
+from wanflow._exceptions import ProviderError, ResultGone
 from wanflow._version import __version__
 from wanflow.artifacts import Artifact, RemoteInput
 from wanflow.catalog.pricing import list_price
@@ -35,7 +35,7 @@ from wanflow.pipelines.request import StepRequest
 from wanflow.project.settings import ServiceConfig
 from wanflow.providers.base import GenerationContext, GenerationResult, ProducedFile
 from wanflow.providers.creates import CreateCalls
-from wanflow.providers.downloads import ResultGone, download_verified, output_target
+from wanflow.providers.downloads import download_verified, output_target
 from wanflow.providers.durations import DurationBook, duration_key
 from wanflow.providers.failures import classify
 from wanflow.providers.policies import LearnedSchedule, RetryPolicy, fixed_poll_interval, parse_retry_after, poll_policy

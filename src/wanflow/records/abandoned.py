@@ -48,6 +48,23 @@ def mark_abandoned(runs_dir: Path) -> list[str]:
     return marked
 
 
+def notice_abandoned(workspace: Workspace) -> list[str]:
+    """When no run is alive in ``workspace`` (its lock is free), mark the records left ``running``
+    abandoned: reading the history tells a dead run from a live one. Returns the run ids marked."""
+    if not workspace.runs_dir.is_dir():
+        return []
+    lock = WorkspaceLock(workspace.locks_dir)
+    try:
+        if not lock.try_lock(exclusive=True):
+            return []  # a run is alive: its record really is running (the next run or gc sorts out the rest)
+    except OSError:  # a read-only or missing state folder: listing must still work
+        return []
+    try:
+        return mark_abandoned(workspace.runs_dir)
+    finally:
+        lock.release()
+
+
 @asynccontextmanager
 async def running_in(workspace: Workspace, on_wait: Callable[[], None] | None = None) -> AsyncIterator[None]:
     """Hold the workspace lock shared for a run (or a whole batch).

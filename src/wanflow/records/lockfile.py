@@ -11,7 +11,7 @@ request; ``--reseed`` draws new seeds and the lockfile keeps them for later runs
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,19 @@ def instance_entry(pipeline: Pipeline, result: RunResult) -> dict[str, Any]:
     if pipeline.pinned_seeds:
         entry["reseeded"] = dict(sorted(pipeline.pinned_seeds.items()))
     return entry
+
+
+def write_results(pipeline: Pipeline, instances: Iterable[tuple[Pipeline, str]], results: Mapping[str, RunResult]) -> None:
+    """After a run: the lockfile sections of the instances that succeeded (the one place it is written).
+
+    ``instances`` are (pipeline, name) pairs in plan order; sections of instances not run, or not
+    successful, this time are kept as they were."""
+    entries = {name: instance_entry(instance, results[name]) for instance, name in instances
+               if name in results and results[name].ok}
+    if not entries:
+        return
+    path = lock_path(pipeline)
+    write_lock(path, pipeline.name, entries, keep=read_lock(path))  # re-read: another run may have written it
 
 
 def write_lock(path: Path, pipeline_name: str, instances: Mapping[str, dict[str, Any]], keep: Mapping[str, Any] | None = None) -> None:

@@ -6,32 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from wanflow.artifacts import Artifact
+from wanflow.artifacts import MaterializedFile
 from wanflow.state.cache import StepOutputsData
 
 StepStatus = Literal["pending", "running", "ran", "cached", "failed", "skipped"]
 SUCCESS = ("ran", "cached")
-
-
-@dataclass
-class MaterializedFile:
-    """An artifact copied to the output folder."""
-
-    label: str  # "images[0]", "video", "text"
-    path: Path
-    artifact: Artifact
-
-    def to_record(self, relative_to: Path) -> dict[str, Any]:
-        record = {"field": self.label, "path": _relative(self.path, relative_to)}
-        record.update(self.artifact.to_record())
-        return record
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return str(path)
 
 
 @dataclass
@@ -106,6 +85,8 @@ class RunResult:
     out_dir: Path | None = None
     preview: bool = False
     interrupted: bool = False
+    report_path: Path | None = None  # out/<pipeline>/index.html, once written
+    report_error: str | None = None  # why the report was not written
 
     def units(self) -> list[StepResult]:
         """Every unit: each step, or each item of a ``for_each`` step (as ``plan`` lists them)."""

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wanflow import __version__
 from wanflow._fs import atomic_write_bytes, json_document, sha256_file
+from wanflow._version import __version__
 from wanflow.pipelines.model import Pipeline
 from wanflow.preview.notice import PREVIEW_NOTICE
 from wanflow.records.results import RunResult, StepResult

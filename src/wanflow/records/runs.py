@@ -16,6 +16,7 @@ from typing import Any
 
 from wanflow._exceptions import UsageError
 from wanflow._fs import atomic_write_json
+from wanflow.records.abandoned import notice_abandoned
 from wanflow.records.batch_record import batches_dir
 from wanflow.state.state_files import DamagedState, read_state
 from wanflow.state.workspace import Workspace
@@ -58,11 +59,11 @@ class Run:
 
     @property
     def status(self) -> str:
-        """``succeeded``, ``failed``, ``interrupted`` or ``running``."""
+        """``succeeded``, ``failed``, ``interrupted``, ``abandoned`` (its process died) or ``running``."""
         if self.status_override:
             return self.status_override
         statuses = {record.status for record in self.records}
-        for status in ("running", "interrupted", "failed"):
+        for status in ("running", "abandoned", "interrupted", "failed"):
             if status in statuses:
                 return status
         return "succeeded" if statuses else "failed"
@@ -269,7 +270,8 @@ def _batch_records(workspace: Workspace, damaged: list[str]) -> list[dict[str, A
 
 
 def load_history(workspace: Workspace) -> History:
-    """Every run of the workspace, newest first."""
+    """Every run of the workspace, newest first (records of runs whose process is gone say ``abandoned``)."""
+    notice_abandoned(workspace)
     damaged: list[str] = []
     summaries = _summaries(workspace, damaged)
     by_id = {summary.run_id: summary for summary in summaries}

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from wanflow._exceptions import MediaError
 from wanflow._fs import atomic_write_bytes
 from wanflow.artifacts import Artifact
-from wanflow.media.probe import MediaError, probe
+from wanflow.media.probe import probe
 from wanflow.sim.envelopes import Rejection
 from wanflow.sim.state import SimState
 from wanflow.sim.uploads import resolve_oss

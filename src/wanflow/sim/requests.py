@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from wanflow.artifacts import Artifact
-from wanflow.catalog import ModelSpec, load_catalog
+from wanflow.catalog.loader import load_catalog
 from wanflow.catalog.rules import MediaFacts, check_input_count, check_media, check_params, truncate_text
-from wanflow.catalog.spec import InputSpec, ParamSpec
+from wanflow.catalog.spec import InputSpec, ModelSpec, ParamSpec
 from wanflow.pipelines.request import StepRequest
 from wanflow.sim.codes import vtrix_code
 from wanflow.sim.envelopes import Rejection

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from wanflow._fs import atomic_write_bytes
-from wanflow.catalog import load_catalog
+from wanflow.catalog.loader import load_catalog
 from wanflow.sim.core import Core, base_url
 from wanflow.sim.envelopes import Rejection, dashscope_error
 from wanflow.sim.forms import FormPart, parse_form

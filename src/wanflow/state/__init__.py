@@ -1,1 +1,1 @@
-"""state."""
+"""Durable workspace state: the content-addressed store, the step cache, the journal, locks, the shared store, out/."""

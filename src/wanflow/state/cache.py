@@ -123,10 +123,6 @@ class StepCache:
             _VERIFIED.add(stamp)
         return True
 
-    def contains(self, key: str) -> bool:
-        """Cheap existence check (no object verification), for planning."""
-        return self._path(key).is_file() or (self.remote is not None and self.remote.read(self._remote_name(key)) is not None)
-
     def save(self, key: str, request: dict[str, Any], outputs: StepOutputsData, provider_info: dict[str, Any]) -> None:
         """Record that ``key`` produced ``outputs``."""
         atomic_write_json(

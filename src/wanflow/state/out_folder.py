@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from wanflow._confine import confined
 from wanflow._fs import atomic_copy, atomic_write_json, sha256_file
-from wanflow.artifacts import Artifact
-from wanflow.records.results import MaterializedFile
+from wanflow.artifacts import Artifact, MaterializedFile
+from wanflow.pipelines.naming import safe_name
 
 MANIFEST = ".wanflow-manifest.json"
 OWNER_KEY = "pipeline"  # the pipeline file that owns the folder (see out_owner); kept when the manifest is rewritten
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _stamp(path: Path) -> dict[str, int]:
@@ -22,12 +20,6 @@ def _stamp(path: Path) -> dict[str, int]:
     the inode and its change time, which no editor or ``touch -r`` can set back."""
     found = path.stat()
     return {"size": found.st_size, "mtime_ns": found.st_mtime_ns, "ino": found.st_ino, "ctime_ns": found.st_ctime_ns}
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe form of ``name`` that cannot climb out of its folder."""
-    cleaned = _UNSAFE.sub("_", name).strip("._") or "output"
-    return cleaned[:80]
 
 
 class OutputFolder:

@@ -38,18 +38,13 @@ from typing import Any
 
 import anyio
 
-from wanflow._exceptions import UsageError, WanflowError
+from wanflow._exceptions import StoreConflict, UsageError
 from wanflow._fs import sha256_file
 from wanflow._settings import number_setting
 from wanflow.state.store_url import open_options, s3_credentials_found
 
 LEASE_SECONDS = 60.0  # a holder that stops renewing (killed, laptop closed) loses its lease after this
 POLL_SECONDS = 0.2
-
-
-class StoreConflict(WanflowError):
-    """Another machine recorded a create for the same request at the same moment."""
-
 
 
 def _complete_beside(target: Path, data: bytes) -> Path:
@@ -345,13 +340,10 @@ async def lease(store: SharedStore, key: str, on_wait: Callable[[], None] | None
 
 @asynccontextmanager
 async def shared_key_lock(workspace: Any, key: str, on_wait: Callable[[], None] | None = None) -> AsyncIterator[None]:
-    """Beyond the OS lock of one machine: a Dask lock on a cluster, the store's lease across machines."""
-    from wanflow.execute.cluster import driver as cluster
-
-    async with contextlib.AsyncExitStack() as stack:
-        if cluster.active():
-            await stack.enter_async_context(cluster.key_lock(key, on_wait))
-        store = workspace.shared
-        if store is not None:
-            await stack.enter_async_context(lease(store, key, on_wait))
+    """Beyond the OS lock of one machine: the shared store's lease of ``key`` across machines."""
+    store = workspace.shared
+    if store is None:
+        yield
+        return
+    async with lease(store, key, on_wait):
         yield

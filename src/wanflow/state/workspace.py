@@ -8,30 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wanflow.project.config_files import read_toml
+from wanflow.project.locate import STATE_NAME, find_project_root, read_config
 from wanflow.state.cache import StepCache
 from wanflow.state.journal import Journal
 from wanflow.state.store import ArtifactStore
 
 if TYPE_CHECKING:
     from wanflow.state.shared_store import SharedStore
-
-CONFIG_NAME = "wanflow.toml"
-STATE_NAME = ".wanflow"
-
-
-def find_project_root(start: Path) -> Path:
-    """The nearest folder at or above ``start`` holding wanflow.toml or .wanflow/; else ``start``."""
-    for folder in (start, *start.parents):
-        if (folder / CONFIG_NAME).is_file() or (folder / STATE_NAME).is_dir():
-            return folder
-    return start
-
-
-def read_config(root: Path) -> dict[str, Any]:
-    """The project's wanflow.toml as a dict ({} when absent)."""
-    return read_toml(root / CONFIG_NAME)
-
 
 @dataclass(frozen=True)
 class Workspace:

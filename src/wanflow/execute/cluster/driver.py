@@ -35,11 +35,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -49,26 +46,12 @@ import anyio.to_thread
 
 from wanflow._exceptions import UsageError, WanflowError
 from wanflow._settings import number_setting
-from wanflow.execute.limits import TokenBucket, next_grant
-from wanflow.execute.signals import stop_signals
-from wanflow.records import lockfile
+from wanflow.execute.signals import stop_on_signal
 from wanflow.records.results import RunResult
 
-_worker: Any = None  # the distributed.Worker this process serves, once a unit ran here
 # Units submitted and not finished, at most: enough to keep any cluster busy, few enough that a
 # 10,000-row batch does not keep every row's spec in the scheduler's memory at once.
 SUBMIT_WINDOW = 512
-
-
-def active() -> bool:
-    """Whether this process is a Dask worker running wanflow units."""
-    return _worker is not None
-
-
-def address_for(options_cluster: str | None, config: Mapping[str, Any]) -> str | None:
-    """The cluster to use: the flag, else WANFLOW_CLUSTER, else ``[cluster] address``; None: run locally."""
-    value = options_cluster or os.environ.get("WANFLOW_CLUSTER", "").strip() or (config.get("cluster") or {}).get("address")
-    return str(value).strip() or None if value else None
 
 
 CONNECT_SECONDS = 5.0  # how long a remote scheduler may take to answer
@@ -125,223 +108,11 @@ def unit_key(pipeline_name: str, instance: str, cache_keys: list[str], run_token
     return f"wanflow-{pipeline_name}-{instance}-{digest}-{run_token}"
 
 
-def run_unit(spec: dict[str, Any]) -> RunResult:
-    """On a worker: run one instance with the local runner, against the shared paths and store.
-
-    Every unit of a worker process runs on one event loop with one set of providers and one
-    workspace per project, as the instances of a local batch do: an HTTP client costs an SSL
-    context (tens of ms) and an S3 store a session, which a unit must not pay each time.
-    """
-    global _worker
-    from distributed import get_worker
-
-    from wanflow.execute.instance import Runner
-
-    _worker = get_worker()
-    portal, workspace, providers = _worker_state(spec)
-    runner = Runner(spec["pipeline"], workspace, providers, spec["options"])
-    runner.prepared = {"locked": spec["locked"]}
-
-    async def interruptible() -> RunResult:
-        with anyio.CancelScope() as scope:
-            with _units_guard:
-                _units[spec["key"]] = (anyio.lowlevel.current_token(), scope)
-            try:
-                return await runner.run()
-            finally:
-                with _units_guard:
-                    _units.pop(spec["key"], None)
-                for provider in providers.values():  # what polling learned, kept as a local run keeps it
-                    durations = getattr(provider, "durations", None)
-                    if durations is not None:
-                        durations.flush()
-        runner.result.interrupted = True  # the driver's Ctrl-C: the runner flushed its record as interrupted
-        return runner.result
-
-    result: RunResult = portal.call(interruptible)
-    return result
-
-
-_state_guard = threading.Lock()
-_portal: Any = None  # the worker process's event loop for units (a BlockingPortal on a daemon thread)
-_workspaces: dict[tuple[str, ...], Any] = {}
-_providers: dict[tuple[str, ...], Any] = {}
-
-
-def _worker_state(spec: dict[str, Any]) -> tuple[Any, Any, Any]:
-    """This worker process's unit loop, and the workspace and providers for ``spec`` (made once)."""
-    global _portal
-    from wanflow.providers import create_providers
-    from wanflow.state.workspace import Workspace
-
-    with _state_guard:
-        if _portal is None:
-            _portal = _start_loop()
-        # per driver run too: a long-lived cluster must read a project's wanflow.toml as it is now
-        place = (spec["run"], spec["root"], spec["state_dir"], spec["out_dir"], spec["store_url"] or "")
-        if place not in _workspaces:
-            while len(_workspaces) >= 8:  # the oldest runs' (dicts keep insertion order)
-                _workspaces.pop(next(iter(_workspaces)))
-            _workspaces[place] = Workspace(Path(spec["root"]), Path(spec["state_dir"]), Path(spec["out_dir"]), spec["store_url"])
-        # per driver run as well: a changed API key or envelope setting is read anew
-        names = (spec["run"], *spec["providers"])
-        if names not in _providers:
-            while len(_providers) >= 8:  # the oldest runs' (their HTTP clients are simply dropped)
-                _providers.pop(next(iter(_providers)))
-            _providers[names] = create_providers(set(spec["providers"]))
-        return _portal, _workspaces[place], _providers[names]
-
-
-def _start_loop() -> Any:
-    """An event loop on a daemon thread (it never keeps a stopping worker alive), as a BlockingPortal."""
-    import queue
-
-    from anyio.from_thread import BlockingPortal
-
-    ready: queue.Queue[Any] = queue.Queue()
-
-    async def serve() -> None:
-        async with BlockingPortal() as portal:
-            ready.put(portal)
-            await anyio.sleep_forever()
-
-    threading.Thread(target=anyio.run, args=(serve,), name="wanflow-units", daemon=True).start()
-    return ready.get()
-
-
-_units: dict[str, tuple[Any, anyio.CancelScope]] = {}  # Dask key -> (event loop token, cancel scope) of units running here
-_units_guard = threading.Lock()
-
-
-def _interrupt(keys: list[str]) -> int:
-    """On a worker: stop the units with these Dask keys as a local Ctrl-C stops a run (the journal keeps
-    remote tasks in flight; records say "interrupted"). Returns how many were running here."""
-    with _units_guard:
-        running = [_units[key] for key in keys if key in _units]
-    for token, scope in running:
-        try:
-            anyio.from_thread.run_sync(scope.cancel, token=token)
-        except RuntimeError:  # that unit's event loop has just finished
-            pass
-    return len(running)
-
-
-@asynccontextmanager
-async def key_lock(key: str, on_wait: Callable[[], None] | None = None) -> AsyncIterator[None]:
-    """Hold the cluster-wide lock of a cache key (on a worker)."""
-    from distributed import Lock
-
-    lock = Lock(f"wanflow-key-{key}", scheduler_rpc=_worker.scheduler, loop=_worker.loop)
-    if not await anyio.to_thread.run_sync(lambda: lock.acquire(blocking=False)):
-        if on_wait is not None:
-            on_wait()
-        await anyio.to_thread.run_sync(lock.acquire)
-    try:
-        yield
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(lock.release)
-
-
-@asynccontextmanager
-async def model_slot(provider: str, model: str, concurrent: int) -> AsyncIterator[None]:
-    """Hold one of ``concurrent`` cluster-wide task slots of a provider's model (on a worker)."""
-    semaphore = _semaphore(provider, model, concurrent)
-    await anyio.to_thread.run_sync(semaphore.acquire)
-    try:
-        yield
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(semaphore.release)
-
-
-def _account(provider: str) -> str:
-    """Which account this worker uses for ``provider``: a short hash of its API key (never the key),
-    so workers with different keys keep separate limits and workers sharing one key share them."""
-    for made in reversed(_providers.values()):  # the latest run's providers first
-        config = getattr(made.get(provider), "config", None)
-        key = getattr(config, "api_key", "") if config is not None else ""
-        if key:
-            return hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
-    return "default"
-
-
-_semaphores: dict[tuple[str, str], Any] = {}
-
-
-def _semaphore(provider: str, model: str, concurrent: int) -> Any:
-    """One Semaphore client per worker process and model, never closed: closing a distributed
-    Semaphore closes it for every holder in the cluster (the leases of other units included)."""
-    from distributed import Semaphore
-
-    key = (provider, model)
-    if key not in _semaphores:
-        _semaphores[key] = Semaphore(concurrent, f"wanflow-slots-{provider}-{_account(provider)}-{model}",
-                                     scheduler_rpc=_worker.scheduler, loop=_worker.loop)
-    return _semaphores[key]
-
-
-class ClusterTokenBucket(TokenBucket):
-    """A provider/model's submit rate for the whole cluster (on a worker).
-
-    The latest ``burst`` grant times live in the scheduler's metadata under ``wanflow-rate-<name>``;
-    each ``take`` books the next time under a ``distributed.Lock`` (a lease: a dead worker's lock
-    is freed), then sleeps until it. Times are wall-clock seconds, so the workers' clocks must agree
-    (one machine, or NTP). Each runner still adapts its own pace to 429s (``slow_down``) and books
-    with it.
-    """
-
-    def __init__(self, name: str, rate: float, burst: int = 1) -> None:
-        super().__init__(rate, burst, clock=time.time)
-        self.name = name
-
-    async def take(self) -> None:
-        """Wait until one more create keeps the cluster within the pace."""
-        at = await anyio.to_thread.run_sync(self._book)
-        delay = at - time.time()
-        if delay > 0:
-            await anyio.sleep(delay)
-
-    def _book(self) -> float:
-        from distributed.utils import sync
-
-        metadata_key = [f"wanflow-rate-{self.name}"]
-        lock = _rate_lock(self.name)
-        lock.acquire()
-        try:
-            granted = sync(_worker.loop, _worker.scheduler.get_metadata, keys=metadata_key, default=None) or []
-            at = next_grant(list(granted), time.time(), self.burst, self.window)  # the local bucket's rule
-            sync(_worker.loop, _worker.scheduler.set_metadata, keys=metadata_key, value=[*granted, at][-self.burst:])
-            return at
-        finally:
-            lock.release()
-
-
-_rate_locks: dict[str, Any] = {}
-_rate_locks_guard = threading.Lock()
-
-
-def _rate_lock(name: str) -> Any:
-    """One Lock client per worker process and bucket (kept, like the semaphores)."""
-    from distributed import Lock
-
-    with _rate_locks_guard:
-        if name not in _rate_locks:
-            _rate_locks[name] = Lock(f"wanflow-rate-{name}", scheduler_rpc=_worker.scheduler, loop=_worker.loop)
-        return _rate_locks[name]
-
-
-def submit_bucket(provider: str, model: str, rate: float, burst: int) -> TokenBucket:
-    """The submit-rate bucket of ``provider``/``model``: cluster-wide on a worker, this process's otherwise."""
-    if active():
-        return ClusterTokenBucket(f"{provider}-{_account(provider)}-{model}", rate, burst)
-    return TokenBucket(rate, burst)
-
-
 async def execute_on_cluster(the_plan: Any, workspace: Any, providers: Mapping[str, Any], address: str,
-                             reporter: Any, on_instance_done: Callable[[str, RunResult], None] | None) -> Any:
-    """Run ``the_plan`` on the cluster at ``address``; a RunResult or a BatchResult, as ``execute`` returns."""
+                             reporter: Any) -> Any:
+    """Run ``the_plan`` on the cluster at ``address``: a BatchResult, as a local run gives."""
     from wanflow.execute.batch import BatchResult, _Prefixed
+    from wanflow.execute.cluster.worker import interrupt_units, run_unit
 
     pipeline = the_plan.pipeline
     instances = the_plan.instances
@@ -360,17 +131,16 @@ async def execute_on_cluster(the_plan: Any, workspace: Any, providers: Mapping[s
         })
     results: dict[str, RunResult] = {}
 
+    finished = getattr(reporter, "instance_finished", None) if the_plan.batch else None
+
     def tell(name: str, result: RunResult) -> None:
         results[name] = result
-        if the_plan.batch and reporter is not None:
-            prefixed = _Prefixed(reporter, name)
+        if reporter is not None:
+            heard = _Prefixed(reporter, name) if the_plan.batch else reporter
             for step in result.steps.values():
-                prefixed.step_finished(step)
-        elif reporter is not None:
-            for step in result.steps.values():
-                reporter.step_finished(step)
-        if on_instance_done is not None and the_plan.batch:
-            on_instance_done(name, result)
+                heard.step_finished(step)
+        if finished is not None:
+            finished(name, result)
 
     stop = threading.Event()  # Ctrl-C or SIGTERM on the driver
     live: dict[str, Any] = {}  # the client and the futures not finished yet, once submitted
@@ -385,7 +155,7 @@ async def execute_on_cluster(the_plan: Any, workspace: Any, providers: Mapping[s
             return
         client = state["client"]
         calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
-            (client.run, (_interrupt, [future.key for future in futures])),  # first: Dask cannot stop a running task
+            (client.run, (interrupt_units, [future.key for future in futures])),  # first: Dask cannot stop a running task
             (client.cancel, (futures,)),  # wakes as_completed up: cancelled futures are done
         ]
         if state["local"] is not None:  # our own workers are about to stop: no log noise about it
@@ -447,28 +217,13 @@ async def execute_on_cluster(the_plan: Any, workspace: Any, providers: Mapping[s
 
     async with anyio.create_task_group() as group:
         if the_plan.options.handle_signals:
-            group.start_soon(_cancel_on_signal, cancel)
+            group.start_soon(stop_on_signal, lambda _name: anyio.to_thread.run_sync(cancel))
         await anyio.to_thread.run_sync(drive_once)
         group.cancel_scope.cancel()
     if failed:
         raise failed[0]
-    if stop.is_set() and not the_plan.batch and instances[0].name not in results:
-        raise KeyboardInterrupt  # the CLI says "interrupted" and exits 130; the journal keeps paid tasks
-    if not the_plan.batch:
-        result = results[instances[0].name]
-        if result.ok and the_plan.options.write_lock:
-            path = lockfile.lock_path(pipeline)
-            lockfile.write_lock(path, pipeline.name, {the_plan.options.instance: lockfile.instance_entry(pipeline, result)},
-                                keep=lockfile.read_lock(path))
-        return result
-    batch = BatchResult(instances={instance.name: results[instance.name] for instance in instances if instance.name in results},
-                        rejected=list(the_plan.rejected), interrupted=stop.is_set())
-    if batch.instances and the_plan.options.write_lock and instances:
-        entries = {instance.name: lockfile.instance_entry(instance.pipeline, batch.instances[instance.name])
-                   for instance in instances if instance.name in batch.instances and batch.instances[instance.name].ok}
-        path = lockfile.lock_path(instances[0].pipeline)
-        lockfile.write_lock(path, instances[0].pipeline.name, entries, keep=lockfile.read_lock(path))
-    return batch
+    return BatchResult(instances={instance.name: results[instance.name] for instance in instances if instance.name in results},
+                       rejected=list(the_plan.rejected), interrupted=stop.is_set())
 
 
 def _result_of(future: Any, instance: str) -> RunResult:
@@ -488,11 +243,3 @@ def _quiet() -> None:
     import logging
 
     logging.disable(logging.CRITICAL)
-
-
-async def _cancel_on_signal(cancel: Callable[[], None]) -> None:
-    """The driver's Ctrl-C or SIGTERM: cancel the futures not finished (once; the driver then stops)."""
-    with stop_signals() as signals:
-        async for _ in signals:
-            await anyio.to_thread.run_sync(cancel)
-            return

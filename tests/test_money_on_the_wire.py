@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 import wanflow
-from wanflow.providers import remote
+from wanflow.providers import polling, remote
 from wanflow.sim.server import SimServer
 from wanflow.sim.state import Knobs
 from wanflow.state.journal import Journal
@@ -66,8 +66,9 @@ def service(monkeypatch: pytest.MonkeyPatch, project: Path):
 
 
 def _run(path: Path, provider: str, **options: Any) -> wanflow.RunResult:
-    pipeline = wanflow.load_pipeline(path, provider_override=provider)
-    return wanflow.run(pipeline, wanflow.RunOptions(provider_override=provider, allow_paid=True, **options))
+    result = wanflow.run(path, provider=provider, **options)  # a paid provider named explicitly may spend
+    assert isinstance(result, wanflow.RunResult)
+    return result
 
 
 def _error(result: wanflow.RunResult) -> str:
@@ -270,7 +271,7 @@ def test_a_lost_create_never_adopts_a_strangers_task_from_the_account_wide_list(
     """The issue's row 4: the create never arrived; the documented list (epoch ms, status, every key,
     no prompt) shows another key's task of the same model. Without proof that the list works,
     wanflow stops and asks, on the run and on a plain rerun; it never completes on that task."""
-    monkeypatch.setattr(remote, "VISIBILITY_POLLS", 2)  # the stranger's task never becomes visible to this key
+    monkeypatch.setattr(polling, "VISIBILITY_POLLS", 2)  # the stranger's task never becomes visible to this key
     server = service(list_format="documented", list_account_wide=True)
     stranger = _stranger(server, hours_ago)
     server.state.knobs.lose_rate = 1.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -31,11 +31,13 @@ class CreateCalls:
     _sleep: Callable[[float], Awaitable[None]]
     _timeout: float
 
-    def _auth(self) -> dict[str, str]:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # supplied by the other parts of RemoteProvider
 
-    async def _retry_wait(self, attempt: int, retry_after: float | None, context: GenerationContext, what: str) -> bool:
-        raise NotImplementedError
+        def _auth(self) -> dict[str, str]:
+            ...
+
+        async def _retry_wait(self, attempt: int, retry_after: float | None, context: GenerationContext, what: str) -> bool:
+            ...
 
     async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: dict[str, Any],
                       context: GenerationContext, token_taken: bool = False) -> str:

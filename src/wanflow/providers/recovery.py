@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -27,15 +27,17 @@ class JournalRecovery:
     protocol: ServiceProtocol
     _sleep: Callable[[float], Awaitable[None]]
 
-    def _auth(self) -> dict[str, str]:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # supplied by the other parts of RemoteProvider
 
-    async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: dict[str, Any],
-                      context: GenerationContext, token_taken: bool = False) -> str:
-        raise NotImplementedError
+        def _auth(self) -> dict[str, str]:
+            ...
 
-    async def _visible(self, client: httpx.AsyncClient, task_id: str, context: GenerationContext) -> bool:
-        raise NotImplementedError
+        async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: dict[str, Any],
+                          context: GenerationContext, token_taken: bool = False) -> str:
+            ...
+
+        async def _visible(self, client: httpx.AsyncClient, task_id: str, context: GenerationContext) -> bool:
+            ...
 
     async def _recover(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
                        context: GenerationContext) -> str | None:

@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"project"},
     {"media", "preview"},
     {"catalog"},
-    {"artifacts", "_fs"},
+    {"artifacts", "_fs", "_confine", "_bounded", "_settings"},
     {"_fs_errors"},
     {"_exceptions"},
     {"_diagnostics", "_version"},

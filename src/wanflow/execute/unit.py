@@ -30,7 +30,7 @@ from wanflow.pipelines.templating import StepOutputs
 from wanflow.planning.decision import decide
 from wanflow.planning.media_inputs import RuntimeMedia
 from wanflow.planning.options import RunOptions, forced_reason
-from wanflow.providers.base import GenerationContext, GenerationResult, Provider, RemoteUrl
+from wanflow.providers.base import GenerationContext, GenerationResult, Provider, RemoteUrl, TaskInfo
 from wanflow.providers.uploads import UploadCache
 from wanflow.records import lockfile
 from wanflow.records.request_history import RequestHistory
@@ -158,7 +158,7 @@ class UnitRunner:
             except BaseException:
                 _remove_folder(workdir)
                 raise
-        info = dict(generated.info)
+        info = generated.info.copy()
         try:
             # Hashing, fsync and renames wait on the disk: one trip to a worker thread, not the
             # event loop. Shielded: an interrupt must not drop downloaded paid results.
@@ -167,7 +167,7 @@ class UnitRunner:
                                                                 canonical, generated, info, workdir)
             result.outputs = outputs
         finally:
-            result.provider_info = info  # the task ids stay in the record even if the files were unusable
+            result.provider_info = dict(info)  # the task ids stay in the record even if the files were unusable
         tasks = ", ".join(str(task) for task in info.get("task_ids") or [])
         if info.get("resumed") or info.get("adopted"):  # paid earlier: "new" would hide that nothing was paid now
             result.reason = f"{'resumed' if info.get('resumed') else 'adopted'} task {tasks} (paid by an earlier run)"
@@ -179,7 +179,7 @@ class UnitRunner:
         result.status = "ran"
 
     def _store_results(self, step: StepSpec, request: StepRequest, provider: Provider, key: str, canonical: dict,
-                       generated: GenerationResult, info: dict, workdir: Path) -> tuple[StepOutputsData, ResultCheck | None]:
+                       generated: GenerationResult, info: TaskInfo, workdir: Path) -> tuple[StepOutputsData, ResultCheck | None]:
         """Store the files, check a paid result, and (if it matches) save the cache entry durably,
         then remove the journal entry: the paid work is safely stored. Blocking (a worker thread)."""
         try:
@@ -188,7 +188,7 @@ class UnitRunner:
             _remove_folder(workdir)  # (a directory removal waits on the disk too)
         check = check_result(request, outputs) if provider.paid else None
         if check is None or not check.mismatches:
-            self.cache.save(key, canonical, outputs, info)
+            self.cache.save(key, canonical, outputs, dict(info))
             self.journal.remove(key)
         return outputs, check
 
@@ -228,7 +228,7 @@ class UnitRunner:
                 self.shared.known_urls[sha] = RemoteUrl(str(result.provider), url, expires)
 
     def _ingest(
-        self, step: StepSpec, request: StepRequest, generated: GenerationResult, info: dict, workdir: Path
+        self, step: StepSpec, request: StepRequest, generated: GenerationResult, info: TaskInfo, workdir: Path
     ) -> StepOutputsData:
         """Verify each produced file is real media, store it, and check the step got what it needs."""
         outputs = StepOutputsData()

@@ -9,9 +9,96 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, TypedDict, runtime_checkable
 
 from wanflow.pipelines.request import StepRequest
+from wanflow.state.journal import JournalEntry
+
+
+class TaskInfo(TypedDict, total=False):
+    """What a provider tells the run record about one generation (``GenerationResult.info``).
+
+    The runner adds ``result_urls`` (sha256 -> the URL a file came from), ``result_mismatch``
+    (what the result check found) and ``traceback`` (a bug's trace) to the record's copy.
+    """
+
+    preview: bool  # the local provider: a stand-in, not a model's output
+    renderer: str  # the local renderer's version
+    task_id: str  # the service's id of the task that delivered
+    task_ids: list[str]  # every task this generation created, resumed or adopted
+    request_ids: list[str]  # the service's request ids, for support tickets
+    request_fingerprint: str  # the sha256 of the create body, as the journal keeps it
+    task_sent_at: float  # when the create that made the task was sent (epoch seconds)
+    task_ended_at: float  # when the service says the task ended
+    polls: int  # status polls made
+    cost_usd: float
+    cost_source: str  # "reported (...)" by the service, or "estimated (list price)"
+    envelope: str  # the vtrix request envelope that was sent
+    resumed: bool  # an earlier run's task, polled again (nothing paid now)
+    adopted: bool  # a lost create's task, found in the service's task list (nothing paid now)
+    deliberate_resubmission: str  # why the user chose to pay again (--resubmit-unknown)
+    absence_proven: str  # the proof that a lost create never arrived, before creating once
+    absence_proven_before: bool
+    partial_failures: list[str]  # sub-results that failed in a task that succeeded
+    extra_outputs: list[dict[str, str]]  # outputs kept only by URL (a vtrix audio item)
+    warnings: list[str]
+    urls_expire_at: float  # when the result URLs stop working
+    result_urls: dict[str, str]
+    result_mismatch: list[str]
+    traceback: str
+
+
+class TaskJournal(Protocol):
+    """The durable record of one cache key's paid task, as a paid provider uses it (the runner
+    hands a ``state.journal.KeyJournal``): written before and after every create call."""
+
+    def pending(self) -> JournalEntry | None:
+        """The entry of a create that may have been sent (or a task that exists), if any."""
+        ...
+
+    def intent(self, fingerprint: str, deliberate: str | None = None) -> JournalEntry:
+        """Record, durably, that a create is about to be sent (blocking)."""
+        ...
+
+    async def record_intent(self, fingerprint: str, deliberate: str | None = None) -> JournalEntry:
+        """``intent`` off the event loop."""
+        ...
+
+    async def record_submitted(self, entry: JournalEntry, task_id: str, request_id: str | None) -> None:
+        """Record, durably, the task id a create answered with."""
+        ...
+
+    def submitted(self, entry: JournalEntry, task_id: str, request_id: str | None) -> None:
+        """``record_submitted``, blocking."""
+        ...
+
+    def lost(self, entry: JournalEntry, ended_at: float | None, cost_usd: float | None) -> None:
+        """The task succeeded but its result could not be downloaded (its URL is gone)."""
+        ...
+
+    def claimed_task_ids(self) -> set[str]:
+        """Every task id this workspace already owns (never adopted again)."""
+        ...
+
+    def known_task_times(self) -> dict[str, float]:
+        """Task id -> when its create was sent, for this workspace's known tasks (the proof of absence)."""
+        ...
+
+    def clear(self) -> None:
+        """The paid work is stored: nothing to resume."""
+        ...
+
+
+class UploadRecords(Protocol):
+    """Local files already uploaded to a service, by content hash, while the service keeps them."""
+
+    def get(self, sha256: str, model: str, now: float | None = None) -> str | None:
+        """The ``oss://`` name of an upload still alive, or None."""
+        ...
+
+    def put(self, sha256: str, model: str, url: str, expires_at: float) -> None:
+        """Remember an upload until ``expires_at``."""
+        ...
 
 
 @dataclass
@@ -28,8 +115,7 @@ class GenerationResult:
     """What a provider produced for one request."""
 
     files: list[ProducedFile]
-    # Facts kept in the run record: task_id, request_ids, cost_usd, preview, partial failures...
-    info: dict[str, Any] = field(default_factory=dict)
+    info: TaskInfo = field(default_factory=lambda: TaskInfo())  # facts kept in the run record
     warnings: list[str] = field(default_factory=list)
 
 
@@ -60,7 +146,7 @@ class GenerationContext:
     cache_key: str = ""
     log: Callable[[str], None] = lambda message: None
     known_urls: Mapping[str, RemoteUrl] = field(default_factory=dict)
-    journal: Any = None
+    journal: TaskJournal | None = None
     resubmit_unknown: bool = False
     cancel_on_interrupt: bool = False
     before_create: Callable[[], Awaitable[None]] | None = None  # waits for a submit token
@@ -69,7 +155,15 @@ class GenerationContext:
     create_blocked: Callable[[], str | None] | None = None
     on_throttled: Callable[[], None] | None = None  # a create got 429: slow the submit rate down
     on_accepted: Callable[[], None] | None = None  # a create got a task id: the rate may recover
-    uploads: Any = None  # an UploadCache: local files already uploaded to the service, by content hash
+    uploads: UploadRecords | None = None  # local files already uploaded to the service, by content hash
+
+    def paid_journal(self) -> TaskJournal:
+        """The task journal; a paid provider never works without one (nothing would stop a second payment)."""
+        if self.journal is None:
+            from wanflow._exceptions import ProviderError
+
+            raise ProviderError("a paid provider was called without its task journal; nothing was sent")
+        return self.journal
 
 
 @runtime_checkable

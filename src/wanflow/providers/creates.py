@@ -12,7 +12,7 @@ import httpx
 
 from wanflow._exceptions import ProviderError
 from wanflow.project.settings import ServiceConfig
-from wanflow.providers.base import GenerationContext
+from wanflow.providers.base import GenerationContext, TaskInfo
 from wanflow.providers.failures import classify
 from wanflow.providers.policies import RetryPolicy, parse_retry_after
 from wanflow.providers.protocol import CreateCall, ServiceProtocol
@@ -39,7 +39,7 @@ class CreateCalls:
         async def _retry_wait(self, attempt: int, retry_after: float | None, context: GenerationContext, what: str) -> bool:
             ...
 
-    async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: dict[str, Any],
+    async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: TaskInfo,
                       context: GenerationContext, token_taken: bool = False) -> str:
         """Send the create call until the service answers with a task id or says it made none.
 

@@ -15,7 +15,7 @@ import httpx
 from wanflow._exceptions import ProviderError
 from wanflow.pipelines.request import StepRequest
 from wanflow.project.settings import ServiceConfig
-from wanflow.providers.base import GenerationContext
+from wanflow.providers.base import GenerationContext, TaskInfo
 from wanflow.providers.durations import DurationBook, duration_key
 from wanflow.providers.failures import classify
 from wanflow.providers.policies import LearnedSchedule, RetryPolicy, fixed_poll_interval, parse_retry_after, poll_policy
@@ -44,7 +44,7 @@ class TaskPolling:
             headers[self.protocol.spec.workspace_header] = self.config.workspace
         return headers
 
-    async def _wait(self, client: httpx.AsyncClient, task_id: str, request: StepRequest, info: dict[str, Any],
+    async def _wait(self, client: httpx.AsyncClient, task_id: str, request: StepRequest, info: TaskInfo,
                     context: GenerationContext) -> TaskState:
         policy = poll_policy(request.model.kind)
         started = anyio.current_time()

@@ -16,7 +16,7 @@ import httpx
 from wanflow._exceptions import ProviderError
 from wanflow.pipelines.request import StepRequest
 from wanflow.providers.absence import check_list
-from wanflow.providers.base import GenerationContext
+from wanflow.providers.base import GenerationContext, TaskInfo
 from wanflow.providers.protocol import CreateCall, ListUnreadable, ServiceProtocol
 
 
@@ -32,14 +32,14 @@ class JournalRecovery:
         def _auth(self) -> dict[str, str]:
             ...
 
-        async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: dict[str, Any],
+        async def _create(self, client: httpx.AsyncClient, call: CreateCall, info: TaskInfo,
                           context: GenerationContext, token_taken: bool = False) -> str:
             ...
 
         async def _visible(self, client: httpx.AsyncClient, task_id: str, context: GenerationContext) -> bool:
             ...
 
-    async def _recover(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
+    async def _recover(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: TaskInfo,
                        context: GenerationContext) -> str | None:
         """A task an earlier run already paid for, or None when it is safe to create one.
 
@@ -95,7 +95,7 @@ class JournalRecovery:
             info["adopted"] = True
         return adopted
 
-    async def _submit(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: dict[str, Any],
+    async def _submit(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: TaskInfo,
                       context: GenerationContext) -> str:
         blocked = context.create_blocked() if context.create_blocked is not None else None
         if blocked:
@@ -130,12 +130,12 @@ class JournalRecovery:
             info["task_ids"].append(adopted)
             info["adopted"] = True
         info.pop("absence_proven_before", None)
-        if entry is not None:
+        if entry is not None and journal is not None:
             await journal.record_submitted(entry, task_id, info["request_ids"][-1] if info["request_ids"] else None)
         return task_id
 
     async def _reconcile(self, client: httpx.AsyncClient, entry: Any, request: StepRequest, call: CreateCall,
-                         info: dict[str, Any], context: GenerationContext, lost: str | None = None) -> str | None:
+                         info: TaskInfo, context: GenerationContext, lost: str | None = None) -> str | None:
         """The task a create of unknown outcome made; None when it provably made none.
 
         Adopted only on proof: exactly one listed task of the same model whose own create time is
@@ -145,7 +145,7 @@ class JournalRecovery:
         """
         sent = _when(entry.intent_at)
         spec = self.protocol.spec.task_list
-        claimed = context.journal.claimed_task_ids()
+        claimed = context.paid_journal().claimed_task_ids()
         known: dict[str, float] = getattr(context.journal, "known_task_times", dict)()
         why: str
         try:
@@ -178,13 +178,13 @@ class JournalRecovery:
         if check is not None and check.proof is not None:
             context.log(f"the create sent at {sent} never reached {self.name}: {check.proof}. Creating the task once")
             info["absence_proven"] = f"create sent at {sent} never arrived: {check.proof}"
-            context.journal.clear()
+            context.paid_journal().clear()
             return None
         if context.resubmit_unknown:
             context.log(f"the create sent at {sent} has an unknown outcome ({why}); submitting again on purpose "
                         "(--resubmit-unknown)")
             info["deliberate_resubmission"] = f"create of unknown outcome sent at {sent}"
-            context.journal.clear()
+            context.paid_journal().clear()
             return None
         raise ProviderError(
             (lost + ". " if lost else "") +
@@ -196,7 +196,7 @@ class JournalRecovery:
 def clear_journal(context: GenerationContext) -> None:
     """Forget the step's journal entry (the task failed for good, or was canceled)."""
     if context.journal is not None:
-        context.journal.clear()
+        context.paid_journal().clear()
 
 
 def lost_message(service: str, entry: Any) -> str:

@@ -21,7 +21,6 @@ import base64
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -33,7 +32,7 @@ from wanflow.artifacts import Artifact, RemoteInput
 from wanflow.catalog.pricing import list_price
 from wanflow.pipelines.request import StepRequest
 from wanflow.project.settings import ServiceConfig
-from wanflow.providers.base import GenerationContext, GenerationResult, ProducedFile
+from wanflow.providers.base import GenerationContext, GenerationResult, ProducedFile, TaskInfo
 from wanflow.providers.creates import CreateCalls
 from wanflow.providers.downloads import download_verified, output_target
 from wanflow.providers.durations import DurationBook
@@ -125,7 +124,7 @@ class RemoteProvider(TaskPolling, CreateCalls, JournalRecovery):
         """Submit (or resume), wait for and download one generation."""
         api, downloads = self._clients()
         call, passed_urls = await self._create_call(api, request, context, use_urls=True)
-        info: dict[str, Any] = {"request_ids": [], "task_ids": [], "request_fingerprint": call.fingerprint}
+        info: TaskInfo = {"request_ids": [], "task_ids": [], "request_fingerprint": call.fingerprint}
         if self.config.envelope != self.protocol.spec.default_envelope:
             info["envelope"] = self.config.envelope
         task_id = await self._recover(api, call, request, info, context)
@@ -176,8 +175,8 @@ class RemoteProvider(TaskPolling, CreateCalls, JournalRecovery):
             if entry is None or entry.task_id is None:
                 raise
             # Paid for and gone: say so once, and never loop on the dead URL again.
-            context.journal.lost(entry, ended_at, info["cost_usd"] if info["cost_source"].startswith("reported") else None)
-            raise ProviderError(f"{gone}. " + lost_message(self.name, context.journal.pending()), code="task-lost") from None
+            context.paid_journal().lost(entry, ended_at, info["cost_usd"] if info["cost_source"].startswith("reported") else None)
+            raise ProviderError(f"{gone}. " + lost_message(self.name, context.paid_journal().pending()), code="task-lost") from None
         info["task_id"] = info["task_ids"][-1]
         info["task_ended_at"] = ended_at  # result URLs live 24 h from here (a damaged object can be fetched again)
         info["urls_expire_at"] = ended_at + self.config.url_reuse_hours * 3600
@@ -189,7 +188,7 @@ class RemoteProvider(TaskPolling, CreateCalls, JournalRecovery):
             warnings.append(f"{len(state.partial_failures)} of the requested images failed: " + "; ".join(state.partial_failures))
         return GenerationResult(files=files, info=info, warnings=warnings)
 
-    async def _wait_or_cancel(self, client: httpx.AsyncClient, task_id: str, request: StepRequest, info: dict[str, Any],
+    async def _wait_or_cancel(self, client: httpx.AsyncClient, task_id: str, request: StepRequest, info: TaskInfo,
                               context: GenerationContext) -> TaskState:
         try:
             return await self._wait(client, task_id, request, info, context)

@@ -29,6 +29,8 @@ from wanflow.pipelines.request import StepRequest
 if TYPE_CHECKING:
     import httpx
 
+    from wanflow.providers.base import UploadRecords
+
 UPLOAD_SAFETY_MARGIN = 3600  # reuse an upload only while it has an hour to live
 _POLICY_FIELDS = ("upload_host", "upload_dir", "policy", "signature", "oss_access_key_id")
 
@@ -74,7 +76,7 @@ Backoff = Callable[[int, str], Awaitable[bool]]
 
 
 async def upload_file(client: httpx.AsyncClient, get_json: GetJson, backoff: Backoff, spec: UploadSpec,
-                      service: str, request: StepRequest, artifact: Artifact, cache: UploadCache | None,
+                      service: str, request: StepRequest, artifact: Artifact, cache: UploadRecords | None,
                       log: Callable[[str], None]) -> str:
     """Upload ``artifact`` for ``request``'s model and return its ``oss://`` name.
 

@@ -51,11 +51,11 @@ BOMBS = {
 @pytest.mark.parametrize("source", list(BOMBS), ids=[f"bomb{i}" for i in range(len(BOMBS))])
 def test_a_bomb_is_refused_within_the_bounds(source):
     tracemalloc.start()
-    started = time.monotonic()
+    started = time.process_time()  # CPU seconds: the bound holds whatever else the machine runs
     try:
         with pytest.raises(TemplateProblem) as raised:
             render(source, CONTEXT)
-        elapsed = time.monotonic() - started
+        elapsed = time.process_time() - started
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

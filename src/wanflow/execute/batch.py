@@ -115,6 +115,8 @@ async def run_instances(the_plan: Plan, workspace: Workspace, providers: Mapping
 
     def stop(signal_name: str) -> None:
         outcome.interrupted = True
+        if reporter is not None:  # the live display says why the run is ending
+            reporter.step_note(StepResult("*", "-", status="skipped"), f"{signal_name}: stopping")
         for runner in runners:
             runner.result.interrupted = True
         outer.cancel_scope.cancel()

@@ -165,3 +165,7 @@ def test_a_killed_run_shows_as_abandoned_everywhere(tmp_path, sim):
     shown = subprocess.run([sys.executable, "-m", "wanflow", "runs", "show", "latest"], cwd=project, capture_output=True,
                            text=True, timeout=60)
     assert shown.returncode == 0 and "abandoned" in shown.stdout
+    report = subprocess.run([sys.executable, "-m", "wanflow", "report"], cwd=project, capture_output=True, text=True,
+                            timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert '<span class="badge abandoned">abandoned</span>' in (project / "out" / "paid" / "index.html").read_text()

@@ -18,7 +18,7 @@ h2 { font-size:17px; margin:0 0 10px; }
 .notice { background:#fff7d6; border:1px solid #f0d36b; padding:8px 12px; border-radius:6px; margin:0 0 18px; }
 .badge { display:inline-block; border-radius:4px; padding:1px 8px; font-size:12px; color:#fff; background:var(--skipped); }
 .badge.ran, .badge.succeeded { background:var(--ran); } .badge.cached { background:var(--cached); }
-.badge.failed, .badge.interrupted { background:var(--failed); }
+.badge.failed, .badge.interrupted, .badge.abandoned { background:var(--failed); }
 .graph-box { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:10px; overflow-x:auto; }
 svg.graph text { font:12px system-ui, sans-serif; fill:#1d2330; } svg.graph .node-title { font-weight:600; font-size:13px; }
 svg.graph .node-detail, svg.graph .edge-label { fill:#5d6675; font-size:11px; }

@@ -45,11 +45,26 @@ def test_every_new_flag_reaches_its_knob(served):
                                   ["--suspend-rate", "1.5"], ["--status-words", "random"], ["--error-shape", "xml"],
                                   ["--after-create-answer", "502"], ["--list-format", "xml"],
                                   ["--fresh-unknown-polls", "-1"], ["--lose-rate", "2"],
-                                  ["--list-max-span-hours", "0"]])
+                                  ["--list-max-span-hours", "0"], ["--port", "99999"], ["--port", "-1"],
+                                  ["--task-seconds", "-1"], ["--task-seconds", "nan"], ["--throttle-rps", "inf"],
+                                  ["--partial-failures", "-2"]])
 def test_bad_values_are_usage_errors(served, argv, capsys):
-    assert main(["sim", *argv]) != 0
+    assert main(["sim", *argv]) == 2
     assert served == []
-    assert "error" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error" in err and "Traceback" not in err and "internal error" not in err
+
+
+def test_a_taken_port_is_a_plain_error(capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["sim", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
 
 
 def test_every_money_on_the_wire_flag_reaches_its_knob(served):

@@ -14,7 +14,7 @@ from typing import Any
 
 from wanflow._version import __version__
 from wanflow.cli.exit_codes import EXIT_INVALID
-from wanflow.cli.values import add_batch_delimiter, non_negative_float, positive_int
+from wanflow.cli.values import add_batch_delimiter, non_negative_float, non_negative_int, port_number, positive_int
 
 ALL_STEPS = "\x00all"  # the value of a bare --fresh / --reseed: every step
 # Commands that take no pipeline file.
@@ -200,25 +200,25 @@ def add_sim_parser(commands: Any) -> None:
     sim = commands.add_parser("sim", help="serve a local simulator of the vtrix and DashScope APIs (loopback only)",
                               description="A faithful local stand-in for both Wan HTTP protocols, for tests and demos. "
                                           "Results are rendered by the local preview renderer.")
-    sim.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    sim.add_argument("--port", type=port_number, default=8765, help="port to listen on, 0-65535 (default 8765; 0: any free port)")
     sim.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     sim.add_argument("--key", action="append", default=None, metavar="KEY",
                      help="accepted API key (repeatable; default sim-key); others get 401")
-    sim.add_argument("--task-seconds", type=float, default=2.0, metavar="S", help="how long each task takes (default 2)")
-    sim.add_argument("--error-rate", type=float, default=0.0, metavar="F",
+    sim.add_argument("--task-seconds", type=non_negative_float, default=2.0, metavar="S", help="how long each task takes (default 2)")
+    sim.add_argument("--error-rate", type=non_negative_float, default=0.0, metavar="F",
                      help="fraction of requests answered with a transient 5xx before any task is created")
-    sim.add_argument("--throttle-rps", type=float, default=0.0, metavar="R",
+    sim.add_argument("--throttle-rps", type=non_negative_float, default=0.0, metavar="R",
                      help="per-key create rate; faster creates get 429 Throttling.RateQuota with Retry-After")
-    sim.add_argument("--fail-rate", type=float, default=0.0, metavar="F",
+    sim.add_argument("--fail-rate", type=non_negative_float, default=0.0, metavar="F",
                      help="fraction of tasks that end FAILED with an internal error")
-    sim.add_argument("--drop-rate", type=float, default=0.0, metavar="F",
+    sim.add_argument("--drop-rate", type=non_negative_float, default=0.0, metavar="F",
                      help="fraction of creates that make the task, then drop the connection before answering")
-    sim.add_argument("--url-ttl", type=float, default=86400.0, metavar="S", help="seconds result URLs stay valid (default 24 h)")
-    sim.add_argument("--corrupt-rate", type=float, default=0.0, metavar="F",
+    sim.add_argument("--url-ttl", type=non_negative_float, default=86400.0, metavar="S", help="seconds result URLs stay valid (default 24 h)")
+    sim.add_argument("--corrupt-rate", type=non_negative_float, default=0.0, metavar="F",
                      help="fraction of result downloads with 256 flipped bytes and the right length")
-    sim.add_argument("--short-rate", type=float, default=0.0, metavar="F",
+    sim.add_argument("--short-rate", type=non_negative_float, default=0.0, metavar="F",
                      help="fraction of result downloads cut off after half the announced length")
-    sim.add_argument("--reset-rate", type=float, default=0.0, metavar="F",
+    sim.add_argument("--reset-rate", type=non_negative_float, default=0.0, metavar="F",
                      help="fraction of result downloads whose connection resets before any body")
     sim.add_argument("--seed", type=int, default=None, help="seed for the simulator's dice (repeatable fault patterns)")
     sim.add_argument("--tiny-results", action="store_true",
@@ -235,24 +235,24 @@ def add_sim_parser(commands: Any) -> None:
                      help="vtrix status only inside output[0].status, as the i2v page shows")
     sim.add_argument("--error-shape", choices=["object", "string", "numeric", "message-only"], default="object",
                      help="vtrix error bodies and failed-task errors: object (default), string, numeric or message-only")
-    sim.add_argument("--suspend-rate", type=float, default=0.0, metavar="F",
+    sim.add_argument("--suspend-rate", type=non_negative_float, default=0.0, metavar="F",
                      help="fraction of DashScope tasks that spend part of their run SUSPENDED")
     sim.add_argument("--list-clock-offset", default="+00:00", metavar="+HH:MM",
                      help="DashScope's service clock zone for the task list and timestamps (default +00:00)")
-    sim.add_argument("--upload-ttl", type=float, default=172800.0, metavar="S",
+    sim.add_argument("--upload-ttl", type=non_negative_float, default=172800.0, metavar="S",
                      help="seconds DashScope's temporary oss:// uploads live (default 48 h)")
     sim.add_argument("--ignore-params", action="store_true",
                      help="the service drops `parameters` and renders its defaults (t2i: 4 images, i2v: 1080P)")
-    sim.add_argument("--poll-throttle-rps", type=float, default=0.0, metavar="R",
+    sim.add_argument("--poll-throttle-rps", type=non_negative_float, default=0.0, metavar="R",
                      help="per-key task-poll rate; faster polls get 429 with Retry-After")
     # Money on the wire (docs/simulator.md, "Answers after the task exists"): shapes public clients read.
-    sim.add_argument("--lose-rate", type=float, default=0.0, metavar="F",
+    sim.add_argument("--lose-rate", type=non_negative_float, default=0.0, metavar="F",
                      help="fraction of creates lost on the way in: the connection drops and no task is made")
-    sim.add_argument("--after-create-rate", type=float, default=0.0, metavar="F",
+    sim.add_argument("--after-create-rate", type=non_negative_float, default=0.0, metavar="F",
                      help="fraction of creates that make the task, then answer as --after-create-answer says")
     sim.add_argument("--after-create-answer", choices=["500", "504-html", "empty"], default="500",
                      help="that answer: 500 InternalError (default), a 504 HTML page, or a 200 with an empty body")
-    sim.add_argument("--fresh-unknown-polls", type=int, default=0, metavar="N",
+    sim.add_argument("--fresh-unknown-polls", type=non_negative_int, default=0, metavar="N",
                      help="the first N polls of every task answer UNKNOWN (DashScope) or 404 TaskNotFound (vtrix)")
     sim.add_argument("--create-answer", choices=["documented", "top-level"], default="documented",
                      help="DashScope create answer: output.task_id (default) or task_id at the top level (1.x SDK)")
@@ -261,13 +261,13 @@ def add_sim_parser(commands: Any) -> None:
                           "status + epoch-millisecond times")
     sim.add_argument("--list-account-wide", action="store_true",
                      help="the DashScope task list shows the tasks of every accepted key (the whole account)")
-    sim.add_argument("--list-max-span-hours", type=float, default=24.0, metavar="H",
+    sim.add_argument("--list-max-span-hours", type=non_negative_float, default=24.0, metavar="H",
                      help="task-list queries spanning more than H hours get 400 (default 24, as documented)")
-    sim.add_argument("--list-lag", type=float, default=0.0, metavar="S",
+    sim.add_argument("--list-lag", type=non_negative_float, default=0.0, metavar="S",
                      help="a task appears in the DashScope task list S seconds after its create")
-    sim.add_argument("--partial-failures", type=int, default=0, metavar="N",
+    sim.add_argument("--partial-failures", type=non_negative_int, default=0, metavar="N",
                      help="N images of every task with n>1 fail while the task succeeds")
-    sim.add_argument("--empty-success-rate", type=float, default=0.0, metavar="F",
+    sim.add_argument("--empty-success-rate", type=non_negative_float, default=0.0, metavar="F",
                      help="fraction of tasks that succeed with no result at all")
 
 

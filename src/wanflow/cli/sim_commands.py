@@ -54,5 +54,8 @@ def dispatch(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
-    serve(args.host, args.port, knobs)
+    try:
+        serve(args.host, args.port, knobs)
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        raise UsageError(f"sim: cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     return EXIT_OK

@@ -18,6 +18,7 @@ from pathlib import Path
 import anyio
 
 from wanflow._exceptions import MediaError, StepFailed
+from wanflow.catalog.loader import load_catalog
 from wanflow.catalog.pricing import estimate
 from wanflow.execute.repair import repair_from_urls, repairable_objects
 from wanflow.execute.result_check import ResultCheck, check_result
@@ -204,12 +205,16 @@ class UnitRunner:
             return
         result.provider_info["result_mismatch"] = check.mismatches
         self.journal.remove(key)  # the task is delivered and its files are stored: nothing to resume
-        envelope = result.provider_info.get("envelope") or "documented"
+        service = load_catalog().services.get(provider.name)
+        if service is not None and len(service.envelopes) > 1:  # a service spoken in several envelopes (vtrix)
+            envelope = result.provider_info.get("envelope") or service.default_envelope
+            cause = (f"the likely cause is the request envelope (now '{envelope}': see 'envelope' under "
+                     f"[providers.{provider.name}] in the README)")
+        else:
+            cause = "keep the run record when you report it to the service"
         reason = (f"{provider.name} returned a result that does not match the request ({'; '.join(check.mismatches)}). "
-                  f"The service evidently ignored the parameters; the likely cause is the request envelope "
-                  f"(now '{envelope}': see 'envelope' under [providers.{provider.name}] in the README). "
-                  f"No further {request.model.name} tasks go to {provider.name} in this run; the result is kept in "
-                  f"the run record")
+                  f"The service evidently ignored the parameters; {cause}. No further {request.model.name} tasks go to "
+                  f"{provider.name} in this run; the result is kept in the run record")
         self.shared.limits.stop_creates(provider.name, request.model.name, reason)
         raise StepFailed(reason)
 

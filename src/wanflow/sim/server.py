@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import threading
 import time
 from pathlib import Path
@@ -42,8 +43,19 @@ def check_loopback(host: str) -> None:
 def serve(host: str, port: int, knobs: Knobs, workdir: Path | None = None) -> None:
     """Serve until interrupted."""
     check_loopback(host)
+    # Bind first, so a taken port is a plain error before anything is printed (uvicorn would log
+    # and exit on its own); port 0 takes any free one.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError:
+        listener.close()
+        raise
+    port = listener.getsockname()[1]
     app, state = create_app(knobs, workdir)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     print(f"wanflow sim: vtrix and DashScope on http://{host}:{port}", flush=True)
     print(f"  export VTRIX_BASE_URL=http://{host}:{port} VTRIX_API_KEY={knobs.keys[0]}", flush=True)
@@ -52,7 +64,7 @@ def serve(host: str, port: int, knobs: Knobs, workdir: Path | None = None) -> No
               flush=True)
     print(f"  export DASHSCOPE_HTTP_BASE_URL=http://{host}:{port}/api/v1 DASHSCOPE_API_KEY={knobs.keys[0]}", flush=True)
     print(f"  stats: http://{host}:{port}/_sim/stats  results in {state.workdir}", flush=True)
-    server.run()
+    server.run(sockets=[listener])
 
 
 class SimServer:

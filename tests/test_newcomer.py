@@ -124,3 +124,24 @@ def test_an_rgba_input_flattened_onto_white_is_warned_about(project, write_pipel
     assert main(["run", str(path)]) == 0
     out = capsys.readouterr().out
     assert "transparency was flattened onto white" in out
+
+
+def test_an_edit_whose_output_aspect_follows_its_last_image_says_so(project, write_pipeline, capsys, use_instrumented_local):
+    from PIL import Image
+
+    Image.new("RGB", (1200, 800), (200, 40, 40)).save(project / "wide.png")
+    Image.new("RGB", (800, 1200), (40, 40, 200)).save(project / "tall.png")
+    path = write_pipeline("name: fuse\nsteps:\n  e: {model: wan2.6-image, images: [wide.png, tall.png],"
+                          " prompt: merge them, params: {n: 1}}\n")
+    assert main(["run", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "takes the aspect of the last input image (800×1200), not of 1200×800" in out
+    # An explicit size decides the aspect itself, and inputs of one aspect leave nothing to say.
+    path = write_pipeline("name: fuse\nsteps:\n  e: {model: wan2.6-image, images: [wide.png, tall.png],"
+                          " prompt: merge them, params: {n: 1, size: 1024*1024}}\n")
+    assert main(["run", str(path)]) == 0
+    assert "last input image" not in capsys.readouterr().out
+    path = write_pipeline("name: fuse\nsteps:\n  e: {model: wan2.6-image, images: [wide.png, wide.png],"
+                          " prompt: merge them, params: {n: 1}}\n")
+    assert main(["run", str(path)]) == 0
+    assert "last input image" not in capsys.readouterr().out

@@ -284,3 +284,22 @@ def check_media(slot: InputSpec, rules: MediaRules, facts: MediaFacts) -> MediaV
             if not rules.min_seconds <= facts.duration <= rules.max_seconds:
                 fatal.append(f"lasts {facts.duration:.1f} s (allowed: {rules.min_seconds:g} to {rules.max_seconds:g} s)")
     return MediaVerdict(fatal, fixable)
+
+
+def tier_aspect_warning(model: ModelSpec, params: Mapping[str, Any], sizes: Sequence[tuple[int, int] | None]) -> str | None:
+    """When a tier size (``1K``) takes its aspect from the last input image and the inputs' aspects
+    differ, say which one decides (``sizes``: each input image's width and height, if known)."""
+    spec = model.param_spec("size", params)
+    tier = str(params.get("size", ""))
+    if spec is None or spec.aspect_from != "last_input" or tier not in spec.tiers or len(sizes) < 2:
+        return None
+    known = [size for size in sizes if size and size[0] and size[1]]
+    if len(known) != len(sizes):
+        return None  # an input passed by URL: its size is not known here
+    last_width, last_height = known[-1]
+    last = last_width / last_height
+    others = [f"{width}×{height}" for width, height in known[:-1] if abs(width / height - last) > 0.01 * last]
+    if not others:
+        return None
+    return (f"size {tier}: the output takes the aspect of the last input image ({last_width}×{last_height}), not of "
+            f"{', '.join(others)}; put the image whose framing you want last, or give an explicit size (W*H)")

@@ -35,6 +35,7 @@ class ParamSpec:
     outside_code: str | None = None
     warn_default: str | None = None
     effective_only_with: Mapping[str, Any] = field(default_factory=dict)
+    aspect_from: str | None = None  # a tier size takes this input's aspect ("last_input": the last image)
 
     def applies_in(self, mode: str) -> bool:
         """Whether the parameter means anything in ``mode`` (``"default"`` when no mode is selected)."""
@@ -240,6 +241,7 @@ def parse_param(name: str, data: Mapping[str, Any]) -> ParamSpec:
         outside_code=data.get("outside_code"),
         warn_default=data.get("warn_default"),
         effective_only_with=data.get("effective_only_with", {}),
+        aspect_from=data.get("aspect_from"),
     )
 
 

@@ -224,8 +224,6 @@ def test_ctrl_c_on_the_driver_cancels_cleanly_and_a_rerun_resumes_the_paid_tasks
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("WANFLOW_SLOW_CLUSTER_TESTS"),
-                    reason="13-25 s on 2 busy cores, past the suite's time budget: set WANFLOW_SLOW_CLUSTER_TESTS=1")
 def test_a_200_row_batch_on_a_cluster_creates_each_request_once_within_the_limits(sim, tmp_path):
     """200 rows sharing 50 hero requests, 2 workers, 8 tasks of a model at once: 250 creates, each once."""
     server = sim(task_seconds=0.05, tiny_results=True)

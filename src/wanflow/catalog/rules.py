@@ -114,6 +114,11 @@ def check_param_value(spec: ParamSpec, value: Any) -> list[Finding]:
     """Range, enum, size and option rules for one (already coerced) value."""
     field: FieldPath = ("params", spec.name)
     if spec.type == "integer":
+        if spec.fixed and value != spec.minimum:
+            return [_error(field, f"{value} is not possible: this model is fixed at {spec.minimum}",
+                           spec.describe_allowed(), spec.code)]
+        if spec.enum is not None and value not in spec.enum:
+            return [_error(field, f"{value} is not allowed", spec.describe_allowed(), spec.code)]
         if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
             return [_error(field, f"{value} is out of range", spec.describe_allowed(), spec.code)]
         if spec.options and value not in spec.options:
@@ -171,6 +176,10 @@ def check_params(model: ModelSpec, params: Mapping[str, Any], explicit: set[str]
                 findings.append(_warning(("params", name), message + "; it has no effect here"))
             continue
         findings.extend(check_param_value(spec, value))
+        for other, needed in (spec.requires.get(value) or {}).items():
+            if params.get(other) != needed:
+                findings.append(_error(("params", name), f"{name}: {value} needs {other}: {_yaml(needed)}; "
+                                                         f"here {other} is {_yaml(params.get(other))}"))
         if spec.effective_only_with and name in explicit:
             for other, needed in spec.effective_only_with.items():
                 if params.get(other) != needed:

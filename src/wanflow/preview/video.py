@@ -91,7 +91,7 @@ def _frames(first: Image.Image, size: tuple[int, int], seconds: int, seed: int, 
         rgb = frame.to_ndarray()
         if target is not None:  # cross-fade towards the last frame as the clip advances
             weight = round(255 * eased)
-            rgb = ((rgb * (255 - weight) + target * weight) // 255).astype(np.uint8)
+            rgb = ((rgb.astype(np.uint16) * (255 - weight) + target * weight) // 255).astype(np.uint8)
         rgb[: strip.shape[0]] = strip
         if caption is not None:  # a fixed caption over the moving picture, blended on its band only
             colour, alpha = caption[0][band_top:], caption[1][band_top:]

@@ -21,7 +21,7 @@ ALL_STEPS = "\x00all"  # the value of a bare --fresh / --reseed: every step
 NO_PIPELINE_COMMANDS = ("models", "sim", "cache", "runs", "report", "init")
 
 DESCRIPTION = """\
-Declarative, cached, concurrent pipelines for Alibaba's Wan 2.6 image and video models.
+Declarative, cached, concurrent pipelines for Alibaba's Wan image and video models.
 
 Steps run as soon as their inputs are ready; every step is cached by the content hash of its
 resolved request, so a rerun only pays for what changed. Without a paid provider chosen

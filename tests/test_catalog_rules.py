@@ -338,14 +338,18 @@ def test_r2v_takes_one_to_three_references(check, project, count, fragment):
     only(errors, "steps.a.references", fragment, "1 to 3")
 
 
-@pytest.mark.parametrize(("seconds", "ok"), [(1, False), (2, True), (30, True), (31, False)])
-def test_r2v_references_last_two_to_thirty_seconds(check, project, seconds, ok):
+@pytest.mark.parametrize(("seconds", "ok"), [(1, False), (2, True), (30, True), (31, True)])
+def test_r2v_references_last_two_to_thirty_seconds_and_longer_ones_are_trimmed(check, project, seconds, ok):
     _clip(project / "ref.mp4", seconds)
-    errors, _ = check("a: {model: wan2.6-r2v, references: [ref.mp4], prompt: character1 waves, params: {size: 1280*720}}")
+    step = "a: {model: wan2.6-r2v, references: [ref.mp4], prompt: character1 waves, params: {size: 1280*720}}"
+    errors, _ = check(step)
     if ok:
         assert errors == []
     else:
         only(errors, "steps.a.references", "2 to 30 s")
+    if seconds > 30:  # trimming is conforming: `conform: false` makes it an error
+        errors, _ = check(step.replace("prompt:", "conform: false, prompt:"))
+        only(errors, "steps.a.references", "lasts 31.0 s", "conform: false forbids adapting it")
 
 
 def test_r2v_references_must_be_videos(check):

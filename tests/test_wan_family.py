@@ -93,6 +93,24 @@ def test_the_kf2v_preview_morphs_from_the_first_frame_into_the_last(project):
     assert first_picture(video.path).size == (video.width, video.height)
 
 
+def test_a_reference_clip_too_long_is_trimmed_and_the_adaptation_recorded(project):
+    clip(project / "long.mp4", 34)
+    (project / "p.yaml").write_text("name: trim\nsteps:\n  s:\n    model: wan2.6-r2v-flash\n"
+                                    "    references: [long.mp4]\n    prompt: character1 bows\n"
+                                    "    params: {size: 1280*720, duration: 5}\n")
+    plan = wanflow.plan(project / "p.yaml")
+    assert [unit.status for unit in plan.units["default"]] == ["run"]
+    result = wanflow.run(project / "p.yaml")
+    assert result.ok, {step: info.error for step, info in result.steps.items()}
+    record = __import__("json").loads(result.record_path.read_text("utf-8"))
+    text = __import__("json").dumps(record)
+    assert "trimmed to the first 30 s" in text and "references[0]" in text
+    stored = [path for path in (project / ".wanflow").rglob("*") if path.is_file() and path.stat().st_size > 1000
+              and path.read_bytes()[4:8] == b"ftyp"]
+    durations = sorted(round(probe(path).duration or 0) for path in stored)
+    assert 30 in durations and 34 in durations  # the original kept, the trimmed copy sent
+
+
 def test_the_example_runs_on_dashscope_with_the_documented_routes_and_fields(story, sim, monkeypatch):
     server = sim(task_seconds=0.2, input_fields="catalog")
     (story.parent.parent / "wanflow.toml").write_text(f'[providers.dashscope]\nbase_url = "{server.dashscope_url}"\n')

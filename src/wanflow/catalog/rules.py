@@ -290,6 +290,9 @@ def check_media(slot: InputSpec, rules: MediaRules, facts: MediaFacts) -> MediaV
         if facts.size_bytes > rules.max_bytes:
             fatal.append(f"is {facts.size_bytes / 1048576:.1f} MB (at most {rules.max_bytes / 1048576:.0f} MB)")
         if facts.duration is not None and rules.min_seconds is not None and rules.max_seconds is not None:
-            if not rules.min_seconds <= facts.duration <= rules.max_seconds:
+            if rules.kind == "video" and facts.duration > rules.max_seconds:
+                # A clip too long is trimmed to the limit (conforming); too short cannot be fixed.
+                fixable.append(f"lasts {facts.duration:.1f} s (allowed: {rules.min_seconds:g} to {rules.max_seconds:g} s)")
+            elif not rules.min_seconds <= facts.duration <= rules.max_seconds:
                 fatal.append(f"lasts {facts.duration:.1f} s (allowed: {rules.min_seconds:g} to {rules.max_seconds:g} s)")
     return MediaVerdict(fatal, fixable)

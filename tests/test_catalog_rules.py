@@ -352,6 +352,16 @@ def test_r2v_references_last_two_to_thirty_seconds_and_longer_ones_are_trimmed(c
         only(errors, "steps.a.references", "lasts 31.0 s", "conform: false forbids adapting it")
 
 
+def test_r2v_prompt_names_its_references_in_range(check, project):
+    _clip(project / "ref.mp4", 3)
+    step = "a: {{model: wan2.6-r2v, references: [ref.mp4, ref.mp4], prompt: {prompt}, params: {{size: 1280*720}}}}"
+    errors, _ = check(step.format(prompt="character1 greets character3"))
+    only(errors, "steps.a.prompt", "names character3, but the step gives 2 references", "character1 to character2")
+    assert check(step.format(prompt="character1 greets character2")) == ([], [])
+    _, warnings = check(step.format(prompt="two friends meet"))
+    only(warnings, "steps.a.prompt", "names none of its references")
+
+
 def test_r2v_references_must_be_videos(check):
     errors, _ = check("a: {model: wan2.6-r2v, references: [photo.png], prompt: character1, params: {size: 1280*720}}")
     only(errors, "steps.a.references", "needs video")

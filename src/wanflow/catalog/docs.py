@@ -49,6 +49,9 @@ def model_markdown(model: ModelSpec, catalog: Catalog) -> str:
     lines += [f"Providers: {providers}, and `local` previews.", ""]
     prompt = f"prompt up to {model.prompt.max_chars} characters" + ("" if model.prompt.required else " (optional)")
     lines.append(f"- Text: {prompt}; negative_prompt up to {model.negative_prompt.max_chars}. Longer text is truncated by the service; wanflow warns (error with `--strict`).")
+    if model.prompt.names:
+        named, word = model.prompt.names
+        lines.append(f"- The prompt calls the `{named}` {word}1, {word}2, ... in their order; a name past their count is an error.")
     for slot in model.inputs.values():
         rules = catalog.media[slot.media]
         count = f"{slot.minimum}–{slot.maximum}" if slot.many else ("required" if slot.minimum else "optional")

@@ -7,6 +7,7 @@ documents define one. The pipeline resolver places them in the file.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -75,6 +76,22 @@ def check_text(spec: TextSpec, field: str, text: str | None) -> list[Finding]:
             spec.code,
         )
     ]
+
+
+def check_prompt_names(model: ModelSpec, prompt: str | None, counts: Mapping[str, int]) -> list[Finding]:
+    """An r2v prompt calls its references ``character1``..``characterN``: a name past N is an error."""
+    if model.prompt.names is None or prompt is None:
+        return []
+    slot, word = model.prompt.names
+    count = counts.get(slot, 0)
+    named = sorted({int(number) for number in re.findall(rf"\b{re.escape(word)}(\d+)\b", prompt)})
+    allowed = f"{word}1 to {word}{count}" if count > 1 else f"{word}1"
+    beyond = [number for number in named if not 1 <= number <= count]
+    if beyond:
+        return [_error(("prompt",), f"names {word}{beyond[0]}, but the step gives {count} {slot}", allowed)]
+    if count and not named:
+        return [_warning(("prompt",), f"names none of its {slot}: the model knows them as {allowed}", allowed)]
+    return []
 
 
 # --- params --------------------------------------------------------------------------------------

@@ -142,6 +142,7 @@ class TextSpec:
     required: bool
     max_chars: int
     code: str | None = None
+    names: tuple[str, str] | None = None  # (input, word): r2v prompts call references character1, character2, ...
 
 
 @dataclass(frozen=True)
@@ -333,7 +334,8 @@ def parse_model(name: str, data: Mapping[str, Any]) -> ModelSpec:
         kind=data["kind"],
         title=data.get("title", name),
         aliases=tuple(data.get("aliases", ())),
-        prompt=TextSpec(bool(prompt.get("required", True)), int(prompt.get("max_chars", 2000)), prompt.get("code")),
+        prompt=TextSpec(bool(prompt.get("required", True)), int(prompt.get("max_chars", 2000)), prompt.get("code"),
+                        (prompt["names"]["input"], prompt["names"]["word"]) if "names" in prompt else None),
         negative_prompt=TextSpec(False, int(negative.get("max_chars", 500)), negative.get("code")),
         seed_code=data.get("seed_code"),
         inputs=parse_inputs(data.get("inputs") or {}),

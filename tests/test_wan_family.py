@@ -144,6 +144,11 @@ steps:
     model: wan22_i2v_flash
     image: "{{ steps.hero.images[0] }}"
     params: {resolution: 480P}
+  still:
+    model: wan27_image_pro
+    images: ["{{ steps.hero.images[0] }}"]
+    prompt: the kite over a beach
+    params: {n: 1, size: 1K}
   scene:
     model: wan27_r2v
     references: ["{{ steps.move.video }}"]
@@ -152,11 +157,29 @@ steps:
 """)
     result = wanflow.run(project / "p.yaml", provider="vtrix", allow_paid=True, confirm=lambda *_: True)
     assert result.ok, {step: info.error for step, info in result.steps.items()}
-    assert sorted(task.provider_model for task in server.state.tasks.values()) == ["wan22_i2v_flash", "wan26_t2i",
-                                                                                   "wan27_r2v"]
-    assert server.stats()["creates"] == 3 and server.stats()["rejected"] == 0
+    assert sorted(task.provider_model for task in server.state.tasks.values()) == [
+        "wan22_i2v_flash", "wan26_t2i", "wan27_image_pro", "wan27_r2v"]
+    assert server.stats()["creates"] == 4 and server.stats()["rejected"] == 0
     scene = result.steps["scene"].outputs.video
     assert scene is not None and scene.duration == pytest.approx(5, abs=0.1)
+
+
+def test_wan27_image_makes_images_from_text_alone_or_from_up_to_nine_images(project):
+    from PIL import Image
+
+    Image.new("RGB", (640, 480), (90, 160, 30)).save(project / "leaf.png")
+    (project / "p.yaml").write_text(
+        "name: w27\nsteps:\n  new: {model: wan2.7-image, prompt: a leaf, params: {n: 2}}\n"
+        "  edit: {model: wan2.7-image, images: [leaf.png, leaf.png, leaf.png], prompt: autumn, params: {size: 2K}}\n")
+    result = wanflow.run(project / "p.yaml")
+    assert result.ok and len(result.steps["new"].outputs.images) == 2
+    (edited,) = result.steps["edit"].outputs.images
+    assert abs(edited.width * edited.height - 2048 * 2048) < 0.02 * 2048 * 2048  # the 2K tier at the input's aspect
+    (project / "p.yaml").write_text("name: w27\nsteps:\n  edit: {model: wan2.7-image, images: ["
+                                    + ", ".join(["leaf.png"] * 10) + "], prompt: autumn}\n")
+    with pytest.raises(wanflow.PipelineError) as error:
+        wanflow.load_pipeline(project / "p.yaml")
+    assert "got 10 images" in str(error.value.diagnostics[0].format()) and "0 to 9" in error.value.diagnostics[0].format()
 
 
 # --- request bodies from the catalog --------------------------------------------------------------
@@ -215,7 +238,7 @@ def test_wanflow_models_lists_every_model_by_kind_with_json(capsys):
     for name in ("wan2.6-t2v", "wan2.5-t2v-preview", "wan2.2-t2v-plus", "wan2.7-t2v", "wan2.6-i2v-flash",
                  "wan2.5-i2v-preview", "wan2.2-i2v-plus", "wan2.2-i2v-flash", "wan2.6-r2v", "wan2.6-r2v-flash",
                  "wan2.7-r2v", "wan2.2-kf2v-flash", "wan2.1-kf2v-plus", "wan2.5-t2i-preview", "wan2.2-t2i-flash",
-                 "wan2.2-t2i-plus", "wan22_i2v_flash", "wan27_r2v"):
+                 "wan2.2-t2i-plus", "wan22_i2v_flash", "wan27_r2v", "wan2.7-image", "wan27_image_pro"):
         assert name in listing
     assert "reference-to-video (r2v)" in listing and "first and last frame to video (kf2v)" in listing
     assert main(["models", "--json"]) == 0

@@ -32,7 +32,7 @@ IMAGE_TIER_SHARE, VIDEO_TIER_SHARE = 0.25, 0.20
 DURATION_OK, DURATION_WARN = 0.5, 1.0
 # The documented tier areas (the preview renderers use the same; importing them would load
 # Pillow, PyAV and numpy into every run): tests/test_package_layout.py keeps them equal.
-IMAGE_TIERS = {"1K": 1280 * 1280, "2K": 2048 * 2048}
+IMAGE_TIERS = {"1K": 1280 * 1280, "2K": 2048 * 2048, "4K": 4096 * 4096}
 VIDEO_TIERS = {"480P": 832 * 480, "720P": 1280 * 720, "1080P": 1920 * 1080}
 
 

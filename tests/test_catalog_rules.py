@@ -290,6 +290,108 @@ def test_i2v_needs_an_image(check):
     only(errors, "needs image:")
 
 
+# --- text-to-video, first and last frame, reference-to-video -------------------------------------
+
+def _clip(path: Path, seconds: int) -> None:
+    from test_wan_family import clip
+
+    clip(path, seconds)
+
+
+def test_kf2v_is_fixed_at_five_seconds_at_its_line(check):
+    steps = "a:\n  model: wan2.2-kf2v-flash\n  first_frame: photo.png\n  last_frame: photo.png\n  params: {duration: 10}\n"
+    errors, _ = check(steps)
+    line = only(errors, "steps.a.params.duration", "fixed at 5")
+    assert "rules.yaml:7:24: " in line  # line 7 of the written file (two header lines), at the value
+    assert check(steps.replace("duration: 10", "duration: 5")) == ([], [])
+
+
+def test_kf2v_needs_both_frames(check):
+    errors, _ = check("a: {model: wan2.1-kf2v-plus, first_frame: photo.png}")
+    only(errors, "steps.a.last_frame", "needs last_frame:")
+
+
+def test_wan26_t2v_has_no_480p(check):
+    errors, _ = check("a: {model: wan2.6-t2v, prompt: x, params: {size: '832*480'}}")
+    only(errors, "steps.a.params.size", "'832*480' is not allowed", "720P: 1280*720", "1080P: 1920*1080")
+    assert check("a: {model: wan2.5-t2v-preview, prompt: x, params: {size: '832*480', duration: 5}}") == ([], [])
+
+
+def test_t2v_costly_default_size_warns(check):
+    _, warnings = check("a: {model: wan2.6-t2v, prompt: x, params: {duration: 5}}")
+    only(warnings, "steps.a.params.size", "1080P")
+
+
+@pytest.mark.parametrize("model", ["wan2.6-t2v", "wan2.6-r2v", "wan2.7-t2v", "wan2.6-i2v-flash"])
+def test_multi_shot_needs_prompt_extend(check, project, model):
+    _clip(project / "ref.mp4", 3)
+    inputs = {"wan2.6-r2v": "references: [ref.mp4], ", "wan2.6-i2v-flash": "image: photo.png, "}.get(model, "")
+    errors, _ = check(f"a: {{model: {model}, {inputs}prompt: x, params: {{shot_type: multi, prompt_extend: false}}}}")
+    only(errors, "steps.a.params.shot_type", "multi needs prompt_extend: true")
+
+
+@pytest.mark.parametrize(("count", "fragment"), [(0, "needs references:"), (4, "got 4 references")])
+def test_r2v_takes_one_to_three_references(check, project, count, fragment):
+    _clip(project / "ref.mp4", 3)
+    refs = "[" + ", ".join(["ref.mp4"] * count) + "]"
+    errors, _ = check(f"a: {{model: wan2.6-r2v, references: {refs}, prompt: character1 waves, params: {{size: 1280*720}}}}")
+    only(errors, "steps.a.references", fragment, "1 to 3")
+
+
+@pytest.mark.parametrize(("seconds", "ok"), [(1, False), (2, True), (30, True), (31, True)])
+def test_r2v_references_last_two_to_thirty_seconds_and_longer_ones_are_trimmed(check, project, seconds, ok):
+    _clip(project / "ref.mp4", seconds)
+    step = "a: {model: wan2.6-r2v, references: [ref.mp4], prompt: character1 waves, params: {size: 1280*720}}"
+    errors, _ = check(step)
+    if ok:
+        assert errors == []
+    else:
+        only(errors, "steps.a.references", "2 to 30 s")
+    if seconds > 30:  # trimming is conforming: `conform: false` makes it an error
+        errors, _ = check(step.replace("prompt:", "conform: false, prompt:"))
+        only(errors, "steps.a.references", "lasts 31.0 s", "conform: false forbids adapting it")
+
+
+def test_r2v_prompt_names_its_references_in_range(check, project):
+    _clip(project / "ref.mp4", 3)
+    step = "a: {{model: wan2.6-r2v, references: [ref.mp4, ref.mp4], prompt: {prompt}, params: {{size: 1280*720}}}}"
+    errors, _ = check(step.format(prompt="character1 greets character3"))
+    only(errors, "steps.a.prompt", "names character3, but the step gives 2 references", "character1 to character2")
+    assert check(step.format(prompt="character1 greets character2")) == ([], [])
+    _, warnings = check(step.format(prompt="two friends meet"))
+    only(warnings, "steps.a.prompt", "names none of its references")
+
+
+def test_r2v_references_must_be_videos(check):
+    errors, _ = check("a: {model: wan2.6-r2v, references: [photo.png], prompt: character1, params: {size: 1280*720}}")
+    only(errors, "steps.a.references", "needs video")
+
+
+def test_a_model_without_audio_gets_none(check, project):
+    import wave
+
+    with wave.open(str(project / "voice.wav"), "wb") as handle:
+        handle.setnchannels(1), handle.setsampwidth(2), handle.setframerate(8000)
+        handle.writeframes(b"\x00\x00" * 8000 * 4)
+    errors, _ = check("a: {model: wan2.2-i2v-flash, image: photo.png, audio: voice.wav, params: {audio: true}}")
+    only(errors, "steps.a.audio", "does not take audio:")
+    only(errors, "steps.a.params.audio", "has no parameter 'audio'")
+    errors, _ = check("a: {model: wan2.6-r2v-flash, references: [photo.png], prompt: x, params: {audio: false}}")
+    only(errors, "steps.a.params.audio", "has no parameter 'audio'")
+
+
+@pytest.mark.parametrize(("model", "duration", "fragment"), [
+    ("wan2.2-t2v-plus", 10, "fixed at 5"), ("wan2.2-i2v-plus", 4, "fixed at 5"),
+    ("wan2.5-t2v-preview", 7, "one of 5, 10"), ("wan2.6-r2v", 15, "one of 5, 10"), ("wan2.7-r2v", 12, "2 to 10"),
+])
+def test_durations_per_model(check, project, model, duration, fragment):
+    _clip(project / "ref.mp4", 3)
+    kind = load_catalog().get(model).kind
+    inputs = {"i2v": "image: photo.png, ", "r2v": "references: [ref.mp4], "}.get(kind, "")
+    errors, _ = check(f"a: {{model: {model}, {inputs}prompt: x, params: {{duration: {duration}}}}}")
+    only(errors, "steps.a.params.duration", fragment)
+
+
 # --- aliases and catalog shape -------------------------------------------------------------------
 
 def test_every_vtrix_id_is_an_alias():

@@ -201,3 +201,70 @@ def test_the_documented_list_with_epoch_milliseconds_over_the_whole_account(sdk_
     too_wide = ImageGeneration.list(start_time=(now - dt.timedelta(hours=30)).strftime("%Y%m%d%H%M%S"),
                                     end_time=now.strftime("%Y%m%d%H%M%S"), api_key=KEY)
     assert too_wide.status_code == HTTPStatus.BAD_REQUEST and too_wide.code == "InvalidParameter"
+
+
+# --- the rest of the family: text-to-video, first and last frame, reference-to-video --------------
+
+def test_t2v_makes_a_video_of_the_asked_size(sdk_sim):
+    sim = sdk_sim()
+    response = VideoSynthesis.call(model="wan2.6-t2v", api_key=KEY, prompt="a paper boat on a river",
+                                   size="1280*720", duration=5, prompt_extend=True, shot_type="multi", seed=7)
+    _ok(response)
+    assert response.output.task_status == "SUCCEEDED"
+    assert httpx.get(response.output.video_url, timeout=60).content[4:8] == b"ftyp"
+    task = next(iter(sim.state.tasks.values()))
+    assert task.provider_model == "wan2.6-t2v" and task.request.params["size"] == "1280*720"
+    assert response.usage.video_duration == 5 and sim.stats()["rejected"] == 0
+
+
+def test_kf2v_goes_to_the_image2video_route_with_local_frames(sdk_sim, media):
+    sim = sdk_sim()
+    response = VideoSynthesis.call(model="wan2.2-kf2v-flash", api_key=KEY, prompt="day turns to night",
+                                   first_frame_url=f"file://{media['frame']}", last_frame_url=f"file://{media['photo']}",
+                                   resolution="480P")
+    _ok(response)
+    assert response.output.task_status == "SUCCEEDED"
+    task = next(iter(sim.state.tasks.values()))
+    assert set(task.request.inputs) == {"first_frame", "last_frame"} and task.request.params["duration"] == 5
+    assert sim.stats()["uploads"] == 2 and sim.stats()["inputs_by_oss"] == 2
+
+
+def test_kf2v_with_a_duration_is_refused_as_the_model_is_fixed_at_five_seconds(sdk_sim, media):
+    sim = sdk_sim()
+    response = VideoSynthesis.async_call(model="wan2.1-kf2v-plus", api_key=KEY, first_frame_url=f"file://{media['frame']}",
+                                         last_frame_url=f"file://{media['photo']}", duration=10)
+    assert response.status_code == HTTPStatus.BAD_REQUEST and "fixed at 5" in response.message
+    assert sim.stats()["creates"] == 0
+
+
+@pytest.mark.parametrize("field", ["reference_video_urls", "reference_urls"])
+def test_r2v_with_local_reference_clips_under_either_documented_field(sdk_sim, tmp_path, field):
+    from test_wan_family import clip
+
+    sim = sdk_sim()
+    references = [f"file://{clip(tmp_path / f'ref{index}.mp4', 3)}" for index in (1, 2)]
+    response = VideoSynthesis.call(model="wan2.6-r2v", api_key=KEY, prompt="character1 hands character2 a cup",
+                                   size="1280*720", duration=5, **{field: references})
+    _ok(response)
+    assert response.output.task_status == "SUCCEEDED"
+    task = next(iter(sim.state.tasks.values()))
+    assert len(task.request.inputs["references"]) == 2 and sim.stats()["uploads"] == 2
+
+
+def test_r2v_with_four_references_is_refused(sdk_sim, tmp_path):
+    from test_wan_family import clip
+
+    sim = sdk_sim()
+    path = clip(tmp_path / "ref.mp4", 3)
+    response = VideoSynthesis.async_call(model="wan2.6-r2v", api_key=KEY, prompt="character1",
+                                         reference_video_urls=[f"file://{path}"] * 4)
+    assert response.status_code == HTTPStatus.BAD_REQUEST and "references" in response.message
+    assert sim.stats()["creates"] == 0
+
+
+def test_older_t2i_models_through_image_synthesis(sdk_sim):
+    sdk_sim()
+    response = ImageSynthesis.call(model="wan2.2-t2i-flash", api_key=KEY, prompt="a glass teapot", n=2, size="1024*1024")
+    _ok(response)
+    assert response.output.task_status == "SUCCEEDED" and len(response.output.results) == 2
+    assert httpx.get(response.output.results[0].url).status_code == 200

@@ -80,3 +80,12 @@ def test_every_money_on_the_wire_flag_reaches_its_knob(served):
                        "list_account_wide": True, "list_max_span_hours": 12.0, "list_lag_seconds": 5.0,
                        "partial_failures": 1, "empty_success_rate": 0.3}
 
+
+
+def test_the_input_fields_flag_reaches_its_knob_and_refuses_other_values(served, capsys):
+    assert main(["sim", "--input-fields", "aliases"]) == 0
+    changed = {name: value for name, value in dataclasses.asdict(served[0]).items()
+               if value != getattr(Knobs(), name)}
+    assert changed == {"input_fields": "aliases"}
+    assert main(["sim", "--input-fields", "both"]) != 0 and len(served) == 1
+    assert "error" in capsys.readouterr().err

@@ -275,7 +275,7 @@ def test_ignored_parameters_give_a_1080p_video(tmp_path):
         path.write_bytes(httpx.get(done["output"]["video_url"], timeout=TIMEOUT).content)
     info = probe(path)
     assert (info.width, info.height) == (1920, 1080) and info.duration == pytest.approx(5, abs=0.2)
-    assert done["usage"] == {"video_count": 1, "video_duration": 5}
+    assert done["usage"] == {"video_count": 1, "video_duration": 5, "SR": 1080}  # SR: the resolution tier
 
 
 # --- poll throttling ---------------------------------------------------------------------------

@@ -22,6 +22,10 @@ def _param_row(model: ModelSpec, spec: ParamSpec, mode: str | None = None) -> st
         notes.append("affects cost")
     if spec.modes:
         notes.append("only " + mode_condition(model, spec.modes))
+    for value, needs in spec.requires.items():
+        notes.append(f"{value} needs " + ", ".join(f"{k}={_value(v)}" for k, v in needs.items()))
+    if not spec.send:
+        notes.append("fixed by the model, not sent")
     if spec.effective_only_with:
         notes.append("needs " + ", ".join(f"{k}={_value(v)}" for k, v in spec.effective_only_with.items()))
     if spec.options:
@@ -40,13 +44,17 @@ def model_markdown(model: ModelSpec, catalog: Catalog) -> str:
     lines = [f"## `{model.name}`", "", f"{model.title}. Kind: **{model.kind}**."]
     if model.aliases:
         lines.append("Aliases: " + ", ".join(f"`{alias}`" for alias in model.aliases) + ".")
-    providers = ", ".join(f"{name} (`{ids.model}`)" for name, ids in model.providers.items())
+    providers = ", ".join(f"{name} (`{ids.model}`" + (f" at `{ids.path}`" if ids.path else "") + ")"
+                          for name, ids in model.providers.items())
     lines += [f"Providers: {providers}, and `local` previews.", ""]
     prompt = f"prompt up to {model.prompt.max_chars} characters" + ("" if model.prompt.required else " (optional)")
     lines.append(f"- Text: {prompt}; negative_prompt up to {model.negative_prompt.max_chars}. Longer text is truncated by the service; wanflow warns (error with `--strict`).")
+    if model.prompt.names:
+        named, word = model.prompt.names
+        lines.append(f"- The prompt calls the `{named}` {word}1, {word}2, ... in their order; a name past their count is an error.")
     for slot in model.inputs.values():
         rules = catalog.media[slot.media]
-        count = f"{slot.minimum}–{slot.maximum}" if slot.name == "images" else ("required" if slot.minimum else "optional")
+        count = f"{slot.minimum}–{slot.maximum}" if slot.many else ("required" if slot.minimum else "optional")
         sides = f", {slot.min_side}–{slot.max_side} px per side" if slot.min_side else ""
         lines.append(f"- Input `{slot.name}`: {count}; {', '.join(f.split('/')[1] for f in rules.formats)}; "
                      f"≤ {rules.max_bytes // 1048576} MB{sides}" + ("; no transparency" if not rules.alpha else "")
@@ -79,7 +87,7 @@ def models_markdown() -> str:
         "Generated from `src/wanflow/catalog/models.yaml` by `wanflow models --markdown`; do not edit by hand.",
         "",
         "Shared media rules: images are JPEG, PNG (no transparency), BMP or WEBP up to 10 MB; audio is",
-        "wav or mp3, 3–30 s, up to 15 MB. Inputs that break a model's pixel bounds, transparency or size",
+        "wav or mp3, 3–30 s, up to 15 MB; reference clips are MP4 or MOV, 2–30 s, up to 100 MB. Inputs that break a model's pixel bounds, transparency or size",
         "rule are conformed (resized keeping the aspect ratio, flattened, re-encoded) unless the step",
         "says `conform: false`.",
         "",
@@ -87,18 +95,28 @@ def models_markdown() -> str:
     return "\n".join(header) + "\n".join(model_markdown(model, catalog) for model in catalog.models.values())
 
 
+KIND_TITLES = {
+    "t2i": "text-to-image", "edit": "image editing", "i2v": "image-to-video (first frame)",
+    "t2v": "text-to-video", "kf2v": "first and last frame to video", "r2v": "reference-to-video",
+}
+
+
 def models_summary() -> str:
-    """The short listing ``wanflow models`` prints."""
+    """The listing ``wanflow models`` prints: every model by kind, with its services and default price."""
     catalog = load_catalog()
     lines = []
-    for model in catalog.models.values():
-        lines.append(f"{model.name:<20} {model.kind:<5} {model.title}")
-        lines.append(f"{'':<20} aliases: {', '.join(model.aliases) or '-'}")
-        for spec in model.params.values():
-            cost = "  $" if spec.affects_cost else ""
-            lines.append(f"{'':<22}{spec.name:<18} default {_value(spec.default):<10} {spec.describe_allowed()}{cost}")
+    for kind, title in KIND_TITLES.items():
+        models = [model for model in catalog.models.values() if model.kind == kind]
+        if not models:
+            continue
+        lines.append(f"{title} ({kind})")
+        for model in models:
+            services = ", ".join(f"{name} {ids.model}" for name, ids in model.providers.items())
+            price = list_price(model, model.with_defaults({}))
+            lines.append(f"  {model.name:<20} {services:<48} ~${price.usd:.2f} ({price.basis})")
         lines.append("")
-    lines.append("$ = affects cost. Details: wanflow models MODEL, or docs/models.md")
+    lines.append("Prices are estimates with each model's defaults (public list prices; override in wanflow.toml).")
+    lines.append("Every model also runs on `local` (free previews). Details: wanflow models MODEL, or docs/models.md")
     return "\n".join(lines) + "\n"
 
 
@@ -113,13 +131,19 @@ def models_json() -> dict[str, Any]:
             "aliases": list(model.aliases),
             "prompt_max_chars": model.prompt.max_chars,
             "negative_prompt_max_chars": model.negative_prompt.max_chars,
-            "inputs": {s.name: {"min": s.minimum, "max": s.maximum, "media": s.media, "min_side": s.min_side, "max_side": s.max_side}
-                       for s in model.inputs.values()},
+            "inputs": {s.name: {"min": s.minimum, "max": s.maximum, "media": s.media, "min_side": s.min_side,
+                                "max_side": s.max_side, "list": s.many} for s in model.inputs.values()},
             "outputs": list(model.outputs),
             "params": {
                 p.name: {"type": p.type, "default": p.default, "allowed": p.describe_allowed(), "affects_cost": p.affects_cost}
                 for p in model.params.values()
             },
             "providers": {name: ids.model for name, ids in model.providers.items()},
+            "services": {
+                name: {"model": ids.model, "path": ids.path,
+                       "fields": {slot: ids.fields.get(slot, slot) for slot in model.inputs} if ids.shape == "fields" else {}}
+                for name, ids in model.providers.items()
+            },
+            "estimated_usd": list_price(model, model.with_defaults({})).usd,
         }
     return result

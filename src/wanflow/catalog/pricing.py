@@ -51,7 +51,8 @@ def list_price(model: ModelSpec, params: Mapping[str, Any], overrides: Mapping[s
     unit = price.usd
     label = ""
     for param, table in price.usd_by.items():
-        value = str(params.get(param))
+        # A video priced by resolution tier may ask for it as a W*H size of that tier.
+        value = str(params[param] if param in params else model.resolution_tier(params) if param == "resolution" else None)
         if value in table:
             unit, label = table[value], f" at {value}"
     if unit is None:

@@ -7,6 +7,7 @@ documents define one. The pipeline resolver places them in the file.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -77,6 +78,22 @@ def check_text(spec: TextSpec, field: str, text: str | None) -> list[Finding]:
     ]
 
 
+def check_prompt_names(model: ModelSpec, prompt: str | None, counts: Mapping[str, int]) -> list[Finding]:
+    """An r2v prompt calls its references ``character1``..``characterN``: a name past N is an error."""
+    if model.prompt.names is None or prompt is None:
+        return []
+    slot, word = model.prompt.names
+    count = counts.get(slot, 0)
+    named = sorted({int(number) for number in re.findall(rf"\b{re.escape(word)}(\d+)\b", prompt)})
+    allowed = f"{word}1 to {word}{count}" if count > 1 else f"{word}1"
+    beyond = [number for number in named if not 1 <= number <= count]
+    if beyond:
+        return [_error(("prompt",), f"names {word}{beyond[0]}, but the step gives {count} {slot}", allowed)]
+    if count and not named:
+        return [_warning(("prompt",), f"names none of its {slot}: the model knows them as {allowed}", allowed)]
+    return []
+
+
 # --- params --------------------------------------------------------------------------------------
 
 def parse_size(text: str) -> tuple[int, int] | None:
@@ -114,6 +131,11 @@ def check_param_value(spec: ParamSpec, value: Any) -> list[Finding]:
     """Range, enum, size and option rules for one (already coerced) value."""
     field: FieldPath = ("params", spec.name)
     if spec.type == "integer":
+        if spec.fixed and value != spec.minimum:
+            return [_error(field, f"{value} is not possible: this model is fixed at {spec.minimum}",
+                           spec.describe_allowed(), spec.code)]
+        if spec.enum is not None and value not in spec.enum:
+            return [_error(field, f"{value} is not allowed", spec.describe_allowed(), spec.code)]
         if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
             return [_error(field, f"{value} is out of range", spec.describe_allowed(), spec.code)]
         if spec.options and value not in spec.options:
@@ -171,6 +193,10 @@ def check_params(model: ModelSpec, params: Mapping[str, Any], explicit: set[str]
                 findings.append(_warning(("params", name), message + "; it has no effect here"))
             continue
         findings.extend(check_param_value(spec, value))
+        for other, needed in (spec.requires.get(value) or {}).items():
+            if params.get(other) != needed:
+                findings.append(_error(("params", name), f"{name}: {value} needs {other}: {_yaml(needed)}; "
+                                                         f"here {other} is {_yaml(params.get(other))}"))
         if spec.effective_only_with and name in explicit:
             for other, needed in spec.effective_only_with.items():
                 if params.get(other) != needed:
@@ -281,7 +307,10 @@ def check_media(slot: InputSpec, rules: MediaRules, facts: MediaFacts) -> MediaV
         if facts.size_bytes > rules.max_bytes:
             fatal.append(f"is {facts.size_bytes / 1048576:.1f} MB (at most {rules.max_bytes / 1048576:.0f} MB)")
         if facts.duration is not None and rules.min_seconds is not None and rules.max_seconds is not None:
-            if not rules.min_seconds <= facts.duration <= rules.max_seconds:
+            if rules.kind == "video" and facts.duration > rules.max_seconds:
+                # A clip too long is trimmed to the limit (conforming); too short cannot be fixed.
+                fixable.append(f"lasts {facts.duration:.1f} s (allowed: {rules.min_seconds:g} to {rules.max_seconds:g} s)")
+            elif not rules.min_seconds <= facts.duration <= rules.max_seconds:
                 fatal.append(f"lasts {facts.duration:.1f} s (allowed: {rules.min_seconds:g} to {rules.max_seconds:g} s)")
     return MediaVerdict(fatal, fixable)
 

@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["t2i", "edit", "i2v"]
+# t2i text-to-image, edit image editing, i2v image-to-video, t2v text-to-video, kf2v first/last
+# frame to video, r2v reference clips to video. The kind picks the preview renderer only: request
+# shapes, input fields and rules are data.
+Kind = Literal["t2i", "edit", "i2v", "t2v", "kf2v", "r2v"]
 DEFAULT_MODE = "default"
 
 
@@ -36,6 +39,10 @@ class ParamSpec:
     warn_default: str | None = None
     effective_only_with: Mapping[str, Any] = field(default_factory=dict)
     aspect_from: str | None = None  # a tier size takes this input's aspect ("last_input": the last image)
+    by_tier: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # video sizes W*H by resolution tier
+    requires: Mapping[Any, Mapping[str, Any]] = field(default_factory=dict)  # value -> other params it needs
+    fixed: bool = False  # the model has one value (kf2v's 5 s)
+    send: bool = True  # false for a value the model fixes (kf2v's 5 s): checked and recorded, never sent
 
     def applies_in(self, mode: str) -> bool:
         """Whether the parameter means anything in ``mode`` (``"default"`` when no mode is selected)."""
@@ -43,6 +50,10 @@ class ParamSpec:
 
     def describe_allowed(self) -> str:
         """Human wording of the allowed values, for messages and docs."""
+        if self.fixed and self.minimum is not None:
+            return f"{self.minimum} only (fixed by the model)"
+        if self.by_tier:
+            return "; ".join(f"{tier}: {', '.join(sizes)}" for tier, sizes in self.by_tier.items())
         if self.enum is not None:
             return "one of " + ", ".join(str(value) for value in self.enum)
         if self.type == "boolean":
@@ -91,6 +102,7 @@ class InputSpec:
     max_side: int | None = None
     code: str | None = None
     ignored_when: Mapping[str, Any] = field(default_factory=dict)
+    many: bool = False  # a list in the DSL and the request (images, references)
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,7 @@ class TextSpec:
     required: bool
     max_chars: int
     code: str | None = None
+    names: tuple[str, str] | None = None  # (input, word): r2v prompts call references character1, character2, ...
 
 
 @dataclass(frozen=True)
@@ -142,6 +155,10 @@ class ProviderModel:
     shape: str = "messages"
     negative_prompt_in: str = "parameters"
     result: str | None = None
+    # shape ``fields``: the DSL input name -> the service's input field (``first_frame: first_frame_url``)
+    fields: Mapping[str, str] = field(default_factory=dict)
+    # other field names public clients send for the same input; the simulator accepts them too
+    field_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,6 +178,21 @@ class ModelSpec:
     modes: tuple[Mode, ...] = ()
     price: PriceSpec | None = None
     providers: Mapping[str, ProviderModel] = field(default_factory=dict)
+
+    @property
+    def video(self) -> bool:
+        """Whether the model makes a video (polling pace, duration learning, result checks)."""
+        return "video" in self.outputs
+
+    def resolution_tier(self, params: Mapping[str, Any]) -> str | None:
+        """The resolution tier (``720P``) a video request asks for: its ``resolution``, or its size's tier."""
+        if isinstance(params.get("resolution"), str):
+            return str(params["resolution"])
+        size = self.params.get("size")
+        if size is not None and size.by_tier:
+            wanted = params.get("size", size.default)
+            return next((tier for tier, sizes in size.by_tier.items() if wanted in sizes), None)
+        return None
 
     def mode_for(self, params: Mapping[str, Any]) -> Mode | None:
         """The mode that ``params`` select, or None for the model's default behaviour."""
@@ -219,6 +251,9 @@ class ModelSpec:
 def parse_param(name: str, data: Mapping[str, Any]) -> ParamSpec:
     """Build a ParamSpec from its YAML mapping."""
     enum = data.get("enum")
+    by_tier = {str(tier): tuple(sizes) for tier, sizes in (data.get("by_tier") or {}).items()}
+    if enum is None and by_tier:
+        enum = [size for sizes in by_tier.values() for size in sizes]
     return ParamSpec(
         name=name,
         type=data["type"],
@@ -242,6 +277,10 @@ def parse_param(name: str, data: Mapping[str, Any]) -> ParamSpec:
         warn_default=data.get("warn_default"),
         effective_only_with=data.get("effective_only_with", {}),
         aspect_from=data.get("aspect_from"),
+        by_tier=by_tier,
+        requires=data.get("requires") or {},
+        fixed=bool(data.get("fixed", False)),
+        send=bool(data.get("send", True)),
     )
 
 
@@ -250,7 +289,8 @@ def parse_inputs(raw: Mapping[str, Any]) -> dict[str, InputSpec]:
     specs: dict[str, InputSpec] = {}
     for name, data in raw.items():
         data = data or {}
-        if name == "images":
+        many = name == "images" or bool(data.get("many", False))
+        if many:
             minimum, maximum = int(data.get("min", 0)), int(data.get("max", 1))
         else:
             minimum, maximum = (1 if data.get("required") else 0), 1
@@ -263,6 +303,7 @@ def parse_inputs(raw: Mapping[str, Any]) -> dict[str, InputSpec]:
             max_side=data.get("max_side"),
             code=data.get("code"),
             ignored_when=data.get("ignored_when", {}),
+            many=many,
         )
     return specs
 
@@ -295,7 +336,8 @@ def parse_model(name: str, data: Mapping[str, Any]) -> ModelSpec:
         kind=data["kind"],
         title=data.get("title", name),
         aliases=tuple(data.get("aliases", ())),
-        prompt=TextSpec(bool(prompt.get("required", True)), int(prompt.get("max_chars", 2000)), prompt.get("code")),
+        prompt=TextSpec(bool(prompt.get("required", True)), int(prompt.get("max_chars", 2000)), prompt.get("code"),
+                        (prompt["names"]["input"], prompt["names"]["word"]) if "names" in prompt else None),
         negative_prompt=TextSpec(False, int(negative.get("max_chars", 500)), negative.get("code")),
         seed_code=data.get("seed_code"),
         inputs=parse_inputs(data.get("inputs") or {}),
@@ -313,6 +355,8 @@ def parse_model(name: str, data: Mapping[str, Any]) -> ModelSpec:
             provider: ProviderModel(
                 ids["model"], ids.get("path"), ids.get("shape", "messages"),
                 ids.get("negative_prompt_in", "parameters"), ids.get("result"),
+                ids.get("fields", {}),
+                {name: tuple(aliases) for name, aliases in (ids.get("aliases") or {}).items()},
             )
             for provider, ids in (data.get("providers") or {}).items()
         },

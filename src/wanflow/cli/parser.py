@@ -21,7 +21,7 @@ ALL_STEPS = "\x00all"  # the value of a bare --fresh / --reseed: every step
 NO_PIPELINE_COMMANDS = ("models", "sim", "cache", "runs", "report", "init")
 
 DESCRIPTION = """\
-Declarative, cached, concurrent pipelines for Alibaba's Wan 2.6 image and video models.
+Declarative, cached, concurrent pipelines for Alibaba's Wan image and video models.
 
 Steps run as soon as their inputs are ready; every step is cached by the content hash of its
 resolved request, so a rerun only pays for what changed. Without a paid provider chosen
@@ -241,6 +241,9 @@ def add_sim_parser(commands: Any) -> None:
                      help="DashScope's service clock zone for the task list and timestamps (default +00:00)")
     sim.add_argument("--upload-ttl", type=non_negative_float, default=172800.0, metavar="S",
                      help="seconds DashScope's temporary oss:// uploads live (default 48 h)")
+    sim.add_argument("--input-fields", choices=["any", "catalog", "aliases"], default="any",
+                     help="input field names where public clients disagree (r2v reference_video_urls or "
+                          "reference_urls): any (default), catalog (only wanflow's choice) or aliases (only the others)")
     sim.add_argument("--ignore-params", action="store_true",
                      help="the service drops `parameters` and renders its defaults (t2i: 4 images, i2v: 1080P)")
     sim.add_argument("--poll-throttle-rps", type=non_negative_float, default=0.0, metavar="R",

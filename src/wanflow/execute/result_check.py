@@ -11,7 +11,8 @@ pipeline. Tolerances (also in the README):
   multiples of 16) is a match; within 10 % a warning; further off a mismatch. A tier (``1K``,
   ``2K``) matches when the pixel count is within 25 % of the tier's, since the aspect follows
   the input.
-- video: the pixel count within 20 % of the resolution tier's; the duration within 0.5 s of
+- video: an explicit ``W*H`` size as for images; else the pixel count within 20 % of the
+  resolution tier's (``resolution``, or the tier of the size); the duration within 0.5 s of
   the request (a warning up to 1 s, a mismatch beyond); an audio track exactly when
   ``audio`` is true.
 """
@@ -31,7 +32,7 @@ IMAGE_TIER_SHARE, VIDEO_TIER_SHARE = 0.25, 0.20
 DURATION_OK, DURATION_WARN = 0.5, 1.0
 # The documented tier areas (the preview renderers use the same; importing them would load
 # Pillow, PyAV and numpy into every run): tests/test_package_layout.py keeps them equal.
-IMAGE_TIERS = {"1K": 1280 * 1280, "2K": 2048 * 2048}
+IMAGE_TIERS = {"1K": 1280 * 1280, "2K": 2048 * 2048, "4K": 4096 * 4096}
 VIDEO_TIERS = {"480P": 832 * 480, "720P": 1280 * 720, "1080P": 1920 * 1080}
 
 
@@ -58,7 +59,7 @@ def check_result(request: StepRequest, outputs: StepOutputsData) -> ResultCheck:
             if isinstance(size, str):
                 _check_image_size(check, f"images[{index}]", image, size)
     if "video" in expected and outputs.video is not None:
-        _check_video(check, outputs.video, params)
+        _check_video(check, outputs.video, params, request.model.resolution_tier(params))
     return check
 
 
@@ -82,9 +83,11 @@ def _check_image_size(check: ResultCheck, label: str, image: Artifact, size: str
     (check.warnings if off <= SIDE_WARN_SHARE else check.mismatches).append(message)
 
 
-def _check_video(check: ResultCheck, video: Artifact, params: dict) -> None:
-    tier = params.get("resolution")
-    if isinstance(tier, str) and tier in VIDEO_TIERS and video.width and video.height:
+def _check_video(check: ResultCheck, video: Artifact, params: dict, tier: str | None) -> None:
+    size = params.get("size")
+    if isinstance(size, str) and video.width and video.height:
+        _check_image_size(check, "the video", video, size)  # text-to-video and r2v ask for W*H
+    elif isinstance(tier, str) and tier in VIDEO_TIERS and video.width and video.height:
         area = VIDEO_TIERS[tier]
         if abs(video.width * video.height - area) > VIDEO_TIER_SHARE * area:
             check.mismatches.append(f"the video is {video.width}*{video.height}, not {tier}")

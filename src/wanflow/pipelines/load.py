@@ -18,7 +18,7 @@ from wanflow._exceptions import PipelineError
 from wanflow.catalog.loader import load_catalog
 from wanflow.pipelines.graph import link_steps
 from wanflow.pipelines.instances import matrix_diagnostics
-from wanflow.pipelines.model import Pipeline, StepSpec
+from wanflow.pipelines.model import MEDIA_FIELDS, Pipeline, StepSpec
 from wanflow.pipelines.schema_check import check_schema
 from wanflow.pipelines.static_checks import (
     check_default_params,
@@ -109,9 +109,7 @@ def _build_steps(raw: Mapping[str, Any], document: Any) -> tuple[dict[str, StepS
             provider=body.get("provider"),
             prompt=body.get("prompt"),
             negative_prompt=body.get("negative_prompt"),
-            images=body.get("images"),
-            image=body.get("image"),
-            audio=body.get("audio"),
+            **{name: body.get(name) for name in MEDIA_FIELDS},
             params=dict(body.get("params") or {}),
             seed=body.get("seed"),
             needs=tuple(body.get("needs") or ()),

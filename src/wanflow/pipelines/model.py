@@ -11,8 +11,9 @@ from wanflow.catalog.spec import ModelSpec
 from wanflow.pipelines.yaml_source import DataPath, SourceDocument
 
 # Step fields whose strings are templates, in the order they are resolved.
-TEMPLATED_STEP_FIELDS = ("when", "for_each", "prompt", "negative_prompt", "images", "image", "audio", "params", "seed")
-MEDIA_FIELDS = ("images", "image", "audio")
+# Media inputs are named after the service's fields, less ``_url`` (the catalog maps them back).
+MEDIA_FIELDS = ("images", "image", "first_frame", "last_frame", "references", "video", "mask", "audio")
+TEMPLATED_STEP_FIELDS = ("when", "for_each", "prompt", "negative_prompt", *MEDIA_FIELDS, "params", "seed")
 
 
 @dataclass
@@ -26,6 +27,11 @@ class StepSpec:
     negative_prompt: str | None = None
     images: list[str] | str | None = None
     image: str | None = None
+    first_frame: str | None = None
+    last_frame: str | None = None
+    references: list[str] | str | None = None
+    video: str | None = None
+    mask: str | None = None
     audio: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     seed: int | str | None = None

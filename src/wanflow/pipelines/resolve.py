@@ -19,6 +19,7 @@ from wanflow.catalog.rules import (
     check_ignored_inputs,
     check_input_count,
     check_params,
+    check_prompt_names,
     check_seed,
     check_text,
     coerce_param,
@@ -32,7 +33,6 @@ from wanflow.pipelines.variables import BOOLEAN_WORDS, parse_boolean_word
 from wanflow.pipelines.yaml_source import DataPath
 
 DEFAULT_PROVIDER = "local"
-_MEDIA_KIND = {"images": "image", "image": "image", "audio": "audio"}
 
 
 
@@ -153,6 +153,8 @@ def resolve_step(
     seed, seed_source = _resolve_seed(collector, pipeline, step, context, f"{step.id}[{item[0]}]" if item else step.id)
     params["seed"] = seed
     inputs, adaptations = _resolve_inputs(collector, step, params, context, media)
+    for finding in [] if collector.failed else check_prompt_names(model, prompt, {k: len(v) for k, v in inputs.items()}):
+        collector.finding(finding)
 
     provider = choose_provider(pipeline, step, provider_override)
     if provider != DEFAULT_PROVIDER and provider not in model.providers:
@@ -332,7 +334,7 @@ def _resolve_inputs(
                 takes = ", ".join(f"{key}:" for key in slots) or "no media inputs"
                 collector.add(step.path(name), f"{model.name} does not take {name}:", allowed=takes)
             continue
-        items = [] if written is None else _media_items(collector, step, name, written, context, media)
+        items = [] if written is None else _media_items(collector, step, name, slot.media, written, context, media)
         if items is None:
             continue
         for finding in check_input_count(model, params, slot, len(items)):
@@ -347,7 +349,7 @@ def _resolve_inputs(
                 collector.add(path, problem.message, code=slot.code)
                 continue
             if adaptation is not None:
-                adaptations.append({"input": f"{name}[{index}]" if name == "images" else name, **adaptation})
+                adaptations.append({"input": f"{name}[{index}]" if slot.many else name, **adaptation})
             fitted.append(item)
         if fitted:
             inputs[name] = tuple(fitted)
@@ -358,6 +360,7 @@ def _media_items(
     collector: _Collector,
     step: StepSpec,
     name: str,
+    slot_media: str,
     written: list[str] | str,
     context: Mapping[str, Any],
     media: MediaResolver,
@@ -372,7 +375,7 @@ def _media_items(
             ok = False
             continue
         for item in (list(value) if isinstance(value, (list, tuple)) else [value]):
-            resolved = _media_item(collector, step, name, item, path, media)
+            resolved = _media_item(collector, step, name, slot_media, item, path, media)
             if resolved is None:
                 ok = False
             else:
@@ -381,9 +384,8 @@ def _media_items(
 
 
 def _media_item(
-    collector: _Collector, step: StepSpec, name: str, value: Any, path: DataPath, media: MediaResolver
+    collector: _Collector, step: StepSpec, name: str, wanted: str, value: Any, path: DataPath, media: MediaResolver
 ) -> MediaInput | None:
-    wanted = _MEDIA_KIND[name]
     if isinstance(value, Artifact):
         if value.kind != wanted:
             collector.add(path, f"{value.describe()} is {value.kind}; {name}: needs {wanted}")

@@ -72,7 +72,7 @@ class StaticMedia:
             raise TemplateProblem(f"{item.origin}: " + "; ".join(verdict.fatal))
         if verdict.fixable and not step.conform:
             raise TemplateProblem(f"{item.origin}: " + "; ".join(verdict.fixable) + " (conform: false forbids adapting it)")
-        if verdict.fixable and item.width and item.height:
+        if verdict.fixable and slot.media == "image" and item.width and item.height:
             try:
                 target_size(item.width, item.height, slot)  # can it be fitted at all?
             except ConformError as error:

@@ -12,6 +12,7 @@ from wanflow.artifacts import Artifact, MediaInput, RemoteInput
 from wanflow.catalog.loader import load_catalog
 from wanflow.catalog.spec import InputSpec
 from wanflow.media.conform import conform_image
+from wanflow.media.trim import trim_video
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.static_media import StaticMedia, media_verdict
 from wanflow.pipelines.yaml_source import DataPath
@@ -55,8 +56,12 @@ class RuntimeMedia:
 
     def _conform(self, item: Artifact, slot: InputSpec) -> tuple[Artifact, dict[str, Any]]:
         assert item.path is not None
+        rules = load_catalog().media[slot.media]
         try:
-            result = conform_image(item.path, slot, load_catalog().media[slot.media])
+            if slot.media == "video" and rules.max_seconds is not None:
+                result = trim_video(item.path, rules.max_seconds)
+            else:
+                result = conform_image(item.path, slot, rules)
         except ConformError as error:
             raise TemplateProblem(f"{item.origin or item.describe()}: {error}") from None
         if self._store is not None:
@@ -64,7 +69,8 @@ class RuntimeMedia:
             digest, location = stored.sha256, stored.path
         else:
             digest, location = hashlib.sha256(result.data).hexdigest(), None
+        trimmed = min(item.duration, rules.max_seconds) if slot.media == "video" and item.duration and rules.max_seconds else None
         conformed = Artifact(digest, result.media_type, len(result.data), location, result.width, result.height,
-                             origin=f"{item.origin} (conformed)")
+                             duration=trimmed, origin=f"{item.origin} (conformed)")
         adaptation = {"from": f"sha256:{item.sha256}", "to": f"sha256:{digest}", "actions": list(result.actions)}
         return conformed, adaptation

@@ -23,7 +23,7 @@ from wanflow._exceptions import TemplateProblem
 from wanflow.catalog.pricing import estimate
 from wanflow.pipelines.graph import template_strings
 from wanflow.pipelines.instances import Instance, RejectedRow
-from wanflow.pipelines.model import Pipeline, StepSpec
+from wanflow.pipelines.model import MEDIA_FIELDS, Pipeline, StepSpec
 from wanflow.pipelines.resolve import evaluate_for_each, evaluate_when, resolve_step
 from wanflow.pipelines.static_checks import fan_in, placeholder_outputs
 from wanflow.pipelines.templating import StepOutputs, referenced_steps
@@ -134,8 +134,9 @@ def build_plan(pipeline: Pipeline, workspace: Workspace, providers: Mapping[str,
 def own_references(step: StepSpec) -> set[str]:
     """The steps a step's own request reads (not its ``needs:`` order, not its ``when:``)."""
     found: set[str] = set()
-    fields = {"prompt": step.prompt, "negative_prompt": step.negative_prompt, "images": step.images, "image": step.image,
-              "audio": step.audio, "params": step.params, "seed": step.seed, "for_each": step.for_each}
+    fields = {"prompt": step.prompt, "negative_prompt": step.negative_prompt,
+              **{name: getattr(step, name) for name in MEDIA_FIELDS},
+              "params": step.params, "seed": step.seed, "for_each": step.for_each}
     for _, text in template_strings(fields, ()):
         try:
             found.update(referenced_steps(text).steps)

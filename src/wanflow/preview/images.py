@@ -21,7 +21,7 @@ from wanflow.preview.mood import mood_palette
 from wanflow.preview.notice import PREVIEW_NOTICE
 from wanflow.preview.seeds import stable_int
 
-TIER_AREAS = {"1K": 1280 * 1280, "2K": 2048 * 2048}
+TIER_AREAS = {"1K": 1280 * 1280, "2K": 2048 * 2048, "4K": 4096 * 4096}
 
 
 def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:

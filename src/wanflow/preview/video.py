@@ -27,6 +27,14 @@ _X264_OPTIONS = {"preset": "ultrafast", "crf": "26", "threads": "2"}
 _CONTAINER_OPTIONS = {"fflags": "+bitexact"}
 
 
+def first_picture(path: Path) -> Image.Image:
+    """The first picture of a video file (r2v previews show their references' frames)."""
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            return frame.to_image()
+    raise ValueError(f"{path} has no video frame")
+
+
 def video_dimensions(resolution: str, aspect: float) -> tuple[int, int]:
     """Frame size for a resolution tier at the input image's aspect ratio."""
     return fit_dimensions(aspect, TIER_AREAS.get(resolution, TIER_AREAS["720P"]), multiple=8)
@@ -49,9 +57,14 @@ def _caption_overlay(size: tuple[int, int], prompt: str) -> tuple[np.ndarray, np
     return pixels[..., :3].astype(np.uint16), pixels[..., 3:].astype(np.uint16)
 
 
-def _frames(first: Image.Image, size: tuple[int, int], seconds: int, seed: int, label: str, prompt: str = ""):
-    """Yield each frame as an ``av.VideoFrame`` (RGB, at the output size), captioned with ``prompt``."""
+def _frames(first: Image.Image, size: tuple[int, int], seconds: int, seed: int, label: str, prompt: str = "",
+            last: Image.Image | None = None):
+    """Yield each frame as an ``av.VideoFrame`` (RGB, at the output size), captioned with ``prompt``.
+
+    With ``last`` the picture morphs from ``first`` into ``last`` (a first-and-last-frame preview)."""
     width, height = size
+    target = np.asarray(_cover(last.convert("RGB"), width / height).resize(size, Image.Resampling.BILINEAR),
+                        dtype=np.uint16) if last is not None else None
     caption = _caption_overlay(size, prompt)
     band_top = int(np.argmax(caption[1][:, 0, 0] > 0)) if caption is not None else height
     zoom, dx, dy = _motion(seed)
@@ -76,6 +89,9 @@ def _frames(first: Image.Image, size: tuple[int, int], seconds: int, seed: int, 
             width=width, height=height, interpolation="BILINEAR"
         )
         rgb = frame.to_ndarray()
+        if target is not None:  # cross-fade towards the last frame as the clip advances
+            weight = round(255 * eased)
+            rgb = ((rgb.astype(np.uint16) * (255 - weight) + target * weight) // 255).astype(np.uint8)
         rgb[: strip.shape[0]] = strip
         if caption is not None:  # a fixed caption over the moving picture, blended on its band only
             colour, alpha = caption[0][band_top:], caption[1][band_top:]
@@ -153,12 +169,17 @@ def render_image_to_video(
     audio_path: Path | None,
     model: str,
     prompt: str = "",
+    size: tuple[int, int] | None = None,
+    last_frame: Image.Image | None = None,
 ) -> tuple[int, int]:
     """Write an MP4 animating ``first_frame`` with ``prompt`` as its caption; returns the frame size.
 
-    A preview given as the first frame loses its own banner and caption first (no ghost text)."""
-    size = video_dimensions(resolution, first_frame.width / first_frame.height)  # the input's aspect, as the service does
+    ``size`` fixes the frame size (text-to-video's W*H); otherwise the tier's area at the input's
+    aspect, as the service does. ``last_frame`` makes it a morph into that image. A preview given
+    as a frame loses its own banner and caption first (no ghost text)."""
+    size = size or video_dimensions(resolution, first_frame.width / first_frame.height)
     first_frame = strip_chrome(first_frame)
+    last_frame = strip_chrome(last_frame) if last_frame is not None else None
     with av.open(str(out_path), mode="w", format="mp4", options=_CONTAINER_OPTIONS) as container:
         container.metadata["comment"] = PREVIEW_NOTICE
         video = container.add_stream("libx264", rate=FPS, options=_X264_OPTIONS)
@@ -170,7 +191,7 @@ def render_image_to_video(
         if audio is not None:
             audio.layout = "stereo"
         label = f"{model} · {resolution} · {seconds}s · seed {seed}"
-        for index, frame in enumerate(_frames(first_frame, size, seconds, seed, label, prompt)):
+        for index, frame in enumerate(_frames(first_frame, size, seconds, seed, label, prompt, last_frame)):
             frame.pts = index
             for packet in video.encode(frame):
                 container.mux(packet)

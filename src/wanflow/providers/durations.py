@@ -43,8 +43,8 @@ class Estimate:
 def duration_key(service: str, request: StepRequest) -> str:
     """The estimate a request's task belongs to: service, model, and what changes its duration."""
     params = request.params
-    if request.model.kind == "i2v":
-        detail = f"{params.get('resolution')}/{params.get('duration')}s"
+    if request.model.video:
+        detail = f"{request.model.resolution_tier(params)}/{params.get('duration')}s"
     else:
         detail = f"{request.model.image_count(params)}img"
     return f"{service}/{request.model.name}/{detail}"

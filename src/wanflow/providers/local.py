@@ -81,10 +81,11 @@ def _render_edit(request: StepRequest, workdir: Path) -> list[ProducedFile]:
     return files
 
 
-def _render_i2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
-    from wanflow.preview.video import render_image_to_video
+def _audio_for(request: StepRequest) -> tuple[bool, Path | None]:
+    """Whether the preview has a sound track, and the file to use (else a seed-derived chord).
 
-    (first,) = _open_images(request, "image")
+    As documented for the services: audio=false wins over audio_url, and a model without an
+    ``audio`` param makes silent videos unless it takes an audio file."""
     audio_inputs = request.inputs.get("audio", ())
     audio_path = None
     if audio_inputs:
@@ -92,27 +93,100 @@ def _render_i2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
         if isinstance(audio, RemoteInput):
             raise ProviderError(f"the local provider works offline and cannot fetch {audio.url}")
         audio_path = audio.path
-    # As documented for the service: audio=false wins over audio_url.
-    with_audio = bool(request.params.get("audio", True))
+    if "audio" in request.model.params:
+        with_audio = bool(request.params.get("audio", True))
+    else:
+        with_audio = audio_path is not None
+    return with_audio, audio_path if with_audio else None
+
+
+def _video_size(request: StepRequest) -> tuple[int, int] | None:
+    """The frame size a request fixes: a W*H ``size``, or a tier at a ``ratio``; None: the input's aspect."""
+    from wanflow.catalog.rules import parse_size
+    from wanflow.preview.images import fit_dimensions
+    from wanflow.preview.video import TIER_AREAS
+
+    size = request.params.get("size")
+    if isinstance(size, str) and parse_size(size):
+        return parse_size(size)
+    ratio = request.params.get("ratio")
+    if isinstance(ratio, str) and ":" in ratio:
+        across, _, down = ratio.partition(":")
+        tier = request.model.resolution_tier(request.params) or "720P"
+        return fit_dimensions(int(across) / int(down), TIER_AREAS.get(tier, TIER_AREAS["720P"]), multiple=8)
+    return None
+
+
+def _render_video(request: StepRequest, workdir: Path, first: Any, last: Any = None) -> list[ProducedFile]:
+    from wanflow.preview.video import render_image_to_video
+
+    with_audio, audio_path = _audio_for(request)
     path = workdir / "video.mp4"
     render_image_to_video(
         first,
         path,
         seed=request.seed,
-        resolution=str(request.params.get("resolution", "720P")),
+        resolution=request.model.resolution_tier(request.params) or "720P",
         seconds=int(request.params.get("duration", 5)),
         with_audio=with_audio,
-        audio_path=audio_path if with_audio else None,
+        audio_path=audio_path,
         model=request.model.name,
         prompt=request.prompt or "",
+        size=_video_size(request),
+        last_frame=last,
     )
     return [ProducedFile(path, "video")]
+
+
+def _render_i2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    (first,) = _open_images(request, "image")
+    return _render_video(request, workdir, first)
+
+
+def _render_t2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """A text-to-image preview of the prompt at the video's size, set in motion."""
+    from wanflow.preview.images import render_text_to_image
+
+    size = _video_size(request) or (1280, 720)
+    first = render_text_to_image(request.prompt or "", request.seed, size, 0, request.model.name)
+    return _render_video(request, workdir, first)
+
+
+def _render_kf2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """A morph from the first frame into the last one."""
+    (first,) = _open_images(request, "first_frame")
+    last = _open_images(request, "last_frame")
+    return _render_video(request, workdir, first, last[0] if last else None)
+
+
+def _render_r2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """The references' first frames side by side (character1, character2, ...), set in motion."""
+    from PIL import Image
+
+    from wanflow.preview.video import first_picture
+
+    pictures = []
+    for item in request.inputs.get("references", ()):
+        if isinstance(item, RemoteInput):
+            raise ProviderError(f"the local provider works offline and cannot fetch {item.url}")
+        assert isinstance(item, Artifact) and item.path is not None
+        pictures.append(first_picture(item.path).convert("RGB"))
+    width, height = _video_size(request) or (1280, 720)
+    sheet = Image.new("RGB", (width, height), (24, 24, 32))
+    cell = width // max(1, len(pictures))
+    for index, picture in enumerate(pictures):
+        picture.thumbnail((cell, height))
+        sheet.paste(picture, (index * cell + (cell - picture.width) // 2, (height - picture.height) // 2))
+    return _render_video(request, workdir, sheet)
 
 
 _RENDERERS: dict[str, Callable[[StepRequest, Path], list[ProducedFile]]] = {
     "t2i": _render_t2i,
     "edit": _render_edit,
     "i2v": _render_i2v,
+    "t2v": _render_t2v,
+    "kf2v": _render_kf2v,
+    "r2v": _render_r2v,
 }
 
 

@@ -39,6 +39,9 @@ POLL_POLICIES: Mapping[str, PollPolicy] = {
     "t2i": PollPolicy(first_delay=4.0, interval=5.0, jitter=0.2, deadline=15 * 60),
     "edit": PollPolicy(first_delay=4.0, interval=5.0, jitter=0.2, deadline=15 * 60),
     "i2v": PollPolicy(first_delay=15.0, interval=10.0, jitter=0.2, deadline=30 * 60),
+    "t2v": PollPolicy(first_delay=15.0, interval=10.0, jitter=0.2, deadline=30 * 60),
+    "kf2v": PollPolicy(first_delay=15.0, interval=10.0, jitter=0.2, deadline=30 * 60),
+    "r2v": PollPolicy(first_delay=15.0, interval=10.0, jitter=0.2, deadline=30 * 60),
 }
 
 

@@ -10,7 +10,12 @@ from wanflow.pipelines.request import StepRequest
 
 
 def _parameters(request: StepRequest) -> dict[str, Any]:
-    return dict(sorted(request.params.items()))
+    """The request's params, less those the model fixes (``send: false``): the service takes no such field."""
+    model = request.model
+    return {
+        name: value for name, value in sorted(request.params.items())
+        if (spec := model.param_spec(name, request.params)) is None or spec.send
+    }
 
 
 def _messages(request: StepRequest, ids: ProviderModel, inputs: dict[str, list[str]]) -> dict[str, Any]:
@@ -40,6 +45,20 @@ def _first_frame(request: StepRequest, ids: ProviderModel, inputs: dict[str, lis
     return {"model": ids.model, "input": body_input, "parameters": parameters}
 
 
+def _fields(request: StepRequest, ids: ProviderModel, inputs: dict[str, list[str]]) -> dict[str, Any]:
+    """``input: {prompt, <field>: url | [urls]}``: each DSL input under the service's field name (catalog ``fields``)."""
+    body_input: dict[str, Any] = {}
+    if request.prompt is not None:
+        body_input["prompt"] = request.prompt
+    slots = request.model.inputs_for(request.params)
+    for name, values in inputs.items():
+        if values:
+            body_input[ids.fields.get(name, name)] = list(values) if slots[name].many else values[0]
+    parameters = _parameters(request)
+    _place_negative(request, ids, body_input, parameters)
+    return {"model": ids.model, "input": body_input, "parameters": parameters}
+
+
 def _place_negative(request: StepRequest, ids: ProviderModel, body_input: dict[str, Any], parameters: dict[str, Any]) -> None:
     if request.negative_prompt is not None:
         (body_input if ids.negative_prompt_in == "input" else parameters)["negative_prompt"] = request.negative_prompt
@@ -49,6 +68,7 @@ SHAPES: dict[str, Callable[[StepRequest, ProviderModel, dict[str, list[str]]], d
     "messages": _messages,
     "images_list": _images_list,
     "first_frame": _first_frame,
+    "fields": _fields,
 }
 
 

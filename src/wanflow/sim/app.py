@@ -3,7 +3,8 @@
 vtrix:     POST /model/v1/generation, GET /model/v1/generation/task/{id}       (--vtrix-dialect documented)
            POST /gateway/model/v1/generation, GET /gateway/.../task/{id}        (--vtrix-dialect gateway)
 DashScope: POST /api/v1/services/aigc/{image-generation/generation | image2image/image-synthesis |
-           video-generation/video-synthesis} (async), POST .../multimodal-generation/generation (sync),
+           video-generation/video-synthesis | image2video/video-synthesis | text2image/image-synthesis}:
+           every create path of the catalog (async), POST .../multimodal-generation/generation (sync),
            GET /api/v1/tasks/{id}, POST /api/v1/tasks/{id}/cancel, GET /api/v1/tasks,
            GET /api/v1/uploads?action=getPolicy, POST /_sim/oss (the temporary-upload bucket)
 Results:   GET /_sim/files/{token}/{name} (expires), and GET /_sim/stats.
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from wanflow.catalog.loader import load_catalog
 from wanflow.sim.core import Core
 from wanflow.sim.dashscope import PREFIX, SYNC_PATH, DashScope
 from wanflow.sim.state import Knobs, SimState
@@ -103,10 +105,11 @@ def create_app(knobs: Knobs | None = None, workdir: Path | None = None) -> tuple
             Route(root + "/model/v1/generation", vtrix.create, methods=["POST"]),
             Route(root + "/model/v1/generation/task/{task_id}", vtrix.task, methods=["GET"]),
         ]
+    # Every create route a catalog model names (adding a model on a new route adds the route).
+    paths = sorted({ids.path for model in load_catalog().models.values()
+                    for name, ids in model.providers.items() if name == "dashscope" and ids.path})
+    routes += [Route(PREFIX + path, dashscope.create, methods=["POST"]) for path in paths]
     routes += [
-        Route(PREFIX + "/services/aigc/image-generation/generation", dashscope.create, methods=["POST"]),
-        Route(PREFIX + "/services/aigc/image2image/image-synthesis", dashscope.create, methods=["POST"]),
-        Route(PREFIX + "/services/aigc/video-generation/video-synthesis", dashscope.create, methods=["POST"]),
         Route(PREFIX + SYNC_PATH, dashscope.sync_generation, methods=["POST"]),
         Route(PREFIX + "/tasks/{task_id}/cancel", dashscope.cancel, methods=["POST"]),
         Route(PREFIX + "/tasks/{task_id}", dashscope.task, methods=["GET"]),

@@ -130,7 +130,7 @@ def _tiny(task: SimTask, folder: Path) -> list[Any]:
     """Small but real PNGs, one per requested image (video models are not supported in this mode)."""
     from wanflow.providers.base import ProducedFile
 
-    if task.request.model.kind == "i2v":
+    if task.request.model.video:
         return render_request(task.request, folder)
     from wanflow.preview.images import edit_output_size
 

@@ -147,7 +147,11 @@ class DashScope:
                     {"image_count": 0} if shape != "video_url" else {"video_count": 0})
         if shape == "video_url":
             params = task.request.params
-            return {"video_url": results[0]["url"]}, {"video_count": 1, "video_duration": params.get("duration")}
+            usage = {"video_count": 1, "video_duration": params.get("duration")}
+            tier = task.request.model.resolution_tier(params)
+            if tier:  # the service reports the resolution tier as SR (480, 720, 1080)
+                usage["SR"] = int(tier.rstrip("P"))
+            return {"video_url": results[0]["url"]}, usage
         failed = min(self.state.knobs.partial_failures, len(results) - 1) if len(results) > 1 else 0
         results = results[:len(results) - failed]
         images = [r for r in results if "url" in r]

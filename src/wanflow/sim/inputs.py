@@ -39,10 +39,10 @@ def decode_media(value: Any, media: str, provider_model: str, caller: Caller, st
     if not isinstance(value, str):
         raise Rejection(400, "InvalidParameter", "media must be a URL or a data: URI")
     if value.startswith("data:"):
-        if media == "audio":
-            # Both services take audio by URL only (the i2v pages: "Supports HTTP or HTTPS protocol").
-            raise Rejection(400, "InvalidParameter", "audio_url must be an http(s) URL or an uploaded oss:// file, "
-                                                     "not a data: URI")
+        if media in ("audio", "video"):
+            # Both services take audio and video by URL only (the i2v and r2v pages: "HTTP or HTTPS").
+            raise Rejection(400, "InvalidParameter", f"{media} inputs must be an http(s) URL or an uploaded oss:// "
+                                                     "file, not a data: URI")
         path, digest = _data_uri(value, state)
     elif value.startswith(("http://", "https://")):
         path = _own_url(value, caller.base_url, state)

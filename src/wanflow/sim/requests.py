@@ -86,6 +86,8 @@ def interpret(caller: Caller, path: str | None, body: Any, state: SimState) -> I
         media: dict[str, list[Any]] = {"images": images}
     elif ids.shape == "images_list":
         prompt, media = body_input.get("prompt"), {"images": list(body_input.get("images") or [])}
+    elif ids.shape == "fields":
+        prompt, media = body_input.get("prompt"), _fields(reader, state, body_input)
     else:
         prompt = body_input.get("prompt")
         media = {"image": [body_input["img_url"]] if body_input.get("img_url") else []}
@@ -193,6 +195,25 @@ def _check_media(reader: _Reader, name: str, slot: InputSpec, artifact: Artifact
     problems = verdict.fatal + verdict.fixable
     if problems:
         raise reader.reject(f"{name}: " + "; ".join(problems))
+
+
+def _fields(reader: _Reader, state: SimState, body_input: dict[str, Any]) -> dict[str, list[Any]]:
+    """Inputs under the field names the catalog gives (and, per the ``input_fields`` knob, their aliases)."""
+    ids = reader.model.providers[reader.protocol]
+    media: dict[str, list[Any]] = {}
+    for name, slot in reader.model.inputs.items():
+        primary, aliases = ids.fields.get(name, name), ids.field_aliases.get(name, ())
+        accepted = {"any": (primary, *aliases), "catalog": (primary,), "aliases": aliases or (primary,)}[state.knobs.input_fields]
+        found = [field for field in accepted if body_input.get(field)]
+        if len(found) > 1:
+            raise reader.reject(f"send {name} once: both {' and '.join(found)} are set")
+        if not found:
+            continue
+        value = body_input[found[0]]
+        if slot.many and not isinstance(value, list):
+            raise reader.reject(f"{found[0]} must be an array of URLs")
+        media[name] = list(value) if slot.many else [value]
+    return media
 
 
 def _messages(reader: _Reader, body_input: dict[str, Any]) -> tuple[Any, list[Any]]:

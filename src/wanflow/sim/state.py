@@ -22,6 +22,7 @@ ERROR_SHAPES = ("object", "string", "numeric", "message-only")
 AFTER_CREATE_ANSWERS = ("500", "504-html", "empty")
 CREATE_ANSWERS = ("documented", "top-level")
 LIST_FORMATS = ("strings", "documented")
+INPUT_FIELDS = ("any", "catalog", "aliases")
 
 
 @dataclass
@@ -46,6 +47,9 @@ class Knobs:
     suspend_rate: float = 0.0  # DashScope tasks that spend part of their life SUSPENDED
     list_clock_offset: str = "+00:00"  # DashScope's service clock zone (task list and timestamps)
     upload_ttl: float = 48 * 3600  # how long DashScope's temporary oss:// uploads live
+    # Input field names where public clients disagree (r2v: reference_video_urls or reference_urls):
+    # any (default) takes every documented name, catalog only wanflow's choice, aliases only the others.
+    input_fields: str = "any"
     ignore_params: bool = False  # the service drops `parameters` (tests the client's result-vs-request check)
     poll_throttle_rps: float = 0.0  # per-key task-poll rate; 0 = unlimited
     # --- result downloads that go wrong (a proxy's faults, a storage's bad day) ---
@@ -68,7 +72,8 @@ class Knobs:
     def __post_init__(self) -> None:
         for name, allowed in (("vtrix_dialect", VTRIX_DIALECTS), ("status_words", STATUS_WORD_STYLES),
                               ("error_shape", ERROR_SHAPES), ("after_create_answer", AFTER_CREATE_ANSWERS),
-                              ("create_answer", CREATE_ANSWERS), ("list_format", LIST_FORMATS)):
+                              ("create_answer", CREATE_ANSWERS), ("list_format", LIST_FORMATS),
+                              ("input_fields", INPUT_FIELDS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         for name in ("error_rate", "fail_rate", "drop_rate", "suspend_rate", "corrupt_rate", "short_rate", "reset_rate",

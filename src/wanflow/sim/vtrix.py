@@ -78,7 +78,7 @@ class Vtrix:
                            rejection.headers)
 
     def _word(self, task: SimTask, status: str) -> str:
-        return vtrix_word(self.state.knobs.status_words, status, task.request.model.kind == "i2v", self.state.rng)
+        return vtrix_word(self.state.knobs.status_words, status, task.request.model.video, self.state.rng)
 
     def _with_status(self, body: dict[str, Any], word: str, output: list[dict[str, Any]] | None) -> dict[str, Any]:
         """Put the status where the knob says: top level (default) or only in output[0].status."""

@@ -111,7 +111,7 @@ class Runner:
             # after every step would cost more than the steps.
             interim_writes=shared.interim_writes,
         )
-        self._done = {step_id: anyio.Event() for step_id in pipeline.steps}
+        self._done: dict[str, anyio.Event] = {}  # made in run(): an Event needs the running loop
         self._outputs: dict[str, StepOutputs] = {}
         self.units = UnitRunner(pipeline, workspace, providers, options, shared, locked, self.history, run_id,
                                 self.reporter.step_started, self._log)
@@ -119,6 +119,7 @@ class Runner:
     async def run(self) -> RunResult:
         """Run every step, write outputs and the record, and return the result (also when cancelled:
         then it is marked interrupted, its record flushed, and the cancellation goes on)."""
+        self._done = {step_id: anyio.Event() for step_id in self.pipeline.steps}
         self.recorder.write("running")
         try:
             async with anyio.create_task_group() as group:
@@ -149,14 +150,7 @@ class Runner:
         for dep in step.depends_on:
             await self._done[dep].wait()
         try:
-            blocked = [dep for dep in step.depends_on if not self.result.steps[dep].ok]
-            if blocked:
-                result.status = "skipped"
-                result.condition_skipped = all(self.result.steps[dep].condition_skipped for dep in blocked)
-                result.reason = "upstream " + ", ".join(
-                    f"'{dep}' {'skipped by its condition' if self.result.steps[dep].condition_skipped else self.result.steps[dep].status}"
-                    for dep in blocked
-                )
+            if self.blocked(step, result):
                 return
             run_it, problems = evaluate_when(self.pipeline, step, self._outputs)
             if problems:
@@ -188,6 +182,19 @@ class Runner:
             self._done[step.id].set()
             self.recorder.write("running")
             self.reporter.step_finished(result)
+
+    def blocked(self, step: StepSpec, result: StepResult) -> bool:
+        """Mark ``result`` skipped (and say True) when a dependency of ``step`` did not succeed."""
+        blocked = [dep for dep in step.depends_on if not self.result.steps[dep].ok]
+        if not blocked:
+            return False
+        result.status = "skipped"
+        result.condition_skipped = all(self.result.steps[dep].condition_skipped for dep in blocked)
+        result.reason = "upstream " + ", ".join(
+            f"'{dep}' {'skipped by its condition' if self.result.steps[dep].condition_skipped else self.result.steps[dep].status}"
+            for dep in blocked
+        )
+        return True
 
     async def _fan_out(self, step: StepSpec, result: StepResult, items: list) -> None:
         """One sub-task per item, all at once (within the limits); downstream sees lists in item order."""

@@ -21,7 +21,6 @@ from wanflow import _fs_errors as fs_errors
 from wanflow.execute.batch import BatchResult, _Prefixed
 from wanflow.execute.instance import Reporter, Runner, _unexpected
 from wanflow.execute.shared import SharedState
-from wanflow.execute.unit import describe_request
 from wanflow.planning.decision import decide
 from wanflow.planning.planner import Plan
 from wanflow.planning.upstream import template_outputs
@@ -85,7 +84,7 @@ def _run_instance(runner: Runner, cached: Mapping[str, tuple]) -> None:
             if runner.blocked(step, result):
                 continue
             request, entry = cached[step_id]
-            runner.history.remember(step_id, entry.key, describe_request(result, request, entry.key))
+            runner.history.remember(step_id, entry.key, result.describe(request, entry.key))
             result.status, result.reason, result.estimated_usd = "cached", _CACHED.reason, 0.0
             result.outputs, result.provider_info = entry.outputs, dict(entry.provider_info)
             result.files = runner.outputs_folder.write_step(step_id, result.outputs.all() if result.outputs else [])

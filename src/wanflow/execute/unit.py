@@ -73,7 +73,7 @@ class UnitRunner:
         request = self._resolve(step, outputs, item)
         provider = self.providers[request.provider]
         key = cache_key(request, provider.cache_salt)
-        canonical = describe_request(result, request, key)
+        canonical = result.describe(request, key)
         if self.locked is not None:
             locked = (self.locked.get("steps") or {}).get(result.step_id)
             changes = lockfile.compare({"steps": {result.step_id: locked}}, {result.step_id: canonical}, False) if locked else []
@@ -247,20 +247,6 @@ class UnitRunner:
         if "images" in expected and not outputs.images:
             raise StepFailed(f"{request.model.name} returned no images")
         return outputs
-
-
-def describe_request(result: StepResult, request: StepRequest, key: str) -> dict:
-    """Fill ``result`` with what its resolved request says (provider, key, request, seed, input
-    adaptations and their warnings); returns the canonical request."""
-    canonical = request.canonical()
-    result.provider, result.cache_key, result.request = request.provider, key, canonical
-    result.seed, result.seed_source = request.seed, request.seed_source
-    result.adaptations = [dict(item) for item in request.adaptations]
-    for adaptation in result.adaptations:  # a changed picture must not pass unnoticed
-        if any("transparency" in str(action) for action in adaptation.get("actions") or []):
-            result.warnings.append(f"input {str(adaptation.get('from', ''))[:19]}…: its transparency was flattened onto "
-                                   "white (the model takes no alpha); give an opaque image to choose the background")
-    return canonical
 
 
 def _new_work_folder(parent: Path, run_id: str) -> Path:

@@ -121,3 +121,20 @@ def test_a_run_with_one_unit_to_generate_goes_through_the_engine(project, monkey
         wanflow.run(project / "pair.yaml", provider="local", vars={"look": "green"})  # edit must run: the engine's job
     assert wanflow.plan(project / "pair.yaml", provider="local").all_cached
     assert not wanflow.plan(project / "pair.yaml", provider="local", fresh=["edit"]).all_cached
+
+
+def test_a_record_this_process_wrote_is_read_back_without_the_type_walk_until_it_changes(project, monkeypatch):
+    import wanflow.state.state_files as state_files
+    from wanflow.records.runs import read_record
+
+    (project / "pair.yaml").write_text(PAIR)
+    result = wanflow.run(project / "pair.yaml", provider="local", report=False)
+    walked: list[Path] = []
+    real = state_files.check_state
+    monkeypatch.setattr(state_files, "check_state", lambda data, kind, where: walked.append(where) or real(data, kind, where))
+    assert read_record(result.record_path)["status"] == "succeeded" and walked == []
+    result.record_path.write_text(result.record_path.read_text().replace('"succeeded"', '"succeeded" '))  # edited by hand
+    assert read_record(result.record_path)["status"] == "succeeded" and walked == [result.record_path]
+    result.record_path.write_text('{"status": 5}')
+    with pytest.raises(state_files.DamagedState):
+        read_record(result.record_path)

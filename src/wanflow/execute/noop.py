@@ -75,7 +75,7 @@ def run_cached(the_plan: Plan, workspace: Workspace, providers: Mapping[str, Pro
 
 def _run_instance(runner: Runner, cached: Mapping[str, tuple]) -> None:
     """``Runner.run`` for an instance whose every step is cached: the same fields, files and record."""
-    runner.recorder.write("running")
+    # No interim "running" record: nothing here can be left half done (no task, no download).
     for step_id in runner.pipeline.order():
         step = runner.pipeline.steps[step_id]
         result = runner.result.steps[step_id]

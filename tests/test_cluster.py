@@ -200,6 +200,49 @@ def test_a_worker_killed_with_sigkill_mid_run_is_replaced_and_nothing_is_created
     assert _journal(folder) == []
 
 
+def _key_locks_on(client: Any) -> dict[str, int]:
+    """The scheduler's wanflow key locks: name -> leases held now."""
+    def look(dask_scheduler: Any) -> dict[str, int]:
+        semaphores = dask_scheduler.extensions["semaphores"]
+        return {name: len(semaphores.leases.get(name) or {}) for name in semaphores.max_leases
+                if str(name).startswith("wanflow-key-")}
+
+    return client.run_on_scheduler(look)
+
+
+def test_the_schedulers_key_locks_do_not_grow_with_the_rows(sim, tmp_path, cluster):
+    """12 distinct requests (8 rows, 4 shared heroes) with 2 key lock stripes: the scheduler holds 2
+    key locks, none of them leased once the run is done, also after a second batch with new
+    requests; every request is still created exactly once (a lock per key left 12, then 24)."""
+    server = sim(task_seconds=0.2, tiny_results=True)
+    env = cli_env(server, SECRET, WANFLOW_CLUSTER_KEY_LOCKS="2")
+    local = cluster(env)
+    folder = project_folder(tmp_path, "team", BATCH)
+    (folder / "rows.csv").write_text(_rows(8, heroes=4))
+    (folder / "more.csv").write_text("name,trial,look\n" + "".join(f"r{row},{row % 4},again{row}\n" for row in range(8)))
+    with distributed.Client(local) as client:
+        assert finish_run(start_run(folder, env, "--batch", "rows.csv", "--cluster", local.scheduler_address))["ok"]
+        first = _key_locks_on(client)
+        assert finish_run(start_run(folder, env, "--batch", "more.csv", "--cluster", local.scheduler_address))["ok"]
+        second = _key_locks_on(client)
+    assert 1 <= len(first) <= 2 and set(first.values()) == {0}, first
+    assert set(second) <= {"wanflow-key-0", "wanflow-key-1"} and set(second.values()) == {0}, second
+    stats = server.stats()
+    assert stats["creates"] == 4 + 8 + 8 and stats["duplicate_creates"] == 0  # heroes once, every edit once
+    assert _journal(folder) == []
+
+
+def test_key_stripes_are_stable_and_spread():
+    from wanflow.execute.cluster.worker import key_stripe
+
+    keys = [hashlib.sha256(str(index).encode()).hexdigest() for index in range(4000)]
+    names = [key_stripe(key, 16) for key in keys]
+    assert names == [key_stripe(key, 16) for key in keys]  # the same key, the same lock, in every process
+    counts = {name: names.count(name) for name in set(names)}
+    assert set(counts) == {f"wanflow-key-{index}" for index in range(16)}
+    assert max(counts.values()) < 2 * min(counts.values()), counts
+
+
 def test_ctrl_c_on_the_driver_cancels_cleanly_and_a_rerun_resumes_the_paid_tasks(sim, tmp_path):
     """Ctrl-C mid-run: exit 130 with no traceback (the local workers ignore SIGINT; the driver stops
     their units gracefully), the paid tasks stay journaled, and a rerun resumes them: no second create."""

@@ -231,3 +231,52 @@ def test_without_any_cache_folder_every_load_is_validated(tmp_path: Path, monkey
     assert "unknown field 'promt'" in schema_check.check_schema(load_yaml_file(path))[0].message
     path.write_text(VALID)
     assert schema_check.check_schema(load_yaml_file(path)) == []
+
+
+def _new_process(monkeypatch) -> None:
+    """What a later process starts with: no stamps in memory, the kept ones not read yet."""
+    import wanflow.state.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "_VERIFIED", set())
+    monkeypatch.setattr(cache_module, "_loaded", set())
+
+
+def test_a_later_process_trusts_kept_stamps_and_hashes_a_rewritten_object_again(write_pipeline, run_with, workspace,
+                                                                                monkeypatch):
+    import wanflow.state.cache as cache_module
+    import wanflow.state.store as store_module
+
+    monkeypatch.setattr(cache_module, "_RACY_NS", 0)  # the objects were written a moment ago
+    path = write_pipeline(CHAIN)
+    first = run_with(path)
+    key = first.steps["hero"].cache_key
+    _new_process(monkeypatch)
+    assert workspace.cache.lookup(key) is not None  # hashed, and its stamp kept
+    assert (workspace.cache.root / "verified.jsonl").is_file()
+    hashed: list[Path] = []
+    real = store_module.sha256_file
+    monkeypatch.setattr(store_module, "sha256_file", lambda file: hashed.append(file) or real(file))
+    _new_process(monkeypatch)
+    assert workspace.cache.lookup(key) is not None and hashed == []  # trusted from the kept stamp
+    stored = workspace.store.path_for(first.steps["hero"].outputs.images[0].sha256)
+    damaged = bytearray(stored.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    kept = stored.stat()
+    stored.chmod(0o644)
+    stored.write_bytes(bytes(damaged))
+    os.utime(stored, ns=(kept.st_atime_ns, kept.st_mtime_ns))  # mtime set back: the ctime still tells
+    _new_process(monkeypatch)
+    assert workspace.cache.lookup(key) is None and hashed == [stored]
+
+
+def test_a_fresh_stamp_is_not_kept_and_a_damaged_stamps_file_only_costs_a_hash(write_pipeline, run_with, workspace,
+                                                                                monkeypatch):
+    path = write_pipeline(CHAIN)
+    key = run_with(path).steps["hero"].cache_key
+    _new_process(monkeypatch)
+    stamps = workspace.cache.root / "verified.jsonl"
+    assert workspace.cache.lookup(key) is not None
+    assert not stamps.exists()  # written under two seconds ago: a rewrite in the same tick could hide
+    stamps.write_bytes(b'not json\n["a", 1]\n\xff\xfe\n[1, 2, 3, 4, "x"]\n')
+    _new_process(monkeypatch)
+    assert workspace.cache.lookup(key) is not None

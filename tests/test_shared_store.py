@@ -4,7 +4,10 @@ are in test_cluster.py."""
 
 from __future__ import annotations
 
+import json
 import os
+
+import pytest
 
 from cli_helpers import cli_env
 from sim_helpers import SECRET, TWO_STEPS, finish_run, project_folder, start_run
@@ -100,3 +103,35 @@ def test_two_project_folders_sharing_an_s3_store_create_each_task_once(sim, tmp_
     finally:
         for name in s3_server:
             os.environ.pop(name, None)
+
+
+# --- cache verify on the shared store ----------------------------------------------------------------
+
+def test_cache_verify_checks_the_shared_store_and_quarantines_its_corrupt_objects(project, write_pipeline, monkeypatch,
+                                                                                  tmp_path, capsys):
+    pytest.importorskip("fsspec", reason="the shared store needs fsspec; pip install -e '.[store]'")
+    from wanflow.cli.main import main
+
+    team = tmp_path / "team-store"
+    monkeypatch.setenv("WANFLOW_STORE", f"file://{team}")
+    path = write_pipeline(TWO_STEPS)
+    assert main(["run", str(path)]) == 0
+    shared = sorted(path for path in (team / "objects").glob("*/*"))
+    assert len(shared) >= 2
+    victim = shared[0]
+    victim.chmod(0o644)
+    victim.write_bytes(b"bit rot on the team's store")
+    capsys.readouterr()
+    assert main(["cache", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert f"checked {len(shared)} objects" in out and f"corrupt shared object {victim.name}" in out
+    assert not victim.exists() and [found.name.split(".")[0] for found in (team / "quarantine").iterdir()] == [victim.name]
+    assert main(["cache", "verify", "--json"]) == 1  # the entry that needs it has lost it, until it runs again
+    report = json.loads(capsys.readouterr().out)
+    assert report["shared_corrupt"] == [] and len(report["shared_entries_missing_objects"]) == 1
+    assert report["shared_store"] == f"file://{team}"
+    (project / ".wanflow").rename(project / "laptop-two-has-nothing")  # a second machine: only the shared store
+    assert main(["run", str(path), "--json"]) == 0
+    statuses = sorted(step["status"] for step in json.loads(capsys.readouterr().out)["steps"].values())
+    assert "ran" in statuses  # the corrupt object was never served
+    assert main(["cache", "verify"]) == 0

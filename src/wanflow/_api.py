@@ -138,7 +138,16 @@ def run(pipeline: PipelineLike | Prepared, *, budget: float | None = None, confi
     try:
         sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
-        return anyio.run(lambda: arun(pipeline, budget=budget, confirm=confirm, report=report, reporter=reporter, **choices))
+        prepared = _prepared(pipeline, choices)
+        if not prepared.plan.all_cached:
+            return anyio.run(lambda: arun(prepared, budget=budget, confirm=confirm, report=report, reporter=reporter))
+        from wanflow.execute.noop import run_cached  # the no-op fast path: no event loop, nothing generated
+
+        _admit(prepared, budget, confirm)
+        outcome = run_cached(prepared.plan, prepared.workspace, prepared.providers, reporter)
+        if outcome is None:  # something needs the engine after all (a cluster, a gc holding the workspace)
+            return anyio.run(lambda: _execute(prepared, report, reporter))
+        return _finish(prepared, outcome, report)
     raise UsageError("wanflow.run() blocks, and an event loop is already running here (a notebook?); "
                      "use `await wanflow.arun(...)` instead")
 
@@ -146,10 +155,27 @@ def run(pipeline: PipelineLike | Prepared, *, budget: float | None = None, confi
 async def arun(pipeline: PipelineLike | Prepared, *, budget: float | None = None, confirm: Callable[[Plan], None] | None = None,
                report: bool = True, reporter: Reporter | None = None, **choices: Any) -> RunResult | BatchResult:
     """``run`` for a running event loop (asyncio or trio, e.g. Jupyter): ``await wanflow.arun(pipeline)``."""
+    prepared = _prepared(pipeline, choices)
+    _admit(prepared, budget, confirm)
+    return await _execute(prepared, report, reporter)
+
+
+async def _execute(prepared: Prepared, report: bool, reporter: Reporter | None) -> RunResult | BatchResult:
+    """Step 6 and 7, once admitted: execute the plan, close the providers, finish."""
     from wanflow.execute.engine import execute
+
+    try:
+        outcome = await execute(prepared.plan, prepared.workspace, prepared.providers, reporter)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await close_providers(prepared.providers)
+    return _finish(prepared, outcome, report)
+
+
+def _admit(prepared: Prepared, budget: float | None, confirm: Callable[[Plan], None] | None) -> None:
+    """Steps 3-5: the budget, the paid-run choice, the API keys, the confirmation and the preflight."""
     from wanflow.execute.preflight import prepare_run
 
-    prepared = _prepared(pipeline, choices)
     the_plan, workspace, providers = prepared.plan, prepared.workspace, prepared.providers
     the_plan.check_budget(budget)  # before asking for keys: a budget needs none
     paid = sorted(name for name, made in providers.items() if made.paid)
@@ -165,12 +191,6 @@ async def arun(pipeline: PipelineLike | Prepared, *, budget: float | None = None
         confirm(the_plan)
     prepare_run(workspace, prepared.pipeline, [instance.name for instance in the_plan.instances if the_plan.batch],
                 prepared.options.write_lock)
-    try:
-        outcome = await execute(the_plan, workspace, providers, reporter)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await close_providers(providers)
-    return _finish(prepared, outcome, report)
 
 
 def _prepared(pipeline: PipelineLike | Prepared, choices: Mapping[str, Any]) -> Prepared:

@@ -30,6 +30,13 @@ def dispatch(args: argparse.Namespace) -> int:
                 print(f"  cache entry {key[:16]} lost an object: its step will run again")
             for run_id in report.abandoned:
                 print(f"  run {run_id} was left running by a process that died: marked abandoned")
+            if report.shared_store is not None:
+                print(f"checked {report.shared_objects_checked} objects and {report.shared_entries_checked} cache entries "
+                      f"in the shared store {report.shared_store}")
+            for name in report.shared_corrupt:
+                print(f"  corrupt shared object {name}: moved to the store's quarantine/; the steps needing it will run again")
+            for key in report.shared_entries_missing_objects:
+                print(f"  shared cache entry {key[:16]} lost an object: its step will run again")
             print("ok" if report.ok else "problems found (nothing corrupt will be served)")
         return EXIT_OK if report.ok else EXIT_STEP_FAILED
     gc = maintenance.collect_garbage(workspace, keep_days=args.keep_days, dry_run=args.dry_run)

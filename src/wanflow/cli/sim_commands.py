@@ -9,8 +9,12 @@ from wanflow.cli.exit_codes import EXIT_OK
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    from wanflow.sim.server import serve
-    from wanflow.sim.state import Knobs
+    try:
+        from wanflow.sim.server import serve
+        from wanflow.sim.state import Knobs
+    except ModuleNotFoundError as error:  # the simulator's web stack is not part of the lean install
+        raise UsageError(f"wanflow sim needs {error.name}, which the default install leaves out; install it with "
+                         "`pip install starlette uvicorn` (or wanflow's test extra: pip install -e '.[test]')") from None
 
     for name in ("error_rate", "fail_rate", "drop_rate", "suspend_rate", "corrupt_rate", "short_rate", "reset_rate",
                  "after_create_rate", "empty_success_rate", "lose_rate"):

@@ -11,7 +11,8 @@ import shutil
 import time
 import traceback
 from collections.abc import Mapping
-from typing import Protocol
+from functools import cached_property
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -19,7 +20,6 @@ from wanflow import _fs_errors as fs_errors
 from wanflow._exceptions import StepFailed, TemplateProblem, WanflowError
 from wanflow.artifacts import Artifact
 from wanflow.execute.shared import SharedState
-from wanflow.execute.unit import UnitRunner
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import base_context, evaluate_for_each, evaluate_when, pipeline_seed
 from wanflow.pipelines.static_checks import fan_in
@@ -32,6 +32,9 @@ from wanflow.records.results import RunResult, StepResult
 from wanflow.records.run_record import RunRecorder, new_run_id
 from wanflow.state.out_folder import OutputFolder
 from wanflow.state.workspace import Workspace
+
+if TYPE_CHECKING:
+    from wanflow.execute.unit import UnitRunner
 
 
 class Reporter(Protocol):
@@ -111,14 +114,24 @@ class Runner:
             # after every step would cost more than the steps.
             interim_writes=shared.interim_writes,
         )
-        self._done = {step_id: anyio.Event() for step_id in pipeline.steps}
+        self._done: dict[str, anyio.Event] = {}  # made in run(): an Event needs the running loop
         self._outputs: dict[str, StepOutputs] = {}
-        self.units = UnitRunner(pipeline, workspace, providers, options, shared, locked, self.history, run_id,
-                                self.reporter.step_started, self._log)
+        self.shared, self.locked, self.run_id = shared, locked, run_id
+        self.workdir = workspace.tmp_dir / run_id  # the run's scratch folder (UnitRunner's too)
+
+    @cached_property
+    def units(self) -> UnitRunner:
+        """What runs the units: made when a step first needs it (a fully cached run never does)."""
+        from wanflow.execute.unit import UnitRunner
+
+        return UnitRunner(self.pipeline, self.workspace, self.providers, self.options, self.shared, self.locked,
+                          self.history, self.run_id, self.reporter.step_started, self._log)
 
     async def run(self) -> RunResult:
         """Run every step, write outputs and the record, and return the result (also when cancelled:
         then it is marked interrupted, its record flushed, and the cancellation goes on)."""
+        self._done = {step_id: anyio.Event() for step_id in self.pipeline.steps}
+        assert self.units is not None  # made before the first step, as a run always did
         self.recorder.write("running")
         try:
             async with anyio.create_task_group() as group:
@@ -142,21 +155,14 @@ class Runner:
         if self.result.out_notes:
             self.recorder.extra["warnings"] = [*self.recorder.extra.get("warnings", []), *self.result.out_notes]
         self.recorder.write(status)
-        shutil.rmtree(self.units.workdir, ignore_errors=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     async def _run_step(self, step: StepSpec) -> None:
         result = self.result.steps[step.id]
         for dep in step.depends_on:
             await self._done[dep].wait()
         try:
-            blocked = [dep for dep in step.depends_on if not self.result.steps[dep].ok]
-            if blocked:
-                result.status = "skipped"
-                result.condition_skipped = all(self.result.steps[dep].condition_skipped for dep in blocked)
-                result.reason = "upstream " + ", ".join(
-                    f"'{dep}' {'skipped by its condition' if self.result.steps[dep].condition_skipped else self.result.steps[dep].status}"
-                    for dep in blocked
-                )
+            if self.blocked(step, result):
                 return
             run_it, problems = evaluate_when(self.pipeline, step, self._outputs)
             if problems:
@@ -188,6 +194,19 @@ class Runner:
             self._done[step.id].set()
             self.recorder.write("running")
             self.reporter.step_finished(result)
+
+    def blocked(self, step: StepSpec, result: StepResult) -> bool:
+        """Mark ``result`` skipped (and say True) when a dependency of ``step`` did not succeed."""
+        blocked = [dep for dep in step.depends_on if not self.result.steps[dep].ok]
+        if not blocked:
+            return False
+        result.status = "skipped"
+        result.condition_skipped = all(self.result.steps[dep].condition_skipped for dep in blocked)
+        result.reason = "upstream " + ", ".join(
+            f"'{dep}' {'skipped by its condition' if self.result.steps[dep].condition_skipped else self.result.steps[dep].status}"
+            for dep in blocked
+        )
+        return True
 
     async def _fan_out(self, step: StepSpec, result: StepResult, items: list) -> None:
         """One sub-task per item, all at once (within the limits); downstream sees lists in item order."""

@@ -18,10 +18,8 @@ from pathlib import Path
 import anyio
 
 from wanflow._exceptions import MediaError, StepFailed
-from wanflow.artifacts import Artifact
 from wanflow.catalog.loader import load_catalog
 from wanflow.catalog.pricing import estimate
-from wanflow.catalog.rules import tier_aspect_warning
 from wanflow.execute.repair import repair_from_urls, repairable_objects
 from wanflow.execute.result_check import ResultCheck, check_result
 from wanflow.execute.shared import SharedState
@@ -76,19 +74,7 @@ class UnitRunner:
         request = self._resolve(step, outputs, item)
         provider = self.providers[request.provider]
         key = cache_key(request, provider.cache_salt)
-        canonical = request.canonical()
-        result.provider, result.cache_key, result.request = request.provider, key, canonical
-        result.seed, result.seed_source = request.seed, request.seed_source
-        result.adaptations = [dict(item) for item in request.adaptations]
-        for adaptation in result.adaptations:  # a changed picture must not pass unnoticed
-            if any("transparency" in str(action) for action in adaptation.get("actions") or []):
-                result.warnings.append(f"input {str(adaptation.get('from', ''))[:19]}…: its transparency was flattened onto "
-                                       "white (the model takes no alpha); give an opaque image to choose the background")
-        aspect = tier_aspect_warning(request.model, request.params, [
-            (item.width, item.height) if isinstance(item, Artifact) and item.width and item.height else None
-            for item in request.inputs.get("images", ())])
-        if aspect:
-            result.warnings.append(aspect)
+        canonical = result.describe(request, key)
         if self.locked is not None:
             locked = (self.locked.get("steps") or {}).get(result.step_id)
             changes = lockfile.compare({"steps": {result.step_id: locked}}, {result.step_id: canonical}, False) if locked else []

@@ -72,6 +72,15 @@ class Plan:
     locked: dict[str, dict[str, Any] | None]
     rejected: list[RejectedRow] = field(default_factory=list)
     batch: bool = False  # a matrix or batch run (instances), even of one
+    # Per instance, each cached unit's resolved request and cache entry: a fully cached run's
+    # bookkeeping is done from these (``execute.noop``) without resolving or looking up again.
+    cached: dict[str, dict[str, tuple[Any, Any]]] = field(default_factory=dict, repr=False)
+
+    @property
+    def all_cached(self) -> bool:
+        """Every unit of every instance is in the cache (and was planned from it)."""
+        return all(unit.status == "cached" and unit.step_id in self.cached.get(name, {})
+                   for name, units in self.units.items() for unit in units)
 
     @property
     def certain_usd(self) -> float:
@@ -117,6 +126,7 @@ def build_plan(pipeline: Pipeline, workspace: Workspace, providers: Mapping[str,
     lock_data = lockfile.read_lock(lockfile.lock_path(pipeline))
     first_makers: dict[str, str] = {}
     units: dict[str, list[PlannedStep]] = {}
+    cached: dict[str, dict[str, tuple[Any, Any]]] = {}
     locked: dict[str, dict[str, Any] | None] = {}
     for instance in instances:
         instance_options = replace(options, instance=instance.name) if batch else options
@@ -128,7 +138,8 @@ def build_plan(pipeline: Pipeline, workspace: Workspace, providers: Mapping[str,
         for step_id in instance.pipeline.order():
             planner.plan_step(instance.pipeline.steps[step_id])
         units[instance.name] = planner.planned
-    return Plan(pipeline, options, instances, units, locked, list(rejected or []), batch)
+        cached[instance.name] = planner.cached
+    return Plan(pipeline, options, instances, units, locked, list(rejected or []), batch, cached)
 
 
 def own_references(step: StepSpec) -> set[str]:
@@ -171,6 +182,7 @@ class _Planner:
         self.stand_ins: dict[str, StepOutputs] = {}  # outputs of steps that run first (not known yet)
         self.skipped: set[str] = set()
         self.planned: list[PlannedStep] = []
+        self.cached: dict[str, tuple[Any, Any]] = {}  # unit -> (request, cache entry), for the units found cached
         self._static: dict[str, dict[str, Any]] | None = None
         self._params: dict[str, dict[str, Any]] = {}  # rendered params (``n: "{{ vars.count }}"`` is a number here)
 
@@ -220,6 +232,8 @@ class _Planner:
         usd, basis = (cost.usd, cost.basis) if decision.status in SPENDS else (0.0, decision.status)
         self.planned.append(PlannedStep(name, step.model.name, request.provider, decision.status, decision.reason,
                                         request.seed, key, usd, basis, changed))
+        if entry is not None and decision.status == "cached":
+            self.cached[name] = (request, entry)
         return template_outputs(step, entry.outputs) if entry is not None else None
 
     def _own_changes(self, unit: str) -> list[str]:

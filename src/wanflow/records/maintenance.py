@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wanflow._bounded import read_bounded
 from wanflow._fs import sha256_file
@@ -16,6 +17,9 @@ from wanflow.state.journal import Journal
 from wanflow.state.locks import WorkspaceLock
 from wanflow.state.state_files import DamagedState, parse_json, read_state
 from wanflow.state.workspace import Workspace
+
+if TYPE_CHECKING:
+    from wanflow.state.shared_store import SharedStore
 
 DEFAULT_KEEP_DAYS = 30.0
 
@@ -29,10 +33,16 @@ class VerifyReport:
     entries_checked: int = 0
     entries_missing_objects: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)  # run records marked abandoned
+    shared_store: str | None = None  # the shared store's URL, when the workspace has one
+    shared_objects_checked: int = 0
+    shared_corrupt: list[str] = field(default_factory=list)  # moved to the store's quarantine/
+    shared_entries_checked: int = 0
+    shared_entries_missing_objects: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt and not self.entries_missing_objects
+        return not (self.corrupt or self.entries_missing_objects or self.shared_corrupt
+                    or self.shared_entries_missing_objects)
 
 
 def _objects(workspace: Workspace) -> Iterator[Path]:
@@ -89,7 +99,31 @@ def verify(workspace: Workspace) -> VerifyReport:
             missing = ["?"]
         if missing or not entry:
             report.entries_missing_objects.append(path.stem)
+    if workspace.shared is not None:
+        _verify_shared(workspace.shared, report)
     return report
+
+
+def _verify_shared(store: SharedStore, report: VerifyReport) -> None:
+    """The same checks on the shared store: every object rehashed (a corrupt one moves to the
+    store's ``quarantine/``, where no machine's lookup finds it), every cache entry's objects present."""
+    scheme, _, rest = store.url.partition("://")
+    report.shared_store = f"{scheme}://{rest.rpartition('@')[2]}" if rest else store.url  # never a password in a URL
+    for name in store.object_names():
+        report.shared_objects_checked += 1
+        if store.object_hash(name) != name:
+            store.quarantine_object(name)
+            report.shared_corrupt.append(name)
+    for prefix in store.names("cache"):
+        for entry_name in store.names(f"cache/{prefix}"):
+            report.shared_entries_checked += 1
+            try:
+                entry = json.loads(store.read(f"cache/{prefix}/{entry_name}") or b"")
+                missing = [sha for sha in _entry_objects(entry) if not store.has_object(sha)]
+            except (AttributeError, KeyError, TypeError, ValueError):  # not the shape wanflow writes
+                missing = ["?"]
+            if missing:
+                report.shared_entries_missing_objects.append(entry_name.removesuffix(".json"))
 
 
 @dataclass

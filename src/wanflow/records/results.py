@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from wanflow.artifacts import MaterializedFile
+from wanflow.artifacts import Artifact, MaterializedFile
+from wanflow.catalog.rules import tier_aspect_warning
 from wanflow.state.cache import StepOutputsData
+
+if TYPE_CHECKING:
+    from wanflow.pipelines.request import StepRequest
 
 StepStatus = Literal["pending", "running", "ran", "cached", "failed", "skipped"]
 SUCCESS = ("ran", "cached")
@@ -69,6 +73,24 @@ class StepResult:
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+    def describe(self, request: StepRequest, key: str) -> dict[str, Any]:
+        """Fill in what the unit's resolved request says (provider, key, request, seed, input
+        adaptations and their warnings); returns the canonical request."""
+        canonical = request.canonical()
+        self.provider, self.cache_key, self.request = request.provider, key, canonical
+        self.seed, self.seed_source = request.seed, request.seed_source
+        self.adaptations = [dict(item) for item in request.adaptations]
+        for adaptation in self.adaptations:  # a changed picture must not pass unnoticed
+            if any("transparency" in str(action) for action in adaptation.get("actions") or []):
+                self.warnings.append(f"input {str(adaptation.get('from', ''))[:19]}…: its transparency was flattened onto "
+                                     "white (the model takes no alpha); give an opaque image to choose the background")
+        aspect = tier_aspect_warning(request.model, request.params, [
+            (item.width, item.height) if isinstance(item, Artifact) and item.width and item.height else None
+            for item in request.inputs.get("images", ())])
+        if aspect:
+            self.warnings.append(aspect)
+        return canonical
 
 
 @dataclass

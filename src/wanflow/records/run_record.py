@@ -14,6 +14,7 @@ from wanflow._version import __version__
 from wanflow.pipelines.model import Pipeline
 from wanflow.preview.notice import PREVIEW_NOTICE
 from wanflow.records.results import RunResult, StepResult
+from wanflow.state.state_files import wrote_state
 
 RUNNING_WRITE_SECONDS = 1.0
 
@@ -137,4 +138,5 @@ class RunRecorder:
         data = json_document(self.document(status), compact=not self._interim_writes)
         atomic_write_bytes(self.path, data, durable=False)
         atomic_write_bytes(self.latest, data, durable=False)
+        wrote_state(self.path)
         self.result.record_path = self.path

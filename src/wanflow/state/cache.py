@@ -56,10 +56,16 @@ class CacheEntry:
     created_at: float
 
 
-# Objects this process hashed and found intact, by (path, size, mtime, inode): any rewrite of the
-# file changes the stamp, and a new process hashes again.
+# Objects found intact, by (path, size, mtime, inode, ctime): any rewrite of the file changes the
+# stamp (the kernel sets ctime; nobody can set it back), and a changed stamp is hashed again. The
+# stamps are kept in ``<cache>/verified.jsonl`` too, so a later process trusts them as DVC's state
+# and Ninja's log do, instead of hashing every object of a fully cached run again.
 _VERIFIED: set[tuple[str, int, int, int, int]] = set()
 _VERIFIED_MAX = 200_000  # a long-lived process (a Dask worker) forgets and hashes again past this
+_STAMPS_FILE = "verified.jsonl"
+_STAMPS_MAX_BYTES = 16_000_000  # past this the file starts over (the objects are hashed once more)
+_RACY_NS = 2_000_000_000  # a stamp this fresh may not show a rewrite in the same clock tick: not kept
+_loaded: set[Path] = set()
 
 
 def _stamp(path: Path | None) -> tuple[str, int, int, int, int] | None:
@@ -110,18 +116,53 @@ class StepCache:
         return CacheEntry(key, raw.get("request", {}), outputs, raw.get("provider", {}), raw.get("created_at", 0.0))
 
     def _intact(self, artifact: Artifact) -> bool:
-        """The store's full check (the hash of every byte), once per process for an unchanged file:
-        a run looks each object up twice (planning, then running)."""
+        """The store's full check (the hash of every byte), once for an unchanged file: a run
+        looks each object up twice (planning, then running), and a rerun finds its stamp kept."""
         stamp = _stamp(artifact.path)
-        if stamp is not None and stamp[1] == artifact.size and stamp in _VERIFIED:
-            return True
+        if stamp is not None and stamp[1] == artifact.size:
+            if self.root not in _loaded:
+                self._load_stamps()
+            if stamp in _VERIFIED:
+                return True
         if not self.store.is_intact(artifact.sha256, artifact.size):
             return False
         if stamp is not None and stamp == _stamp(artifact.path):  # unchanged while it was hashed
             if len(_VERIFIED) >= _VERIFIED_MAX:
                 _VERIFIED.clear()
             _VERIFIED.add(stamp)
+            if time.time_ns() - stamp[4] > _RACY_NS:
+                self._keep_stamp(stamp)
         return True
+
+    def _load_stamps(self) -> None:
+        """The stamps earlier processes verified (a damaged or foreign line is skipped: it only costs a hash)."""
+        _loaded.add(self.root)
+        path = self.root / _STAMPS_FILE
+        try:
+            if path.stat().st_size > _STAMPS_MAX_BYTES:
+                path.unlink()
+                return
+            text = path.read_text("utf-8", errors="replace")
+        except OSError:
+            return
+        for line in text.splitlines():
+            try:
+                name, size, mtime, inode, ctime = json.loads(line)
+                _VERIFIED.add((str(name), int(size), int(mtime), int(inode), int(ctime)))
+            except (ValueError, TypeError):
+                continue
+
+    def _keep_stamp(self, stamp: tuple[str, int, int, int, int]) -> None:
+        """Append one stamp (one short write in append mode: concurrent runs do not mix lines)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.root / _STAMPS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(descriptor, (json.dumps(list(stamp)) + "\n").encode("utf-8"))
+            finally:
+                os.close(descriptor)
+        except OSError:
+            pass  # a read-only cache: the next process hashes again
 
     def save(self, key: str, request: dict[str, Any], outputs: StepOutputsData, provider_info: dict[str, Any]) -> None:
         """Record that ``key`` produced ``outputs``."""

@@ -25,6 +25,7 @@ when a store is used.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -178,6 +179,32 @@ class SharedStore:
             return False
         finally:
             temp.unlink(missing_ok=True)
+
+    def object_names(self) -> list[str]:
+        """Every object's name (its sha256) in the store."""
+        return [name for prefix in self.names("objects") for name in self.names(f"objects/{prefix}")]
+
+    def object_hash(self, sha256: str) -> str | None:
+        """The sha256 of the stored bytes of object ``sha256`` (streamed), or None when it is gone."""
+        digest = hashlib.sha256()
+        try:
+            with self.fs.open(self._path(f"objects/{sha256[:2]}/{sha256}"), "rb") as stream:
+                while chunk := stream.read(1 << 20):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return None
+        return digest.hexdigest()
+
+    def has_object(self, sha256: str) -> bool:
+        return bool(self.fs.exists(self._path(f"objects/{sha256[:2]}/{sha256}")))
+
+    def quarantine_object(self, sha256: str) -> None:
+        """Move a corrupt object to ``quarantine/`` in the store (nothing is deleted; no lookup serves it again)."""
+        relative = f"objects/{sha256[:2]}/{sha256}"
+        data = self.read(relative)
+        if data is not None:
+            self.write(f"quarantine/{sha256}.{int(time.time())}", data)
+        self.delete(relative)
 
     # --- run records -------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -125,13 +126,40 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
+# State files this process wrote itself, by path -> their stat stamp just after the write: read
+# back unchanged (the run's summary and report read the record it just wrote), they are well
+# formed by construction, and the type check (a walk of the whole document) is skipped.
+_WRITTEN: dict[str, tuple[int, int, int, int]] = {}
+
+
+def _stat_stamp(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_size, found.st_mtime_ns, found.st_ino, found.st_ctime_ns
+
+
+def wrote_state(path: Path) -> None:
+    """Note that this process just wrote the state file ``path`` (see ``read_state``)."""
+    stamp = _stat_stamp(path)
+    if stamp is not None:
+        if len(_WRITTEN) > 10_000:  # a long-lived process (a Dask worker) forgets
+            _WRITTEN.clear()
+        _WRITTEN[str(path)] = stamp
+
+
 def read_state(path: Path, kind: str, limit: int = MAX_STATE_BYTES) -> dict[str, Any]:
     """Read, parse and type-check one state file. FileNotFoundError when it is gone; DamagedState
     for anything else that is wrong with it (unreadable, too large, not JSON, wrong types)."""
+    stamp = _WRITTEN.get(str(path))
     try:
         raw = read_bounded(path, limit)
     except FileNotFoundError:
         raise
     except OSError as error:
         raise DamagedState(path, f"cannot read it ({error.strerror or error})") from None
-    return check_state(parse_json(raw, path), kind, path)
+    data = parse_json(raw, path)
+    if stamp is not None and stamp == _stat_stamp(path) and isinstance(data, dict) and len(raw) == stamp[0]:
+        return data  # the bytes this process wrote, untouched since
+    return check_state(data, kind, path)

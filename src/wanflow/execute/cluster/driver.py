@@ -7,8 +7,9 @@ decided there, once) and submits one Dask future per instance of the matrix or b
 plain pipeline). A worker runs the very ``Runner`` a local run uses for that instance, on the same
 project paths (one machine, or a shared mount) and the same shared store. On a worker:
 
-- each cache key is generated under a ``distributed.Lock`` named after the key (on top of the OS
-  lock and the shared store's lease), so identical requests in different instances run once;
+- each cache key is generated under a ``distributed.Lock`` (on top of the OS lock and the shared
+  store's lease), so identical requests in different instances run once; the keys share a fixed
+  number of such locks (``worker.key_stripe``), so the scheduler does not keep one per row;
 - each provider/model's concurrent-task limit is a ``distributed.Semaphore`` with that many
   leases, so the limit holds cluster-wide, not per worker; like the submit rate below, it is kept
   per account (a short hash of the worker's API key for that provider), as the services count;

@@ -18,6 +18,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
+from wanflow._settings import number_setting
 from wanflow.execute.coordination import nothing_to_hold
 from wanflow.execute.pacing import TokenBucket, next_grant
 from wanflow.records.results import RunResult
@@ -217,15 +218,41 @@ def _rate_lock(name: str) -> Any:
         return _rate_locks[name]
 
 
+KEY_LOCKS = 1024  # cluster-wide key lock stripes (WANFLOW_CLUSTER_KEY_LOCKS)
+
+_key_locks: dict[str, Any] = {}
+
+
+def key_stripe(key: str, stripes: int) -> str:
+    """The name of the cluster lock that guards cache key ``key``: one of ``stripes``.
+
+    Dask keeps a lock's state in the scheduler until it is closed, and closing is a hard close
+    that breaks another worker waiting on it; a lock per key therefore grew the scheduler by one
+    entry per row for good. Two keys in one stripe only wait for each other (a unit holds one key
+    lock at a time, and takes its task slot inside it, so no cycle can form); the per-process and
+    OS locks stay per key.
+    """
+    return f"wanflow-key-{int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % stripes}"
+
+
+def _key_lock(name: str) -> Any:
+    """One Lock client per worker process and stripe (a Lock client refreshes its leases on a timer)."""
+    from distributed import Lock
+
+    with _rate_locks_guard:
+        if name not in _key_locks:
+            _key_locks[name] = Lock(name, scheduler_rpc=_worker.scheduler, loop=_worker.loop)
+        return _key_locks[name]
+
+
 class DaskCoordinator:
     """On a Dask worker: a cache key, a model's task slots and its submit pace held cluster-wide."""
 
     @asynccontextmanager
     async def key_lock(self, key: str, on_wait: Callable[[], None] | None = None) -> AsyncIterator[None]:
-        """Hold the cluster-wide lock of a cache key (on a worker)."""
-        from distributed import Lock
-
-        lock = Lock(f"wanflow-key-{key}", scheduler_rpc=_worker.scheduler, loop=_worker.loop)
+        """Hold the cluster-wide lock of a cache key (on a worker): one of a fixed number of lock
+        stripes (``key_stripe``), so the scheduler's lock table does not grow with the keys."""
+        lock = _key_lock(key_stripe(key, int(number_setting("WANFLOW_CLUSTER_KEY_LOCKS", KEY_LOCKS))))
         if not await anyio.to_thread.run_sync(lambda: lock.acquire(blocking=False)):
             if on_wait is not None:
                 on_wait()

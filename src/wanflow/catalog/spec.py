@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["t2i", "edit", "i2v"]
+Kind = Literal["t2i", "edit", "i2v", "t2v", "flf2v", "vace"]  # the last three: open weights only
 DEFAULT_MODE = "default"
 
 
@@ -57,7 +57,7 @@ class ParamSpec:
         if self.minimum is not None and self.maximum is not None:
             if self.minimum == self.maximum:
                 return f"exactly {self.minimum}"
-            return f"an integer from {self.minimum} to {self.maximum}"
+            return f"{'a number' if self.type == 'number' else 'an integer'} from {self.minimum} to {self.maximum}"
         return f"a {self.type}"
 
 
@@ -144,6 +144,24 @@ class ProviderModel:
 
 
 @dataclass(frozen=True)
+class OpenWeights:
+    """An open-weights release run by the ``diffusers`` provider: where its weights are and what
+    it was trained at. ``source`` is a Hugging Face repo id or an absolute folder path;
+    ``identity`` says which weights exactly (a folder's content hash, a repo's commit)."""
+
+    source: str
+    pipeline_class: str
+    sizes: tuple[tuple[int, int], ...] = ()
+    frames: tuple[int, ...] = ()
+    identity: str | None = None
+
+    @property
+    def is_folder(self) -> bool:
+        """Whether the weights are a saved pipeline folder (else a hub repo id)."""
+        return self.source.startswith("/")
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything the catalog knows about one model."""
 
@@ -160,6 +178,7 @@ class ModelSpec:
     modes: tuple[Mode, ...] = ()
     price: PriceSpec | None = None
     providers: Mapping[str, ProviderModel] = field(default_factory=dict)
+    open_weights: OpenWeights | None = None
 
     def mode_for(self, params: Mapping[str, Any]) -> Mode | None:
         """The mode that ``params`` select, or None for the model's default behaviour."""

@@ -80,6 +80,7 @@ class Job:
     """One generation, as plain values: what the provider asks of the engine."""
 
     source: str  # repo id or folder
+    identity: str  # which weights exactly: new weights at the same path are loaded anew
     pipeline_class: str  # from the folder's model_index.json; empty for a catalog id
     kind: str
     prompt: str
@@ -95,11 +96,13 @@ def load_pipeline(job: Job, device: str, dtype: Any) -> Any:
     offload = str(job.params.get("offload", "none"))
     shift = job.params.get("flow_shift")
     wanted_class = "WanImageToVideoPipeline" if job.kind == "i2v" or (job.kind == "t2v" and job.image is not None) else ""
-    key = (job.source, device, str(dtype), offload, f"{wanted_class}:{shift}")
+    key = (f"{job.source}@{job.identity}", device, str(dtype), offload, f"{wanted_class}:{shift}")
     with _LOCK:
         pipe = _PIPELINES.get(key)
         if pipe is not None:
             return pipe
+        for stale in [k for k in _PIPELINES if k[0].startswith(f"{job.source}@") and k[0] != key[0]]:
+            del _PIPELINES[stale]  # older weights at this path: free their memory
         quiet_libraries()
         cls = getattr(diffusers, wanted_class or job.pipeline_class or "DiffusionPipeline")
         try:
@@ -160,11 +163,21 @@ def generate(job: Job, stop: threading.Event, progress: Callable[[int, int], Non
 
         generator = torch.Generator(device="cpu" if device == "mps" else device).manual_seed(int(job.params["seed"]))
         output = pipe(**call_arguments(job), generator=generator, output_type="np", callback_on_step_end=on_step_end)
-    except torch.OutOfMemoryError as error:
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
         raise ProviderError(out_of_memory_message(job, device, str(error))) from None
     frames = output.frames[0]
     info = {"device": device, "dtype": str(dtype).removeprefix("torch."), **versions()}
     return frames, info
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError (torch has no class for that one)."""
+    import torch
+
+    text = str(error)
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
 
 
 def out_of_memory_message(job: Job, device: str, detail: str) -> str:

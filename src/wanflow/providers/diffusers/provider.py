@@ -54,7 +54,7 @@ class DiffusersProvider:
         if weights is None:
             raise ProviderError(f"{request.model.name} is not an open-weights model; provider diffusers runs only those")
         job = engine.Job(
-            source=weights.source, pipeline_class=weights.pipeline_class, kind=request.model.kind,
+            source=weights.source, identity=str(weights.identity), pipeline_class=weights.pipeline_class, kind=request.model.kind,
             prompt=request.prompt or "", negative_prompt=request.negative_prompt,
             params=dict(request.params), image=_first_image(request),
         )

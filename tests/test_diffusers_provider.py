@@ -237,3 +237,31 @@ def test_cancelling_stops_between_denoising_steps(project: Path, weights: dict[s
     anyio.run(main)
     assert seen[-1] in ("denoising step 3/400", "denoising step 4/400"), seen[-3:]
     assert not (project / "video.mp4").exists()
+
+
+def _cluster_run(project: Path, path: Path, gpu: bool) -> wanflow.RunResult:
+    pytest.importorskip("distributed", reason="Dask's distributed is not installed: pip install -e '.[cluster]'")
+    from distributed import LocalCluster
+
+    resources = {"GPU": 1} if gpu else {}
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
+                      resources=resources) as cluster:  # addressed as a remote scheduler: units are routed by resource
+        result = wanflow.run(path, workspace=wanflow.Workspace.discover(project), report=False, cluster=cluster.scheduler_address)
+    assert isinstance(result, wanflow.RunResult)
+    return result
+
+
+def test_on_a_cluster_open_weights_need_a_worker_that_declares_a_gpu(project: Path, weights: dict[str, Path]) -> None:
+    path = _pipeline(project, weights, f"""
+        steps:
+          clip:
+            model: ./t2v
+            prompt: a fox on a cluster
+            params: {TINY}
+        """)
+    with pytest.raises(UsageError, match=r"no worker of the cluster declares a GPU: .*--resources GPU=1"):
+        _cluster_run(project, path, gpu=False)
+    assert not list(project.glob("out/**/*.mp4")) and not list(project.glob(".wanflow/runs/*.json"))
+    result = _cluster_run(project, path, gpu=True)
+    assert result.ok and result.steps["clip"].status == "ran", result.steps["clip"].error
+    assert result.steps["clip"].provider_info["device"] == "cpu"

@@ -14,7 +14,8 @@ SIDE = 16  # the smallest frame the tiny VAE and 2x2 patches take
 FRAMES = 5
 
 
-def _tokenizer() -> Any:
+def byte_tokenizer() -> Any:
+    """A byte-level BPE tokenizer (no merges) built in code: every text has tokens, nothing is fetched."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -49,7 +50,7 @@ def _shared(seed: int) -> dict[str, Any]:
     config = UMT5Config(vocab_size=300, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
                         relative_attention_num_buckets=8)
     return {"vae": vae, "scheduler": FlowMatchEulerDiscreteScheduler(shift=7.0),
-            "text_encoder": UMT5EncoderModel(config).eval(), "tokenizer": _tokenizer()}
+            "text_encoder": UMT5EncoderModel(config).eval(), "tokenizer": byte_tokenizer()}
 
 
 def save_tiny_wan(folder: Path, kind: str = "t2v", seed: int = 0) -> Path:

@@ -265,3 +265,32 @@ def test_on_a_cluster_open_weights_need_a_worker_that_declares_a_gpu(project: Pa
     result = _cluster_run(project, path, gpu=True)
     assert result.ok and result.steps["clip"].status == "ran", result.steps["clip"].error
     assert result.steps["clip"].provider_info["device"] == "cpu"
+
+
+def test_first_and_last_frame_to_video_from_an_image_to_video_folder(project: Path, weights: dict[str, Path]) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (64, 32), (250, 20, 20)).save(project / "first.png")
+    Image.new("RGB", (64, 32), (20, 20, 250)).save(project / "last.png")
+    path = _pipeline(project, weights, f"""
+        steps:
+          flf:
+            model: ./i2v
+            first_frame: first.png
+            last_frame: last.png
+            prompt: red turns to blue
+            params: {TINY}
+          missing:
+            model: ./i2v
+            first_frame: first.png
+            prompt: no last frame
+            params: {TINY}
+        """)
+    with pytest.raises(PipelineError, match="last_frame"):
+        wanflow.load_pipeline(path)
+    path.write_text(path.read_text("utf-8").split("  missing:")[0], "utf-8")
+    result = _run(path, project)
+    assert result.ok, result.steps["flf"].error
+    assert set(result.steps["flf"].request["inputs"]) == {"first_frame", "last_frame"}
+    frames = _frames(next(project.glob("out/gpu/**/*.mp4")))
+    assert frames.shape == (FRAMES, SIDE, 2 * SIDE, 3)

@@ -38,11 +38,11 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "dtype": {"type": "string", "enum": ["auto", "float32", "bfloat16", "float16"], "default": "auto"},
     "offload": {"type": "string", "enum": ["none", "model", "sequential"], "default": "none"},
 }
-# Media inputs per kind, in the catalog's input form. FLF2V and VACE inputs are not in the DSL yet.
+# Media inputs per kind, in the catalog's input form. VACE's video and mask are not in the DSL yet.
 _INPUTS: dict[str, dict[str, Any]] = {
     "t2v": {},
     "i2v": {"image": {"required": True}},
-    "flf2v": {"image": {"required": True}},
+    "flf2v": {"first_frame": {"required": True}, "last_frame": {"required": True}},
     "vace": {},
 }
 
@@ -77,10 +77,11 @@ def _spec(name: str, title: str, kind: Kind, defaults: Mapping[str, Any], weight
     )
 
 
-def open_weights_model(name: str, base_dir: Path) -> ModelSpec | None:
+def open_weights_model(name: str, base_dir: Path, frames_given: bool = False) -> ModelSpec | None:
     """The open-weights model ``name`` (a catalog id, or a folder relative to ``base_dir`` holding a
     saved diffusers pipeline), or None when it is neither. Raises ValueError for a folder that is
-    not a Wan pipeline."""
+    not a Wan pipeline. FLF2V is an image-to-video pipeline too: a folder step that gives
+    ``first_frame``/``last_frame`` (``frames_given``) is first/last-frame-to-video."""
     raw = _raw()
     entry = raw["models"].get(name.strip().lower())
     if entry is not None:
@@ -98,6 +99,8 @@ def open_weights_model(name: str, base_dir: Path) -> ModelSpec | None:
     if kind is None:
         raise ValueError(f"{index} names pipeline class '{class_name}', which is not a Wan pipeline "
                          f"(allowed: {', '.join(raw['kinds'])})")
+    if kind == "i2v" and frames_given:
+        kind = "flf2v"
     weights = OpenWeights(str(folder.resolve()), class_name)
     return _spec(name, f"saved {class_name} at {name}", kind, raw["folder_defaults"], weights)
 

@@ -96,7 +96,7 @@ def _build_steps(raw: Mapping[str, Any], document: Any, base_dir: Path) -> tuple
         model = catalog.get(body["model"])
         if model is None:
             try:
-                model = open_weights_model(body["model"], base_dir)
+                model = open_weights_model(body["model"], base_dir, frames_given="first_frame" in body or "last_frame" in body)
             except ValueError as error:
                 where: DataPath = ("steps", step_id, "model")
                 problems.append(Diagnostic(str(error), document.locate(where), path=format_path(where)))
@@ -123,6 +123,8 @@ def _build_steps(raw: Mapping[str, Any], document: Any, base_dir: Path) -> tuple
             images=body.get("images"),
             image=body.get("image"),
             audio=body.get("audio"),
+            first_frame=body.get("first_frame"),
+            last_frame=body.get("last_frame"),
             params=dict(body.get("params") or {}),
             seed=body.get("seed"),
             needs=tuple(body.get("needs") or ()),

@@ -11,8 +11,9 @@ from wanflow.catalog.spec import ModelSpec
 from wanflow.pipelines.yaml_source import DataPath, SourceDocument
 
 # Step fields whose strings are templates, in the order they are resolved.
-TEMPLATED_STEP_FIELDS = ("when", "for_each", "prompt", "negative_prompt", "images", "image", "audio", "params", "seed")
-MEDIA_FIELDS = ("images", "image", "audio")
+TEMPLATED_STEP_FIELDS = ("when", "for_each", "prompt", "negative_prompt", "images", "image", "audio", "first_frame", "last_frame",
+                         "params", "seed")
+MEDIA_FIELDS = ("images", "image", "audio", "first_frame", "last_frame")
 
 
 @dataclass
@@ -27,6 +28,8 @@ class StepSpec:
     images: list[str] | str | None = None
     image: str | None = None
     audio: str | None = None
+    first_frame: str | None = None  # first/last frame to video (open weights)
+    last_frame: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     seed: int | str | None = None
     needs: tuple[str, ...] = ()

@@ -32,7 +32,7 @@ from wanflow.pipelines.variables import BOOLEAN_WORDS, parse_boolean_word
 from wanflow.pipelines.yaml_source import DataPath
 
 DEFAULT_PROVIDER = "local"
-_MEDIA_KIND = {"images": "image", "image": "image", "audio": "audio"}
+_MEDIA_KIND = {"images": "image", "image": "image", "audio": "audio", "first_frame": "image", "last_frame": "image"}
 
 
 

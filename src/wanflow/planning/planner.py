@@ -135,7 +135,7 @@ def own_references(step: StepSpec) -> set[str]:
     """The steps a step's own request reads (not its ``needs:`` order, not its ``when:``)."""
     found: set[str] = set()
     fields = {"prompt": step.prompt, "negative_prompt": step.negative_prompt, "images": step.images, "image": step.image,
-              "audio": step.audio, "params": step.params, "seed": step.seed, "for_each": step.for_each}
+              "audio": step.audio, "first_frame": step.first_frame, "last_frame": step.last_frame, "params": step.params, "seed": step.seed, "for_each": step.for_each}
     for _, text in template_strings(fields, ()):
         try:
             found.update(referenced_steps(text).steps)

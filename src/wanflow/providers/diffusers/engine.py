@@ -86,7 +86,8 @@ class Job:
     prompt: str
     negative_prompt: str | None
     params: Mapping[str, Any]
-    image: Any = None  # a PIL image for i2v / ti2v
+    image: Any = None  # a PIL image for i2v / ti2v, the first frame for flf2v
+    last_image: Any = None  # the last frame for flf2v
 
 
 def load_pipeline(job: Job, device: str, dtype: Any) -> Any:
@@ -95,7 +96,8 @@ def load_pipeline(job: Job, device: str, dtype: Any) -> Any:
 
     offload = str(job.params.get("offload", "none"))
     shift = job.params.get("flow_shift")
-    wanted_class = "WanImageToVideoPipeline" if job.kind == "i2v" or (job.kind == "t2v" and job.image is not None) else ""
+    image_kind = job.kind in ("i2v", "flf2v") or (job.kind == "t2v" and job.image is not None)
+    wanted_class = "WanImageToVideoPipeline" if image_kind else ""
     key = (f"{job.source}@{job.identity}", device, str(dtype), offload, f"{wanted_class}:{shift}")
     with _LOCK:
         pipe = _PIPELINES.get(key)
@@ -139,6 +141,8 @@ def call_arguments(job: Job) -> dict[str, Any]:
         arguments["negative_prompt"] = job.negative_prompt
     if job.image is not None:
         arguments["image"] = job.image
+    if job.last_image is not None:
+        arguments["last_image"] = job.last_image
     return arguments
 
 

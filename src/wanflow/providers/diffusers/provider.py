@@ -56,7 +56,8 @@ class DiffusersProvider:
         job = engine.Job(
             source=weights.source, identity=str(weights.identity), pipeline_class=weights.pipeline_class, kind=request.model.kind,
             prompt=request.prompt or "", negative_prompt=request.negative_prompt,
-            params=dict(request.params), image=_first_image(request),
+            params=dict(request.params), image=_image(request, "image") or _image(request, "first_frame"),
+            last_image=_image(request, "last_frame"),
         )
         device = engine.pick_device(str(request.params.get("device", "auto")))
         async with self._slot(device):
@@ -107,8 +108,8 @@ async def _run_in_thread(job: engine.Job, context: GenerationContext) -> tuple[A
     return value
 
 
-def _first_image(request: StepRequest) -> Any:
-    items = request.inputs.get("image", ())
+def _image(request: StepRequest, slot: str) -> Any:
+    items = request.inputs.get(slot, ())
     if not items:
         return None
     item = items[0]

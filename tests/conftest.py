@@ -197,6 +197,8 @@ outputs:
 # 4-minute budget on 2 cores, so `-m "not slow"` (pyproject addopts) leaves them out and CI runs them
 # right after it: `pytest -m slow`. A test marked @pytest.mark.slow in its file joins them too.
 SLOW_TIER = {
+    "test_diffusers_provider.py::test_out_of_memory_names_offload_dtype_or_size_and_the_other_steps_go_on",
+    "test_diffusers_provider.py::test_on_a_cluster_open_weights_need_a_worker_that_declares_a_gpu",
     "test_api_workflow.py::test_the_cli_from_another_folder_uses_the_pipelines_project_settings_and_state",
     "test_bad_settings.py::test_a_damaged_durations_file_is_ignored_and_the_paid_run_finishes",
     "test_bad_setup.py::test_an_unreachable_cluster_is_exit_2_within_seconds",

@@ -43,6 +43,8 @@ def _price_for(model: ModelSpec, overrides: Mapping[str, Any]) -> PriceSpec | No
 
 def list_price(model: ModelSpec, params: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Estimate:
     """What the request would cost on a paid Wan provider, whoever runs it."""
+    if model.open_weights is not None:
+        return Estimate(0.0, "free: open weights on your own hardware")
     price = _price_for(model, overrides or {})
     if price is None:
         return Estimate(0.0, "no price known")

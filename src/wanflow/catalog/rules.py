@@ -116,6 +116,15 @@ def coerce_param(spec: ParamSpec, value: Any) -> tuple[Any, Finding | None]:
         if isinstance(value, bool) or not isinstance(value, int):
             return value, _error(field, f"expected an integer, got {value!r}", spec.describe_allowed(), code)
         return value, None
+    if spec.type == "number":
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value, _error(field, f"expected a number, got {value!r}", spec.describe_allowed(), code)
+        return float(value), None
     if spec.type == "boolean":
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             value = value.strip().lower() == "true"
@@ -130,7 +139,7 @@ def coerce_param(spec: ParamSpec, value: Any) -> tuple[Any, Finding | None]:
 def check_param_value(spec: ParamSpec, value: Any) -> list[Finding]:
     """Range, enum, size and option rules for one (already coerced) value."""
     field: FieldPath = ("params", spec.name)
-    if spec.type == "integer":
+    if spec.type in ("integer", "number"):
         if spec.fixed and value != spec.minimum:
             return [_error(field, f"{value} is not possible: this model is fixed at {spec.minimum}",
                            spec.describe_allowed(), spec.code)]
@@ -206,6 +215,10 @@ def check_params(model: ModelSpec, params: Mapping[str, Any], explicit: set[str]
         effective = model.param_spec(name, params) or spec
         if effective.warn_default and name not in explicit and effective.applies_in(mode):
             findings.append(_warning(("params", name), effective.warn_default, effective.describe_allowed()))
+    if model.open_weights is not None:
+        from wanflow.catalog.open_weights import check_video_shape
+
+        findings.extend(_error(("params", name), message, allowed) for name, message, allowed in check_video_shape(model, params))
     return findings
 
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 # t2i text-to-image, edit image editing, i2v image-to-video, t2v text-to-video, kf2v first/last
 # frame to video, r2v reference clips to video. The kind picks the preview renderer only: request
 # shapes, input fields and rules are data.
-Kind = Literal["t2i", "edit", "i2v", "t2v", "kf2v", "r2v"]
+Kind = Literal["t2i", "edit", "i2v", "t2v", "kf2v", "r2v", "flf2v", "vace"]  # flf2v, vace: open weights only
 DEFAULT_MODE = "default"
 
 
@@ -69,7 +69,7 @@ class ParamSpec:
         if self.minimum is not None and self.maximum is not None:
             if self.minimum == self.maximum:
                 return f"exactly {self.minimum}"
-            return f"an integer from {self.minimum} to {self.maximum}"
+            return f"{'a number' if self.type == 'number' else 'an integer'} from {self.minimum} to {self.maximum}"
         return f"a {self.type}"
 
 
@@ -162,6 +162,24 @@ class ProviderModel:
 
 
 @dataclass(frozen=True)
+class OpenWeights:
+    """An open-weights release run by the ``diffusers`` provider: where its weights are and what
+    it was trained at. ``source`` is a Hugging Face repo id or an absolute folder path;
+    ``identity`` says which weights exactly (a folder's content hash, a repo's commit)."""
+
+    source: str
+    pipeline_class: str
+    sizes: tuple[tuple[int, int], ...] = ()
+    frames: tuple[int, ...] = ()
+    identity: str | None = None
+
+    @property
+    def is_folder(self) -> bool:
+        """Whether the weights are a saved pipeline folder (else a hub repo id)."""
+        return self.source.startswith("/")
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything the catalog knows about one model."""
 
@@ -178,6 +196,7 @@ class ModelSpec:
     modes: tuple[Mode, ...] = ()
     price: PriceSpec | None = None
     providers: Mapping[str, ProviderModel] = field(default_factory=dict)
+    open_weights: OpenWeights | None = None
 
     @property
     def video(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 from wanflow._diagnostics import Diagnostic, format_path
 from wanflow._exceptions import PipelineError
 from wanflow.catalog.loader import load_catalog
+from wanflow.catalog.open_weights import open_weights_ids, open_weights_model
 from wanflow.pipelines.graph import link_steps
 from wanflow.pipelines.instances import matrix_diagnostics
 from wanflow.pipelines.model import MEDIA_FIELDS, Pipeline, StepSpec
@@ -25,6 +26,7 @@ from wanflow.pipelines.static_checks import (
     check_templates,
 )
 from wanflow.pipelines.variables import resolve_vars
+from wanflow.pipelines.weights import with_identity
 from wanflow.pipelines.yaml_source import DataPath, load_yaml_file
 
 
@@ -55,7 +57,7 @@ def load_pipeline(
         raise PipelineError(var_problems)
 
     defaults = data.get("defaults") or {}
-    steps, step_problems = _build_steps(data["steps"], document)
+    steps, step_problems = _build_steps(data["steps"], document, path.parent)
     pipeline = Pipeline(
         path=path,
         name=data["name"],
@@ -86,16 +88,25 @@ def load_pipeline(
     return pipeline
 
 
-def _build_steps(raw: Mapping[str, Any], document: Any) -> tuple[dict[str, StepSpec], list[Diagnostic]]:
+def _build_steps(raw: Mapping[str, Any], document: Any, base_dir: Path) -> tuple[dict[str, StepSpec], list[Diagnostic]]:
     catalog = load_catalog()
     steps: dict[str, StepSpec] = {}
     problems: list[Diagnostic] = []
     for step_id, body in raw.items():
         model = catalog.get(body["model"])
         if model is None:
+            try:
+                model = open_weights_model(body["model"], base_dir, frames_given="first_frame" in body or "last_frame" in body)
+            except ValueError as error:
+                where: DataPath = ("steps", step_id, "model")
+                problems.append(Diagnostic(str(error), document.locate(where), path=format_path(where)))
+                continue
+            model = with_identity(model) if model is not None else None
+        if model is None:
             path: DataPath = ("steps", step_id, "model")
-            names = catalog.names()
-            close = difflib.get_close_matches(body["model"], names + [a for m in names for a in catalog.models[m].aliases], n=1)
+            names = catalog.names() + open_weights_ids()
+            aliases = [a for m in catalog.names() for a in catalog.models[m].aliases]
+            close = difflib.get_close_matches(body["model"], names + aliases, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             problems.append(
                 Diagnostic(

@@ -51,6 +51,8 @@ class StepRequest:
             "inputs": {name: [_input_id(item) for item in items] for name, items in sorted(self.inputs.items())},
             "params": dict(sorted(self.params.items())),
         }
+        if self.model.open_weights is not None:  # new weights at the same path or id run again
+            data["weights"] = self.model.open_weights.identity
         if self.adaptations:
             data["adaptations"] = [dict(item) for item in self.adaptations]
         if self.version is not None:

@@ -157,7 +157,10 @@ def resolve_step(
         collector.finding(finding)
 
     provider = choose_provider(pipeline, step, provider_override)
-    if provider != DEFAULT_PROVIDER and provider not in model.providers:
+    if model.open_weights is not None and provider not in model.providers:
+        collector.add(step.path("model"), f"{model.name} is open weights: it runs on your own GPU with provider diffusers, "
+                      f"not {provider}", allowed="provider: diffusers on the step (or defaults.provider, or --provider diffusers)")
+    elif provider != DEFAULT_PROVIDER and provider not in model.providers:
         offered = ", ".join([DEFAULT_PROVIDER, *model.providers])
         collector.add(step.path("model"), f"{model.name} is not offered by {provider}", allowed=f"providers {offered}")
     if collector.failed:

@@ -46,6 +46,12 @@ class TaskInfo(TypedDict, total=False):
     result_urls: dict[str, str]
     result_mismatch: list[str]
     traceback: str
+    weights: str | None  # diffusers: the weights' identity (content hash or hub commit)
+    weights_source: str  # diffusers: the folder or repo id the weights came from
+    device: str  # diffusers: where it ran (cuda, cpu, ...)
+    dtype: str  # diffusers: the precision it ran in
+    diffusers: str  # diffusers: the library's version
+    torch: str  # diffusers: torch's version
 
 
 class TaskJournal(Protocol):

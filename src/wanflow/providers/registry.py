@@ -1,7 +1,8 @@
 """Providers: who generates a step's outputs.
 
 ``local`` (the default) renders free offline previews; ``dashscope`` and ``vtrix`` are the paid
-Wan services, behind the same ``Provider`` interface.
+Wan services; ``diffusers`` runs open-weights Wan on your own GPU; all behind the same
+``Provider`` interface.
 """
 
 from __future__ import annotations
@@ -37,10 +38,17 @@ def _vtrix(project: Mapping[str, Any]) -> Provider:
     return vtrix_provider(service_config("vtrix", project=project))
 
 
+def _diffusers(project: Mapping[str, Any]) -> Provider:
+    from wanflow.providers.diffusers.provider import DiffusersProvider
+
+    return DiffusersProvider()
+
+
 BUILTIN_PROVIDERS: Mapping[str, ProviderFactory] = {
     "local": _local,
     "dashscope": _dashscope,
     "vtrix": _vtrix,
+    "diffusers": _diffusers,
 }
 PAID_PROVIDERS = frozenset({"dashscope", "vtrix"})
 

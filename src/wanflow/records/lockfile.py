@@ -70,6 +70,11 @@ def pinned_seeds(data: Mapping[str, Any] | None, instance: str = DEFAULT_INSTANC
     return {str(k): int(v) for k, v in (locked_instance(data, instance).get("reseeded") or {}).items()}
 
 
+# What made an open-weights result, beside its request: the lockfile says which weights, library
+# versions, device and dtype gave these frames (the same seed reproduces them on such a machine).
+_ENGINE_KEYS = ("weights", "diffusers", "torch", "device", "dtype")
+
+
 def _unit_entries(step: StepResult) -> dict[str, dict[str, Any]]:
     units = step.items if step.items is not None else [step]
     entries: dict[str, dict[str, Any]] = {}
@@ -85,6 +90,9 @@ def _unit_entries(step: StepResult) -> dict[str, dict[str, Any]]:
             "request": unit.request,
             "outputs": [f"sha256:{artifact.sha256}" for _, artifact in (unit.outputs.all() if unit.outputs else [])],
         }
+        engine = {key: unit.provider_info[key] for key in _ENGINE_KEYS if key in unit.provider_info}
+        if engine:
+            entries[unit.step_id]["engine"] = engine
     return entries
 
 

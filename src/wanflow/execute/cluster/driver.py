@@ -56,6 +56,23 @@ SUBMIT_WINDOW = 512
 
 
 CONNECT_SECONDS = 5.0  # how long a remote scheduler may take to answer
+# A unit with an open-weights step goes only to workers started with `--resources GPU=1`.
+GPU_RESOURCES = {"GPU": 1}
+
+
+def needs_gpu(pipeline: Any) -> bool:
+    """Whether a step of ``pipeline`` runs open weights (provider diffusers) and so needs a GPU worker."""
+    return any(step.model.open_weights is not None for step in pipeline.steps.values())
+
+
+def _check_gpu_workers(client: Any, specs: list[dict[str, Any]]) -> None:
+    """A clear error, before anything is sent, when GPU units would wait for a GPU worker forever."""
+    if not any(spec["resources"] for spec in specs):
+        return
+    workers = client.scheduler_info().get("workers", {}).values()
+    if not any(worker.get("resources", {}).get("GPU", 0) >= 1 for worker in workers):
+        raise UsageError("this pipeline runs open weights (provider diffusers) but no worker of the cluster declares a GPU: "
+                         "start GPU workers with `dask worker SCHEDULER --resources GPU=1` (see README, 'Your own GPU')")
 
 
 def _client(address: str) -> tuple[Any, Any]:
@@ -127,6 +144,7 @@ async def execute_on_cluster(the_plan: Any, workspace: Any, providers: Mapping[s
             # absolute: a worker of an existing cluster does not share the driver's working directory
             "pipeline": replace(instance.pipeline, path=instance.pipeline.path.resolve()),
             "providers": sorted(providers), "locked": the_plan.locked.get(instance.name),
+            "resources": GPU_RESOURCES if needs_gpu(instance.pipeline) else None,
             "key": unit_key(pipeline.name, instance.name,
                             [unit.cache_key for unit in the_plan.units.get(instance.name, []) if unit.cache_key], run_token),
         })
@@ -178,7 +196,9 @@ async def execute_on_cluster(the_plan: Any, workspace: Any, providers: Mapping[s
         def submit_next() -> None:
             spec = next(waiting, None)
             if spec is not None and not stop.is_set():
-                future = client.submit(run_unit, spec, key=spec["key"], pure=False)
+                # local:N shares this machine's GPU through the provider's device slot; a real cluster routes by resource
+                resources = spec["resources"] if local is None else None
+                future = client.submit(run_unit, spec, key=spec["key"], pure=False, resources=resources)
                 with guard:
                     futures[future] = spec["options"].instance
                 finished.add(future)
@@ -186,6 +206,8 @@ async def execute_on_cluster(the_plan: Any, workspace: Any, providers: Mapping[s
         try:
             with guard:
                 live.update(client=client, futures=futures, local=local)
+            if local is None:
+                _check_gpu_workers(client, specs)
             window = int(number_setting("WANFLOW_CLUSTER_WINDOW", SUBMIT_WINDOW))
             for _ in range(max(1, window)):  # not all at once: the scheduler keeps each waiting unit's spec
                 submit_next()

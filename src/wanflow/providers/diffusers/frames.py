@@ -1,0 +1,38 @@
+"""Frames to a file: an H.264 MP4 at the step's fps (PyAV)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+_X264_OPTIONS = {"crf": "18", "preset": "medium"}
+
+
+def to_uint8(frames: Any) -> np.ndarray:
+    """Float frames in 0..1 (frames x H x W x 3) as uint8."""
+    return np.clip(np.rint(np.asarray(frames, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_video(frames: Any, path: Path, fps: int, comment: str = "") -> None:
+    """Encode ``frames`` as H.264 (yuv420p) in an MP4 at ``fps``."""
+    pixels = to_uint8(frames)
+    height, width = pixels.shape[1:3]
+    with av.open(str(path), mode="w", format="mp4") as container:
+        if comment:
+            container.metadata["comment"] = comment
+        stream = container.add_stream("libx264", rate=fps, options=_X264_OPTIONS)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        for index, picture in enumerate(pixels):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+

@@ -13,7 +13,7 @@ from typing import Any
 from wanflow._exceptions import UsageError
 from wanflow.catalog.spec import ModelSpec, PriceSpec
 
-FREE_PROVIDERS = frozenset({"local"})
+FREE_PROVIDERS = frozenset({"local", "op"})  # op: local media operations (op: steps)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["t2i", "edit", "i2v"]
+Kind = Literal["t2i", "edit", "i2v", "op"]  # op: a local media operation (wanflow.ops)
 DEFAULT_MODE = "default"
 
 

@@ -11,8 +11,10 @@ from wanflow.catalog.spec import ModelSpec
 from wanflow.pipelines.yaml_source import DataPath, SourceDocument
 
 # Step fields whose strings are templates, in the order they are resolved.
-TEMPLATED_STEP_FIELDS = ("when", "for_each", "prompt", "negative_prompt", "images", "image", "audio", "params", "seed")
+TEMPLATED_STEP_FIELDS = ("when", "for_each", "prompt", "negative_prompt", "images", "image", "audio", "params", "seed",
+                         "video", "videos")
 MEDIA_FIELDS = ("images", "image", "audio")
+OP_MEDIA_FIELDS = ("video", "videos", "image", "images", "audio")  # what an ``op:`` step may take
 
 
 @dataclass
@@ -37,6 +39,10 @@ class StepSpec:
     for_each: list[Any] | str | None = None
     description: str = ""
     depends_on: tuple[str, ...] = ()
+    # ``op:`` steps (local media operations, wanflow.ops): the op's name and its video inputs.
+    op: str | None = None
+    video: str | None = None
+    videos: list[str] | str | None = None
 
     def path(self, *parts: str | int) -> DataPath:
         """The data path of a field of this step, for locating messages."""

@@ -37,8 +37,15 @@ def _vtrix(project: Mapping[str, Any]) -> Provider:
     return vtrix_provider(service_config("vtrix", project=project))
 
 
+def _op(project: Mapping[str, Any]) -> Provider:
+    from wanflow.providers.ops import OpProvider
+
+    return OpProvider()
+
+
 BUILTIN_PROVIDERS: Mapping[str, ProviderFactory] = {
     "local": _local,
+    "op": _op,
     "dashscope": _dashscope,
     "vtrix": _vtrix,
 }

@@ -55,3 +55,17 @@ def last_frame(path: Path) -> np.ndarray:
             final = frame
         assert final is not None
         return final.to_ndarray(format="rgb24")
+
+
+def write_tone(path: Path, seconds: float, frequency: float, level: float, rate: int = 48_000) -> Path:
+    """A mono 16-bit WAV sine (another rate than the outputs', as music files often are)."""
+    import wave
+
+    times = np.arange(round(seconds * rate)) / rate
+    samples = (level * 32767 * np.sin(2 * np.pi * frequency * times)).astype("<i2")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(samples.tobytes())
+    return path

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageColor, ImageFilter
 
-from wanflow.ops.video_io import AudioTake, VideoWriter, audio, frames, to_rgb, video_info
+from wanflow.ops.video_io import map_frames, to_rgb, video_info
 
 
 def target_size(aspect: str, width: int) -> tuple[int, int]:
@@ -23,19 +23,16 @@ def target_size(aspect: str, width: int) -> tuple[int, int]:
 
 def fit(video: Path, params: Mapping[str, Any], out: Path) -> Path:
     """Every frame cropped or padded to ``aspect`` at ``width``; the audio is kept as it is."""
-    source_w, source_h, fps, _ = video_info(video)
+    source_w, source_h, _, _ = video_info(video)
     width, height = target_size(str(params["aspect"]), int(params["width"]))
     mode, anchor = params.get("mode", "crop"), params.get("anchor", "center")
     fill = str(params.get("fill", "blur"))
     colour = None if fill == "blur" else ImageColor.getrgb(fill)
-    path = out / "video.mp4"
-    sound = AudioTake(audio(video))
-    with VideoWriter(path, width, height, fps) as writer:
-        for _, frame in frames(video):
-            picture = _crop(frame, source_w, source_h, width, height, anchor) if mode == "crop" else \
-                _pad(frame, source_w, source_h, width, height, colour)
-            writer.write(picture, sound.take(writer.samples_for_next_frame()))
-    return path
+    if mode == "crop":
+        return map_frames(video, out / "video.mp4", lambda _, frame: _crop(frame, source_w, source_h, width, height, anchor),
+                          (width, height))
+    return map_frames(video, out / "video.mp4", lambda _, frame: _pad(frame, source_w, source_h, width, height, colour),
+                      (width, height))
 
 
 def _crop(frame: Any, sw: int, sh: int, width: int, height: int, anchor: str) -> np.ndarray:

@@ -6,9 +6,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from wanflow.ops.compose import caption, overlay
 from wanflow.ops.concat import concat
 from wanflow.ops.cuts import take_frame, trim
+from wanflow.ops.export import contact_sheet, encode
 from wanflow.ops.fit import fit
+from wanflow.ops.sound import soundtrack
 
 Produced = tuple[Path, str]  # a file and the output field it fills (video | images)
 Adaptations = list[dict[str, Any]]
@@ -19,21 +22,27 @@ def _frame(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[P
     return [(take_frame(inputs["video"][0], params, out), "images")], []
 
 
-def _trim(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Produced], Adaptations]:
-    return [(trim(inputs["video"][0], params, out), "video")], []
-
-
-def _fit(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Produced], Adaptations]:
-    return [(fit(inputs["video"][0], params, out), "video")], []
-
-
 def _concat(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Produced], Adaptations]:
     path, adaptations = concat(list(inputs["videos"]), params, out)
     return [(path, "video")], adaptations
 
 
+def _video_op(make: Callable[..., Path], *slots: str) -> Callable[[Inputs, Mapping[str, Any], Path], tuple[list[Produced], Adaptations]]:
+    """An op that makes one video from the first item of each of ``slots``, then params and the folder."""
+    def run(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Produced], Adaptations]:
+        return [(make(*(inputs[slot][0] for slot in slots), params, out), "video")], []
+    return run
+
+
+def _contact_sheet(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Produced], Adaptations]:
+    return [(contact_sheet(list(inputs.get("images", [])), list(inputs.get("videos", [])), params, out), "images")], []
+
+
 RUNNERS: dict[str, Callable[[Inputs, Mapping[str, Any], Path], tuple[list[Produced], Adaptations]]] = {
-    "frame": _frame, "trim": _trim, "fit": _fit, "concat": _concat,
+    "frame": _frame, "trim": _video_op(trim, "video"), "fit": _video_op(fit, "video"), "concat": _concat,
+    "overlay": _video_op(overlay, "video", "image"), "caption": _video_op(caption, "video"),
+    "soundtrack": _video_op(soundtrack, "video", "audio"), "encode": _video_op(encode, "video"),
+    "contact_sheet": _contact_sheet,
 }
 
 

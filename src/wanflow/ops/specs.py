@@ -15,6 +15,7 @@ from wanflow.catalog.spec import InputSpec, ModelSpec, OutputSpec, ProviderModel
 OP_PROVIDER = "op"
 ASPECTS = ("9:16", "1:1", "16:9", "4:5")
 ANCHORS = ("center", "top", "bottom", "left", "right")
+POSITIONS = ("top-left", "top", "top-right", "left", "center", "right", "bottom-left", "bottom", "bottom-right")
 _NO_ROUTE = ProviderModel(model="op")
 
 
@@ -33,6 +34,8 @@ class OpParam:
         """Human wording of the allowed values."""
         if self.type == "choice":
             return "one of " + ", ".join(self.choices)
+        if self.type in ("colour", "fill"):
+            return ("blur, or " if self.type == "fill" else "") + "a colour name or #RRGGBB"
         if self.type == "at":
             return "first, last, or a time in seconds (a number >= 0)"
         bounds = "" if self.minimum is None else f" from {self.minimum:g}" + (
@@ -52,6 +55,7 @@ class OpDef:
 
 
 _SECONDS = OpParam("number", minimum=0.0)
+_RANGE = {"start": OpParam("number", 0.0, minimum=0.0), "end": _SECONDS}  # when an overlay shows
 OPS: dict[str, OpDef] = {
     "frame": OpDef("frame", "one image from a video", {"video": ("video", 1, 1)}, "images",
                    {"at": OpParam("at", "last")}),
@@ -65,7 +69,31 @@ OPS: dict[str, OpDef] = {
                   "width": OpParam("integer", None, minimum=16, maximum=4096, required=True),
                   "mode": OpParam("choice", "crop", ("crop", "pad")),
                   "anchor": OpParam("choice", "center", ANCHORS),
-                  "fill": OpParam("string", "blur")}),
+                  "fill": OpParam("fill", "blur")}),
+    "overlay": OpDef("overlay", "an image (logo, end card) over a video, alpha kept",
+                     {"video": ("video", 1, 1), "image": ("image", 1, 1)}, "video",
+                     {"position": OpParam("choice", "bottom-right", POSITIONS), "margin": OpParam("integer", 24, minimum=0),
+                      "scale": OpParam("number", 0.2, minimum=0.01, maximum=1.0),
+                      "opacity": OpParam("number", 1.0, minimum=0.0, maximum=1.0), **_RANGE}),
+    "caption": OpDef("caption", "text over a video", {"video": ("video", 1, 1)}, "video",
+                     {"text": OpParam("string", required=True), "position": OpParam("choice", "bottom", POSITIONS),
+                      "margin": OpParam("integer", 24, minimum=0), "size": OpParam("integer", minimum=6, maximum=512),
+                      "color": OpParam("colour", "white"), "box": OpParam("colour"),
+                      "box_opacity": OpParam("number", 0.6, minimum=0.0, maximum=1.0), **_RANGE}),
+    "soundtrack": OpDef("soundtrack", "music under a video", {"video": ("video", 1, 1), "audio": ("audio", 1, 1)}, "video",
+                        {"volume": OpParam("number", 1.0, minimum=0.0, maximum=4.0),
+                         "fade_in": OpParam("number", 0.0, minimum=0.0), "fade_out": OpParam("number", 0.0, minimum=0.0),
+                         "loop": OpParam("boolean", True), "mix": OpParam("choice", "mix", ("mix", "replace"))}),
+    "encode": OpDef("encode", "an export encode (H.264 yuv420p faststart, AAC)", {"video": ("video", 1, 1)}, "video",
+                    {"preset": OpParam("choice", "web", ("web", "social", "draft")),
+                     "quality": OpParam("integer", minimum=0, maximum=51),
+                     "bitrate_kbps": OpParam("integer", minimum=100, maximum=100_000),
+                     "max_width": OpParam("integer", minimum=16, maximum=8192)}),
+    "contact_sheet": OpDef("contact_sheet", "a labelled grid of images or video frames",
+                           {"images": ("image", 0, 256), "videos": ("video", 0, 256)}, "images",
+                           {"columns": OpParam("integer", 4, minimum=1, maximum=16),
+                            "cell_width": OpParam("integer", 320, minimum=32, maximum=2048),
+                            "labels": OpParam("boolean", True)}),
 }
 
 
@@ -111,6 +139,8 @@ def check_op_params(name: str, given: Mapping[str, Any]) -> tuple[dict[str, Any]
 
 
 def _coerce(spec: OpParam, value: Any) -> Any:
+    if spec.type == "boolean":
+        return value if isinstance(value, bool) else None
     if isinstance(value, bool):
         return None
     if spec.type == "at":
@@ -121,6 +151,9 @@ def _coerce(spec: OpParam, value: Any) -> Any:
         return value if value in spec.choices else None
     if spec.type == "string":
         return value if isinstance(value, str) and value else None
+    if spec.type in ("colour", "fill"):
+        fits = isinstance(value, str) and (_is_colour(value) or (spec.type == "fill" and value == "blur"))
+        return value if fits else None
     if isinstance(value, str):
         try:
             value = float(value) if spec.type == "number" else int(value)
@@ -134,3 +167,13 @@ def _coerce(spec: OpParam, value: Any) -> Any:
         return None
     return int(value) if spec.type == "integer" else float(value)
 
+
+
+def _is_colour(text: str) -> bool:
+    from PIL import ImageColor
+
+    try:
+        ImageColor.getrgb(text)
+    except ValueError:
+        return False
+    return True

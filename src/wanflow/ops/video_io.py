@@ -7,7 +7,7 @@ index at the front (faststart), which browsers and phones play.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,18 @@ class VideoWriter:
             self.close()
         else:
             self._container.close()
+
+
+def map_frames(video: Path, out: Path, change: Callable[[float, av.VideoFrame], av.VideoFrame | np.ndarray],
+               size: tuple[int, int] | None = None) -> Path:
+    """Re-encode ``video`` with each frame replaced by ``change(time, frame)``; the audio is kept."""
+    width, height, fps, _ = video_info(video)
+    width, height = size or (width, height)
+    sound = AudioTake(audio(video))
+    with VideoWriter(out, width, height, fps) as writer:
+        for time, frame in frames(video):
+            writer.write(change(time, frame), sound.take(writer.samples_for_next_frame()))
+    return out
 
 
 def to_rgb(frame: av.VideoFrame, width: int | None = None, height: int | None = None) -> np.ndarray:

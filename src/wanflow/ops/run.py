@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,19 @@ def _contact_sheet(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tupl
     return [(contact_sheet(list(inputs.get("images", [])), list(inputs.get("videos", [])), params, out), "images")], []
 
 
+def _pick(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Produced], Adaptations]:
+    slot = "videos" if "videos" in inputs else "images"
+    chosen = inputs[slot][int(params["choice"])]
+    target = out / f"picked{chosen.suffix}"
+    shutil.copyfile(chosen, target)
+    return [(target, "video" if slot == "videos" else "images")], []
+
+
 RUNNERS: dict[str, Callable[[Inputs, Mapping[str, Any], Path], tuple[list[Produced], Adaptations]]] = {
     "frame": _frame, "trim": _video_op(trim, "video"), "fit": _video_op(fit, "video"), "concat": _concat,
     "overlay": _video_op(overlay, "video", "image"), "caption": _video_op(caption, "video"),
     "soundtrack": _video_op(soundtrack, "video", "audio"), "encode": _video_op(encode, "video"),
-    "contact_sheet": _contact_sheet,
+    "contact_sheet": _contact_sheet, "pick": _pick,
 }
 
 

@@ -89,6 +89,9 @@ OPS: dict[str, OpDef] = {
                      "quality": OpParam("integer", minimum=0, maximum=51),
                      "bitrate_kbps": OpParam("integer", minimum=100, maximum=100_000),
                      "max_width": OpParam("integer", minimum=16, maximum=8192)}),
+    "pick": OpDef("pick", "the candidate chosen with wanflow pick (default: params.default)",
+                  {"images": ("image", 0, 256), "videos": ("video", 0, 256)}, "images",
+                  {"default": OpParam("integer", 0, minimum=0, maximum=255)}),
     "contact_sheet": OpDef("contact_sheet", "a labelled grid of images or video frames",
                            {"images": ("image", 0, 256), "videos": ("video", 0, 256)}, "images",
                            {"columns": OpParam("integer", 4, minimum=1, maximum=16),
@@ -102,10 +105,11 @@ def op_names() -> list[str]:
     return sorted(OPS)
 
 
-def op_model(name: str) -> ModelSpec:
-    """The op as a model: inputs, one output, no prompt, no price, offered by the ``op`` provider."""
+def op_model(name: str, takes_videos: bool = False) -> ModelSpec:
+    """The op as a model: inputs, one output, no prompt, no price, offered by the ``op`` provider.
+    A ``pick`` of ``videos:`` gives a video; of ``images:``, an image (``images[0]``)."""
     op = OPS[name]
-    output = op.output
+    output = "video" if name == "pick" and takes_videos else op.output
     return ModelSpec(
         name=f"op:{name}", kind="op", title=op.title, aliases=(),
         prompt=TextSpec(False, 0), negative_prompt=TextSpec(False, 0), seed_code=None,

@@ -95,7 +95,7 @@ def _build_steps(raw: Mapping[str, Any], document: Any) -> tuple[dict[str, StepS
         if ("op" in body) == ("model" in body):
             problems.append(_op_or_model(step_id, body, document))
             continue
-        model = op_model(body["op"]) if "op" in body else catalog.get(body["model"])
+        model = op_model(body["op"], "videos" in body) if "op" in body else catalog.get(body["model"])
         if model is None:
             path: DataPath = ("steps", step_id, "model")
             names = catalog.names()

@@ -66,6 +66,7 @@ class Pipeline:
     warnings: list[Diagnostic] = field(default_factory=list)
     allowed_paths: tuple[Path, ...] = ()  # folders outside base_dir that local inputs may come from
     pinned_seeds: dict[str, int] = field(default_factory=dict)  # seeds drawn by --reseed, kept in the lockfile
+    picks: dict[str, int] = field(default_factory=dict)  # `wanflow pick` choices of op: pick steps, kept in the lockfile
     matrix: dict[str, Any] | None = None
     provider_override: str | None = None  # the provider it was loaded (and checked) for: every run of it uses that one
     chosen_vars: frozenset[str] = frozenset()  # set by --var or --vars-file: on a matrix axis, they pick its value

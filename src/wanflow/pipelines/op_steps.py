@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from wanflow._diagnostics import Diagnostic
 from wanflow.artifacts import MediaInput
 from wanflow.ops.specs import OP_PROVIDER, OPS, check_op_params
-from wanflow.pipelines.model import OP_MEDIA_FIELDS, StepSpec
+from wanflow.pipelines.model import OP_MEDIA_FIELDS, Pipeline, StepSpec
 from wanflow.pipelines.request import StepRequest
 from wanflow.pipelines.yaml_source import DataPath
 
@@ -20,6 +20,7 @@ class Findings(Protocol):
     """Where resolving puts located problems (``resolve._Collector``)."""
 
     diagnostics: list[Diagnostic]
+    pipeline: Pipeline
 
     @property
     def failed(self) -> bool: ...
@@ -60,11 +61,34 @@ def resolve_op_step(collector: Findings, step: StepSpec, given: Mapping[str, Any
             continue
         if found:
             inputs[name] = tuple(entry for entry, _ in found)
+    source = OP_SEED_SOURCE
+    if step.op == "pick" and not collector.failed:
+        source = _choose(collector, step, inputs, params)
     if collector.failed:
         return None, collector.diagnostics
     params["seed"] = 0  # no randomness; the field keeps the request's shape
     request = StepRequest(
         step_id=step.id, model=step.model, provider=OP_PROVIDER, prompt=None, negative_prompt=None, inputs=inputs,
-        params=params, explicit_params=frozenset(step.params), seed_source=OP_SEED_SOURCE, version=step.version,
+        params=params, explicit_params=frozenset(step.params), seed_source=source, version=step.version,
     )
     return request, collector.diagnostics
+
+
+def _choose(collector: Findings, step: StepSpec, inputs: Mapping[str, tuple[MediaInput, ...]], params: dict[str, Any]) -> str:
+    """Set ``params["choice"]``: the lockfile's ``wanflow pick`` choice, else ``default``. Only the
+    choice is in the request beside the candidates, so a new pick re-runs only what follows."""
+    slots = [name for name in ("images", "videos") if name in inputs]
+    if len(slots) != 1:
+        collector.add(step.path("op"), "op pick needs its candidates in images: or in videos: (one of them)",
+                      allowed="images: [...] or videos: [...]")
+        return OP_SEED_SOURCE
+    count = len(inputs[slots[0]])
+    picked = collector.pipeline.picks.get(step.id)
+    choice = picked if picked is not None else int(params["default"])
+    if choice >= count:
+        where = "the lockfile's pick (wanflow pick)" if picked is not None else "params.default"
+        collector.add(step.path("params", "default") if picked is None else step.path("op"),
+                      f"{where} is candidate {choice}, but there are {count}", allowed=f"0 to {count - 1}")
+        return OP_SEED_SOURCE
+    params["choice"] = choice
+    return "picked with wanflow pick (kept in the lockfile)" if picked is not None else "params.default (no pick yet)"

@@ -81,3 +81,17 @@ def test_matrix_instances_are_picked_one_by_one(project: Path, write_pipeline, c
     ran = {name: _statuses(result) for name, result in second.instances.items()}
     assert ran[names[0]] == {"hero": "cached", "best": "cached", "sheet": "cached"}
     assert ran[names[1]] == {"hero": "cached", "best": "ran", "sheet": "ran"}
+
+
+def test_the_report_shows_every_candidate_the_choice_and_the_command(project: Path, write_pipeline) -> None:
+    path = write_pipeline(PIPELINE)
+    assert main(["pick", str(path), "best", "1"]) == 0
+    result = wanflow.run(path)
+    page = result.report_path.read_text("utf-8")
+    section = page[page.index('<section id="picks">'):]
+    section = section[:section.index("</section>")]
+    for index in range(3):
+        assert f"wanflow pick {path} best {index}</code>" in section  # the exact command, to copy
+    assert section.count("<img") == 3
+    assert '<div class="pick chosen"><b>1 ✓ chosen</b>' in section
+    assert "picked with wanflow pick" in section

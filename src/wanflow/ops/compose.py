@@ -12,7 +12,7 @@ import av
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
-from wanflow.ops.video_io import map_frames, to_rgb, video_info
+from wanflow.ops.video_io import map_frames, video_info
 
 
 def place(position: str, box: tuple[int, int], frame: tuple[int, int], margin: int) -> tuple[int, int]:
@@ -27,20 +27,54 @@ def place(position: str, box: tuple[int, int], frame: tuple[int, int], margin: i
 
 def _blend_into(video: Path, out: Path, layer: Image.Image, corner: tuple[int, int], start: float,
                 end: float | None) -> Path:
-    rgba = np.asarray(layer.convert("RGBA"), dtype=np.float32)
-    colour, alpha = rgba[..., :3], rgba[..., 3:] / 255.0
-    left, top = corner
+    """Blend ``layer`` at ``corner`` into the frames shown from ``start`` to ``end``.
+
+    The blend happens on the frame's own yuv420p planes (the layer converted once by the same
+    swscale the writer uses), so a frame costs one blend of the layer's area and no full-frame
+    colour conversion; the even-aligned corner keeps the chroma planes in register."""
+    left, top = corner[0] - corner[0] % 2, corner[1] - corner[1] % 2
+    layer = layer.convert("RGBA")
+    if layer.width % 2 or layer.height % 2:
+        padded = Image.new("RGBA", (layer.width + layer.width % 2, layer.height + layer.height % 2), (0, 0, 0, 0))
+        padded.paste(layer, (0, 0))
+        layer = padded
+    rgba = np.asarray(layer)
+    planes = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgba[..., :3]), format="rgb24").reformat(format="yuv420p")
     h, w = rgba.shape[:2]
+    luma, chroma_u, chroma_v = (plane.astype(np.float32) for plane in _planes(planes.to_ndarray(), h, w))
+    alpha = rgba[..., 3].astype(np.float32) / 255.0
+    alpha_c = alpha.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
 
     def change(time: float, frame: av.VideoFrame) -> av.VideoFrame | np.ndarray:
         if time + 1e-6 < start or (end is not None and time >= end - 1e-6):
             return frame
-        picture = to_rgb(frame).copy()
-        region = picture[top:top + h, left:left + w].astype(np.float32)
-        picture[top:top + h, left:left + w] = (colour * alpha + region * (1 - alpha) + 0.5).astype(np.uint8)
-        return picture
+        if frame.format.name != "yuv420p":
+            frame = frame.reformat(format="yuv420p")
+        data = frame.to_ndarray()  # a copy: a decoded frame may be the decoder's reference picture
+        height, width = frame.height, frame.width
+        y, u, v = _planes(data, height, width)
+        hh, ww = min(h, height - top), min(w, width - left)
+        _mix(y[top:top + hh, left:left + ww], luma[:hh, :ww], alpha[:hh, :ww])
+        _mix(u[top // 2:(top + hh) // 2, left // 2:(left + ww) // 2], chroma_u[:hh // 2, :ww // 2], alpha_c[:hh // 2, :ww // 2])
+        _mix(v[top // 2:(top + hh) // 2, left // 2:(left + ww) // 2], chroma_v[:hh // 2, :ww // 2], alpha_c[:hh // 2, :ww // 2])
+        blended = av.VideoFrame.from_ndarray(data, format="yuv420p")
+        return blended
 
     return map_frames(video, out, change)
+
+
+def _planes(data: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y, U and V planes of a packed yuv420p array (PyAV's ``to_ndarray`` layout)."""
+    flat = data.reshape(-1)
+    quarter = (height // 2) * (width // 2)
+    return (flat[:height * width].reshape(height, width),
+            flat[height * width:height * width + quarter].reshape(height // 2, width // 2),
+            flat[height * width + quarter:height * width + 2 * quarter].reshape(height // 2, width // 2))
+
+
+def _mix(target: np.ndarray, layer: np.ndarray, alpha: np.ndarray) -> None:
+    """``target = layer * alpha + target * (1 - alpha)``, in place (uint8 plane views)."""
+    target[...] = (layer * alpha + target * (1 - alpha) + 0.5).astype(np.uint8)
 
 
 def overlay(video: Path, image: Path, params: Mapping[str, Any], out: Path) -> Path:

@@ -45,31 +45,33 @@ def concat(videos: list[Path], params: Mapping[str, Any], out: Path) -> tuple[Pa
             keep = counts[index] - (fade if index < len(videos) - 1 else 0)
             for position, picture in enumerate(clip):
                 samples = sound.take(writer.samples_for_next_frame())
+                shown: av.VideoFrame | np.ndarray = picture
                 if position < len(tail):  # overlapping the previous clip's end: mix both
                     weight = (position + 1) / (fade + 1)
                     before, before_sound = tail[position]
-                    picture = (before * (1 - weight) + picture * weight).astype(np.uint8)
+                    shown = (before * (1 - weight) + to_rgb(picture) * weight).astype(np.uint8)
                     samples = _fit_length(before_sound, samples.shape[1]) * (1 - weight) + samples * weight
                 if position < keep:
-                    writer.write(picture, samples)
+                    writer.write(shown, samples)
                 else:
-                    tail.append((picture, samples))
+                    tail.append((to_rgb(picture), samples))
             tail = tail[-fade:] if fade else []
     return path, adaptations
 
 
-def _conformed(source: Iterator[av.VideoFrame], width: int, height: int) -> Iterator[np.ndarray]:
-    """RGB frames of exactly ``width`` x ``height``: scaled to fit and padded with black if needed."""
+def _conformed(source: Iterator[av.VideoFrame], width: int, height: int) -> Iterator[av.VideoFrame]:
+    """Frames of exactly ``width`` x ``height``: scaled to fit and padded with black if needed.
+    A frame of the right size passes through as decoded (no colour conversion: the fast path)."""
     for frame in source:
         if (frame.width, frame.height) == (width, height):
-            yield to_rgb(frame)
+            yield frame
             continue
         scale = min(width / frame.width, height / frame.height)
         w, h = max(2, round(frame.width * scale)), max(2, round(frame.height * scale))
         canvas = np.zeros((height, width, 3), np.uint8)
         top, left = (height - h) // 2, (width - w) // 2
         canvas[top:top + h, left:left + w] = to_rgb(frame, w, h)
-        yield canvas
+        yield av.VideoFrame.from_ndarray(canvas, format="rgb24")
 
 
 def _fit_length(samples: np.ndarray, count: int) -> np.ndarray:

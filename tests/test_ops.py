@@ -145,3 +145,16 @@ def test_bad_op_steps_are_refused_before_anything_runs(project: Path, write_pipe
         wanflow.plan(path)
     message = str(caught.value)
     assert expected in message and "pipe.yaml:4" in message
+
+
+def test_a_long_op_reports_progress_to_the_run(project: Path, write_pipeline) -> None:
+    make_clip(project / "a.mp4", seconds=8.0)
+    make_clip(project / "b.mp4", seconds=8.0, hue=1)
+    path = write_pipeline("""
+        wanflow: 1
+        name: long
+        steps:
+          joined: {op: concat, videos: [a.mp4, b.mp4]}
+    """)
+    events = [event["message"] for event in _run(path).steps["joined"].events]
+    assert "concat: 120 frames written" in events and "concat: 240 frames written" in events

@@ -13,6 +13,7 @@ from wanflow.ops.cuts import take_frame, trim
 from wanflow.ops.export import contact_sheet, encode
 from wanflow.ops.fit import fit
 from wanflow.ops.sound import soundtrack
+from wanflow.ops.video_io import PROGRESS
 
 Produced = tuple[Path, str]  # a file and the output field it fills (video | images)
 Adaptations = list[dict[str, Any]]
@@ -55,9 +56,15 @@ RUNNERS: dict[str, Callable[[Inputs, Mapping[str, Any], Path], tuple[list[Produc
 }
 
 
-def run_op(name: str, inputs: Inputs, params: Mapping[str, Any], workdir: Path) -> tuple[list[Produced], Adaptations]:
+def run_op(name: str, inputs: Inputs, params: Mapping[str, Any], workdir: Path,
+           progress: Callable[[int], None] | None = None) -> tuple[list[Produced], Adaptations]:
     """Make the op's output in ``workdir``; return the files and any adaptations (conformed inputs).
+    ``progress`` hears the number of frames written, now and then.
 
     Raises ValueError with a message for the user when the inputs do not allow the op.
     """
-    return RUNNERS[name](inputs, params, workdir)
+    token = PROGRESS.set(progress)
+    try:
+        return RUNNERS[name](inputs, params, workdir)
+    finally:
+        PROGRESS.reset(token)

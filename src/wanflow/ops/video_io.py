@@ -8,6 +8,7 @@ index at the front (faststart), which browsers and phones play.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ SAMPLE_RATE = 44_100
 # Fixed encoder settings keep outputs identical from run to run (the cache key promises that).
 X264_OPTIONS = {"preset": "veryfast", "crf": "20", "threads": "2"}
 _CONTAINER_OPTIONS = {"movflags": "+faststart", "fflags": "+bitexact"}
+# Who hears progress (frames written so far) while an op runs; set by run_op for its thread.
+PROGRESS: ContextVar[Callable[[int], None] | None] = ContextVar("wanflow_op_progress", default=None)
+PROGRESS_EVERY = 120  # frames between reports (5 s of 24 fps video)
 
 
 def video_info(path: Path) -> tuple[int, int, Fraction, float]:
@@ -146,6 +150,9 @@ class VideoWriter:
             self._container.mux(packet)
         self._frames += 1
         self._samples += count
+        heard = PROGRESS.get()
+        if heard is not None and self._frames % PROGRESS_EVERY == 0:
+            heard(self._frames)
 
     def close(self) -> None:
         """Flush the encoders and finish the file."""

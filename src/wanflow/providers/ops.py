@@ -48,10 +48,12 @@ class OpProvider:
                 paths.append(item.path)
             inputs[slot] = paths
         op = request.model.name.removeprefix("op:")
-        context.log(f"{op}: working")
+        def progress(frames: int) -> None:  # called in the worker thread: the log belongs to the event loop
+            anyio.from_thread.run_sync(context.log, f"{op}: {frames} frames written")
+
         try:
             produced, adaptations = await anyio.to_thread.run_sync(
-                run_op, op, inputs, dict(request.params), context.workdir, limiter=_limiter())
+                run_op, op, inputs, dict(request.params), context.workdir, progress, limiter=_limiter())
         except ValueError as error:
             raise ProviderError(str(error)) from None
         info = TaskInfo(op=op, ops_version=OPS_VERSION, cost_usd=0.0)

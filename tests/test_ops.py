@@ -105,6 +105,8 @@ def test_op_steps_are_free_in_plan_cached_on_rerun_and_locked(project: Path, wri
         steps:
           part: {op: trim, video: clip.mp4, params: {end: 0.5}}
           still: {op: frame, video: "{{ steps.part.video }}"}
+        outputs:
+          poster: "{{ steps.still.image }}"
     """)
     plan = wanflow.plan(path)
     units = plan.units["default"]
@@ -112,6 +114,7 @@ def test_op_steps_are_free_in_plan_cached_on_rerun_and_locked(project: Path, wri
         ("part", "op:trim", "op", "run", 0.0), ("still", "op:frame", "op", "run", 0.0)]
     first = _run(path)
     assert {s.status for s in first.steps.values()} == {"ran"}
+    assert first.outputs["poster"][0].artifact.sha256 == first.steps["still"].outputs.images[0].sha256  # .image: the one image
     again = _run(path)
     assert {s.status for s in again.steps.values()} == {"cached"}
     lock = json.loads(path.with_suffix(".lock").read_text())

@@ -161,3 +161,10 @@ def test_a_long_op_reports_progress_to_the_run(project: Path, write_pipeline) ->
     """)
     events = [event["message"] for event in _run(path).steps["joined"].events]
     assert "concat: 120 frames written" in events and "concat: 240 frames written" in events
+
+
+def test_the_schema_offers_every_op_and_no_other() -> None:
+    from wanflow.ops.specs import OPS
+
+    schema = json.loads((Path(wanflow.__file__).parent / "schemas" / "pipeline.schema.json").read_text("utf-8"))
+    assert schema["$defs"]["step"]["properties"]["op"]["enum"] == sorted(OPS)

@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"state"},
     {"pipelines"},
     {"project"},
+    {"ops"},
     {"media", "preview"},
     {"catalog"},
     {"artifacts", "_fs", "_confine", "_bounded", "_settings"},

@@ -24,6 +24,7 @@ _EXPORTS = {
     "run": "wanflow._api",
     "arun": "wanflow._api",
     "explain": "wanflow._api",
+    "pick": "wanflow._api",
     "Plan": "wanflow.planning.planner",
     "BatchResult": "wanflow.execute.batch",
     "Diagnostic": "wanflow._diagnostics",
@@ -51,7 +52,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from wanflow._api import arun, explain, plan, run
+    from wanflow._api import arun, explain, pick, plan, run
     from wanflow._diagnostics import Diagnostic, Location
     from wanflow._exceptions import (
         ConformError,
@@ -118,6 +119,7 @@ __all__ = [
     "arun",
     "explain",
     "load_pipeline",
+    "pick",
     "plan",
     "run",
 ]

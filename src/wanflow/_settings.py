@@ -68,6 +68,7 @@ SETTINGS: dict[str, Setting] = {
     "WANFLOW_LEASE_SECONDS": NumberSetting(1, 86400, "seconds"),
     "WANFLOW_CLUSTER_WINDOW": NumberSetting(1, 100_000, "units", whole=True),
     "WANFLOW_CLUSTER_KEY_LOCKS": NumberSetting(1, 65_536, "locks", whole=True),
+    "WANFLOW_OP_WORKERS": NumberSetting(1, 64, "worker threads", whole=True),
     "WANFLOW_CONFIRM_ABOVE": NumberSetting(0, 1_000_000, "dollars"),
     "WANFLOW_ALLOW_PAID": ChoiceSetting(("0", "1")),
     "WANFLOW_STATE_DIR": TextSetting("a folder"),

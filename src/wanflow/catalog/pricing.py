@@ -13,7 +13,7 @@ from typing import Any
 from wanflow._exceptions import UsageError
 from wanflow.catalog.spec import ModelSpec, PriceSpec
 
-FREE_PROVIDERS = frozenset({"local"})
+FREE_PROVIDERS = frozenset({"local", "op"})  # op: local media operations (op: steps)
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ def list_price(model: ModelSpec, params: Mapping[str, Any], overrides: Mapping[s
 
 def estimate(model: ModelSpec, params: Mapping[str, Any], provider: str, overrides: Mapping[str, Any] | None = None) -> Estimate:
     """The estimated cost of running the request on ``provider`` (free providers cost 0)."""
+    if model.kind == "op":
+        return Estimate(0.0, "a local operation: free")
     paid = list_price(model, params, overrides)
     if provider in FREE_PROVIDERS:
         return Estimate(0.0, f"free on {provider}; ~${paid.usd:.2f} on a paid provider")

@@ -9,7 +9,8 @@ from typing import Any, Literal
 # t2i text-to-image, edit image editing, i2v image-to-video, t2v text-to-video, kf2v first/last
 # frame to video, r2v reference clips to video. The kind picks the preview renderer only: request
 # shapes, input fields and rules are data.
-Kind = Literal["t2i", "edit", "i2v", "t2v", "kf2v", "r2v", "flf2v", "vace"]  # flf2v, vace: open weights only
+Kind = Literal["t2i", "edit", "i2v", "t2v", "kf2v", "r2v", "flf2v", "vace", "op"]
+# flf2v, vace: open weights only; op: a local media operation (wanflow.ops)
 DEFAULT_MODE = "default"
 
 

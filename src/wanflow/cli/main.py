@@ -89,6 +89,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from wanflow.cli import cache_commands
 
         return cache_commands.dispatch(args)
+    if args.command == "pick":
+        from wanflow.cli import pick_command
+
+        return pick_command.dispatch(args)
     if args.command in ("runs", "report", "init"):
         from wanflow.cli import see_commands
 

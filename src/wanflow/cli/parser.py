@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     from wanflow.cli import see_commands
 
     see_commands.add_parsers(commands)  # runs, report, init; --yes and --no-report on run
+    from wanflow.cli import pick_command
+
+    pick_command.add_parser(commands)
     return parser
 
 

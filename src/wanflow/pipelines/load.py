@@ -17,6 +17,7 @@ from wanflow._diagnostics import Diagnostic, format_path
 from wanflow._exceptions import PipelineError
 from wanflow.catalog.loader import load_catalog
 from wanflow.catalog.open_weights import open_weights_ids, open_weights_model
+from wanflow.ops.specs import op_model
 from wanflow.pipelines.graph import link_steps
 from wanflow.pipelines.instances import matrix_diagnostics
 from wanflow.pipelines.model import MEDIA_FIELDS, Pipeline, StepSpec
@@ -93,8 +94,11 @@ def _build_steps(raw: Mapping[str, Any], document: Any, base_dir: Path) -> tuple
     steps: dict[str, StepSpec] = {}
     problems: list[Diagnostic] = []
     for step_id, body in raw.items():
-        model = catalog.get(body["model"])
-        if model is None:
+        if ("op" in body) == ("model" in body):
+            problems.append(_op_or_model(step_id, body, document))
+            continue
+        model = op_model(body["op"], "videos" in body) if "op" in body else catalog.get(body["model"])
+        if model is None and "op" not in body:  # not in the services' catalog: an open-weights release?
             try:
                 model = open_weights_model(body["model"], base_dir, frames_given="first_frame" in body or "last_frame" in body)
             except ValueError as error:
@@ -130,5 +134,16 @@ def _build_steps(raw: Mapping[str, Any], document: Any, base_dir: Path) -> tuple
             for_each=body.get("for_each"),
             when=body.get("when"),
             description=body.get("description", ""),
+            op=body.get("op"),
+            videos=body.get("videos"),
         )
     return steps, problems
+
+
+def _op_or_model(step_id: str, body: Mapping[str, Any], document: Any) -> Diagnostic:
+    """A step names either a model (a paid or previewed generation) or an op (local media work)."""
+    both = "op" in body
+    path: DataPath = ("steps", step_id, "op") if both else ("steps", step_id)
+    message = f"step '{step_id}' has both model: and op:" if both else f"step '{step_id}' needs model: or op:"
+    return Diagnostic(message, document.locate(path), path=format_path(path),
+                      allowed="model: <a Wan model> or op: <an operation>, not both")

@@ -13,7 +13,8 @@ from wanflow.pipelines.yaml_source import DataPath, SourceDocument
 # Step fields whose strings are templates, in the order they are resolved.
 # Media inputs are named after the service's fields, less ``_url`` (the catalog maps them back).
 MEDIA_FIELDS = ("images", "image", "first_frame", "last_frame", "references", "video", "mask", "audio")
-TEMPLATED_STEP_FIELDS = ("when", "for_each", "prompt", "negative_prompt", *MEDIA_FIELDS, "params", "seed")
+TEMPLATED_STEP_FIELDS = ("when", "for_each", "prompt", "negative_prompt", *MEDIA_FIELDS, "videos", "params", "seed")
+OP_MEDIA_FIELDS = ("video", "videos", "image", "images", "audio")  # what an ``op:`` step may take
 
 
 @dataclass
@@ -43,6 +44,9 @@ class StepSpec:
     for_each: list[Any] | str | None = None
     description: str = ""
     depends_on: tuple[str, ...] = ()
+    # ``op:`` steps (local media operations, wanflow.ops): the op's name and its list of videos.
+    op: str | None = None
+    videos: list[str] | str | None = None
 
     def path(self, *parts: str | int) -> DataPath:
         """The data path of a field of this step, for locating messages."""
@@ -66,6 +70,7 @@ class Pipeline:
     warnings: list[Diagnostic] = field(default_factory=list)
     allowed_paths: tuple[Path, ...] = ()  # folders outside base_dir that local inputs may come from
     pinned_seeds: dict[str, int] = field(default_factory=dict)  # seeds drawn by --reseed, kept in the lockfile
+    picks: dict[str, int] = field(default_factory=dict)  # `wanflow pick` choices of op: pick steps, kept in the lockfile
     matrix: dict[str, Any] | None = None
     provider_override: str | None = None  # the provider it was loaded (and checked) for: every run of it uses that one
     chosen_vars: frozenset[str] = frozenset()  # set by --var or --vars-file: on a matrix axis, they pick its value

@@ -26,7 +26,9 @@ from wanflow.catalog.rules import (
     truncate_text,
 )
 from wanflow.catalog.spec import InputSpec
+from wanflow.ops.specs import OP_PROVIDER
 from wanflow.pipelines.model import MEDIA_FIELDS, Pipeline, StepSpec
+from wanflow.pipelines.op_steps import resolve_op_step
 from wanflow.pipelines.request import SEED_MAX, StepRequest, derive_seed
 from wanflow.pipelines.templating import StepOutputs, StepsNamespace, VarsNamespace, render
 from wanflow.pipelines.variables import BOOLEAN_WORDS, parse_boolean_word
@@ -82,7 +84,10 @@ def base_context(pipeline: Pipeline, upstream: Mapping[str, StepOutputs]) -> dic
 
 
 def choose_provider(pipeline: Pipeline, step: StepSpec, override: str | None) -> str:
-    """``--provider`` beats the step's provider, which beats ``defaults.provider``; else local."""
+    """``--provider`` beats the step's provider, which beats ``defaults.provider``; else local.
+    An ``op:`` step always runs here, on the free ``op`` provider."""
+    if step.op is not None:
+        return OP_PROVIDER
     return override or step.provider or pipeline.default_provider or DEFAULT_PROVIDER
 
 
@@ -142,6 +147,12 @@ def resolve_step(
     context = base_context(pipeline, {dep: upstream[dep] for dep in step.depends_on if dep in upstream})
     if item is not None:
         context["index"], context["item"] = item
+    if step.op is not None:
+        rendered = {name: collector.render(value, context, step.path("params", name)) if isinstance(value, str) else value
+                    for name, value in step.params.items()}
+        return resolve_op_step(collector, step, {k: v for k, v in rendered.items() if v is not _FAILED},
+                               lambda name, written: _media_items(collector, step, name, step.model.inputs[name].media,
+                                                                  written, context, media))
     model = step.model
 
     prompt = _render_text(collector, step, "prompt", context)

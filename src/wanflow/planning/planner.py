@@ -146,7 +146,7 @@ def own_references(step: StepSpec) -> set[str]:
     """The steps a step's own request reads (not its ``needs:`` order, not its ``when:``)."""
     found: set[str] = set()
     fields = {"prompt": step.prompt, "negative_prompt": step.negative_prompt,
-              **{name: getattr(step, name) for name in MEDIA_FIELDS},
+              **{name: getattr(step, name) for name in MEDIA_FIELDS}, "videos": step.videos,
               "params": step.params, "seed": step.seed, "for_each": step.for_each}
     for _, text in template_strings(fields, ()):
         try:

@@ -41,6 +41,9 @@ class TaskInfo(TypedDict, total=False):
     absence_proven_before: bool
     partial_failures: list[str]  # sub-results that failed in a task that succeeded
     extra_outputs: list[dict[str, str]]  # outputs kept only by URL (a vtrix audio item)
+    op: str  # an op: step's operation (the op provider)
+    ops_version: str  # the ops' version (salts their cache keys)
+    adaptations: list[dict[str, object]]  # what an op did to fit its inputs (a concat's scaled clip)
     warnings: list[str]
     urls_expire_at: float  # when the result URLs stop working
     result_urls: dict[str, str]

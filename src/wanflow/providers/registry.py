@@ -44,8 +44,15 @@ def _diffusers(project: Mapping[str, Any]) -> Provider:
     return DiffusersProvider()
 
 
+def _op(project: Mapping[str, Any]) -> Provider:
+    from wanflow.providers.ops import OpProvider
+
+    return OpProvider()
+
+
 BUILTIN_PROVIDERS: Mapping[str, ProviderFactory] = {
     "local": _local,
+    "op": _op,
     "dashscope": _dashscope,
     "vtrix": _vtrix,
     "diffusers": _diffusers,

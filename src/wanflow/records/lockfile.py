@@ -75,6 +75,22 @@ def pinned_seeds(data: Mapping[str, Any] | None, instance: str = DEFAULT_INSTANC
 _ENGINE_KEYS = ("weights", "diffusers", "torch", "device", "dtype")
 
 
+def picks(data: Mapping[str, Any] | None, instance: str = DEFAULT_INSTANCE) -> dict[str, int]:
+    """``wanflow pick`` choices for an instance (op: pick steps): kept until the next pick."""
+    return {str(k): int(v) for k, v in (locked_instance(data, instance).get("picked") or {}).items()}
+
+
+def record_pick(path: Path, pipeline_name: str, step: str, index: int, instance: str = DEFAULT_INSTANCE) -> None:
+    """Keep ``index`` as the choice of pick step ``step`` in the lockfile at ``path`` (beside the seeds)."""
+    data = read_lock(path)
+    if data is None and lock_problem(path):
+        raise UsageError(f"wanflow pick: {lock_problem(path)}")
+    entry = locked_instance(data, instance)
+    entry["picked"] = dict(sorted({**(entry.get("picked") or {}), step: index}.items()))
+    entry.setdefault("steps", {})
+    write_lock(path, pipeline_name, {instance: entry}, keep=data)
+
+
 def _unit_entries(step: StepResult) -> dict[str, dict[str, Any]]:
     units = step.items if step.items is not None else [step]
     entries: dict[str, dict[str, Any]] = {}
@@ -104,6 +120,8 @@ def instance_entry(pipeline: Pipeline, result: RunResult) -> dict[str, Any]:
     entry: dict[str, Any] = {"vars": pipeline.vars, "steps": steps}
     if pipeline.pinned_seeds:
         entry["reseeded"] = dict(sorted(pipeline.pinned_seeds.items()))
+    if pipeline.picks:
+        entry["picked"] = dict(sorted(pipeline.picks.items()))
     return entry
 
 
@@ -189,6 +207,7 @@ def prepare(pipeline: Pipeline, data: Mapping[str, Any] | None, *, frozen: bool,
     import secrets
 
     pipeline.pinned_seeds = pinned_seeds(data, instance)
+    pipeline.picks = picks(data, instance)
     if frozen and (reseed_all or reseed_steps):
         raise UsageError("--frozen reproduces the locked seeds; it cannot be combined with --reseed")
     for step in pipeline.steps.values():

@@ -20,6 +20,7 @@ from wanflow.report import html
 from wanflow.report.graph_svg import Graph, graph_depths, graph_from_pipeline, graph_from_record, render_svg
 from wanflow.report.grid import axes_of, build_grids
 from wanflow.report.media import MediaPlacer
+from wanflow.report.picks import picks_html
 from wanflow.report.thumbs import ThumbCache
 from wanflow.report.view import InstanceView, instance_view
 from wanflow.state.workspace import Workspace
@@ -170,6 +171,7 @@ def _single_page(page: html.Page, run: Run, instance: InstanceView, graph: Graph
     body += html.problems_html([instance], [])
     body += _graph_section(graph, _statuses(instance), mermaid)
     body += html.outputs_html(page, instance)
+    body += picks_html(page, instance)
     body += '<section id="steps"><h2>Steps</h2><div class="cards">' + "".join(
         html.step_card(page, step) for step in instance.steps) + "</div></section>"
     return html.document(f"{title} · wanflow report", _header(title, sub, pills), body)

@@ -1,0 +1,94 @@
+"""Resolving an ``op:`` step (a local media operation): its params checked against the op's table
+in ``wanflow.ops.specs``, its media inputs rendered like any step's. Ops draw no seed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from wanflow._diagnostics import Diagnostic
+from wanflow.artifacts import MediaInput
+from wanflow.ops.specs import OP_PROVIDER, OPS, check_op_params
+from wanflow.pipelines.model import OP_MEDIA_FIELDS, Pipeline, StepSpec
+from wanflow.pipelines.request import StepRequest
+from wanflow.pipelines.yaml_source import DataPath
+
+OP_SEED_SOURCE = "none (an op is deterministic)"
+
+
+class Findings(Protocol):
+    """Where resolving puts located problems (``resolve._Collector``)."""
+
+    diagnostics: list[Diagnostic]
+    pipeline: Pipeline
+
+    @property
+    def failed(self) -> bool: ...
+
+    def add(self, path: DataPath, message: str, allowed: str | None = None, code: str | None = None,
+            severity: str = "error") -> None: ...
+
+
+MediaItems = Callable[[str, Any], "list[tuple[MediaInput, DataPath]] | None"]
+
+
+def resolve_op_step(collector: Findings, step: StepSpec, given: Mapping[str, Any], media_items: MediaItems,
+                    ) -> tuple[StepRequest | None, list[Diagnostic]]:
+    """The op's request from its rendered params (``given``) and inputs (``media_items(field, written)``
+    renders one field): params checked with defaults filled in, inputs by content hash."""
+    assert step.op is not None
+    op = OPS[step.op]
+    params, problems = check_op_params(step.op, given)
+    for name, message, allowed in problems:
+        collector.add(step.path("params", name) if name else step.path("op"), message, allowed)
+    inputs: dict[str, tuple[MediaInput, ...]] = {}
+    for name in OP_MEDIA_FIELDS:
+        written = getattr(step, name)
+        slot = op.inputs.get(name)
+        if slot is None:
+            if written is not None:
+                collector.add(step.path(name), f"op {op.name} does not take {name}:",
+                              allowed=", ".join(f"{key}:" for key in op.inputs))
+            continue
+        found = [] if written is None else media_items(name, written)
+        if found is None:
+            continue
+        _, low, high = slot
+        if not low <= len(found) <= high:
+            allowed = f"exactly {low}" if low == high else f"{low} to {high}"
+            collector.add(step.path(name) if written is not None else step.path("op"),
+                          f"op {op.name} got {len(found)} item(s) in {name}:", allowed=allowed)
+            continue
+        if found:
+            inputs[name] = tuple(entry for entry, _ in found)
+    source = OP_SEED_SOURCE
+    if step.op == "pick" and not collector.failed:
+        source = _choose(collector, step, inputs, params)
+    if collector.failed:
+        return None, collector.diagnostics
+    params["seed"] = 0  # no randomness; the field keeps the request's shape
+    request = StepRequest(
+        step_id=step.id, model=step.model, provider=OP_PROVIDER, prompt=None, negative_prompt=None, inputs=inputs,
+        params=params, explicit_params=frozenset(step.params), seed_source=source, version=step.version,
+    )
+    return request, collector.diagnostics
+
+
+def _choose(collector: Findings, step: StepSpec, inputs: Mapping[str, tuple[MediaInput, ...]], params: dict[str, Any]) -> str:
+    """Set ``params["choice"]``: the lockfile's ``wanflow pick`` choice, else ``default``. Only the
+    choice is in the request beside the candidates, so a new pick re-runs only what follows."""
+    slots = [name for name in ("images", "videos") if name in inputs]
+    if len(slots) != 1:
+        collector.add(step.path("op"), "op pick needs its candidates in images: or in videos: (one of them)",
+                      allowed="images: [...] or videos: [...]")
+        return OP_SEED_SOURCE
+    count = len(inputs[slots[0]])
+    picked = collector.pipeline.picks.get(step.id)
+    choice = picked if picked is not None else int(params["default"])
+    if choice >= count:
+        where = "the lockfile's pick (wanflow pick)" if picked is not None else "params.default"
+        collector.add(step.path("params", "default") if picked is None else step.path("op"),
+                      f"{where} is candidate {choice}, but there are {count}", allowed=f"0 to {count - 1}")
+        return OP_SEED_SOURCE
+    params["choice"] = choice
+    return "picked with wanflow pick (kept in the lockfile)" if picked is not None else "params.default (no pick yet)"

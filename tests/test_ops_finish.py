@@ -1,0 +1,119 @@
+"""op: steps that finish a piece: overlay, caption, soundtrack, encode, contact_sheet (checked by decoding)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+import wanflow
+from ops_helpers import decoded, make_clip, write_tone
+
+
+def _frame_at(path: Path, index: int) -> np.ndarray:
+    with av.open(str(path)) as container:
+        for number, frame in enumerate(container.decode(video=0)):
+            if number == index:
+                return frame.to_ndarray(format="rgb24")
+    raise AssertionError("no such frame")
+
+
+def _run(path: Path) -> wanflow.RunResult:
+    result = wanflow.run(path, report=False)
+    assert isinstance(result, wanflow.RunResult)
+    return result
+
+
+def _audio_level(path: Path, start: float, end: float) -> float:
+    with av.open(str(path)) as container:
+        chunks = [frame.to_ndarray() for frame in container.decode(audio=0) if start <= float(frame.time or 0) < end]
+    samples = np.concatenate(chunks, axis=1)
+    return float(np.sqrt(np.mean(np.square(samples))))
+
+
+def test_overlay_keeps_transparency_and_its_time_range(project: Path, write_pipeline) -> None:
+    make_clip(project / "clip.mp4", seconds=2.0, size=(320, 180))
+    logo = Image.new("RGBA", (100, 50), (0, 0, 0, 0))
+    logo.paste((255, 255, 255, 255), (0, 0, 50, 50))  # left half opaque white, right half fully transparent
+    logo.save(project / "logo.png")
+    path = write_pipeline("""
+        wanflow: 1
+        name: logo
+        steps:
+          branded:
+            op: overlay
+            video: clip.mp4
+            image: logo.png
+            params: {position: top-left, margin: 10, scale: 0.5, start: 1.0}
+    """)
+    out = _run(path).steps["branded"].outputs.video.path
+    source = _frame_at(project / "clip.mp4", 20)
+    after = _frame_at(out, 20)  # 1.25 s: the logo shows (scaled to 160x80 at 10,10)
+    assert after[40, 40].min() > 235  # the opaque half is white
+    assert np.abs(after[40, 130].astype(int) - source[40, 130].astype(int)).max() < 16  # the transparent half shows the clip
+    before = _frame_at(out, 8)  # 0.5 s: before start
+    assert np.abs(before[40, 40].astype(int) - _frame_at(project / "clip.mp4", 8)[40, 40].astype(int)).max() < 16
+    assert decoded(out)["frames"] == 32
+
+
+def test_caption_draws_text_in_a_box(project: Path, write_pipeline) -> None:
+    make_clip(project / "clip.mp4", seconds=1.0, size=(320, 180))
+    path = write_pipeline("""
+        wanflow: 1
+        name: words
+        steps:
+          said:
+            op: caption
+            video: clip.mp4
+            params: {text: "Run further", position: bottom, size: 24, color: yellow, box: black, box_opacity: 1}
+    """)
+    out = _run(path).steps["said"].outputs.video.path
+    bottom = _frame_at(out, 3)[120:180]
+    yellow = (bottom[..., 0] > 180) & (bottom[..., 1] > 180) & (bottom[..., 2] < 90)
+    black = bottom.max(axis=2) < 30
+    assert yellow.sum() > 50 and black.sum() > 500
+    assert _frame_at(out, 3)[:60].max(axis=2).min() > 150  # the top of the frame is untouched
+
+
+def test_soundtrack_loops_fades_and_replaces_to_the_videos_length(project: Path, write_pipeline) -> None:
+    make_clip(project / "clip.mp4", seconds=3.0, tone=None)
+    write_tone(project / "music.wav", seconds=1.0, frequency=330, level=0.5)
+    path = write_pipeline("""
+        wanflow: 1
+        name: music
+        steps:
+          scored:
+            op: soundtrack
+            video: clip.mp4
+            audio: music.wav
+            params: {fade_in: 0.5, fade_out: 0.5, mix: replace, volume: 1.0}
+    """)
+    out = _run(path).steps["scored"].outputs.video.path
+    facts = decoded(out)
+    assert facts["audio_codec"] == "aac" and facts["video_codec"] == "h264" and facts["frames"] == 48
+    assert abs(facts["audio_seconds"] - 3.0) < 0.05
+    middle = _audio_level(out, 1.2, 1.8)  # the looped music, after the fade in
+    assert 0.05 < middle < 0.2  # normalised near -20 dBFS RMS (0.1)
+    assert _audio_level(out, 0.0, 0.1) < middle / 3 and _audio_level(out, 2.9, 3.0) < middle / 3
+
+
+def test_encode_preset_and_contact_sheet(project: Path, write_pipeline) -> None:
+    make_clip(project / "clip.mp4", seconds=1.0, size=(320, 180))
+    Image.new("RGB", (200, 100), "red").save(project / "a.png")
+    path = write_pipeline("""
+        wanflow: 1
+        name: export
+        steps:
+          small: {op: encode, video: clip.mp4, params: {preset: social, max_width: 160, quality: 30}}
+          sheet: {op: contact_sheet, images: [a.png, a.png], videos: [clip.mp4], params: {columns: 2, cell_width: 100}}
+    """)
+    result = _run(path)
+    facts = decoded(result.steps["small"].outputs.video.path)
+    assert facts["size"] == (160, 90) and facts["pix_fmt"] == "yuv420p" and facts["frames"] == 16
+    with open(result.steps["small"].outputs.video.path, "rb") as handle:
+        head = handle.read(64)
+    assert head.find(b"moov") < head.find(b"mdat") or b"mdat" not in head  # faststart: the index comes first
+    sheet = result.steps["sheet"].outputs.images[0]
+    assert (sheet.width, sheet.height) == (2 * 108 + 8, 2 * (56 + 10 + 8) + 8)

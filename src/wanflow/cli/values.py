@@ -19,7 +19,10 @@ from wanflow.pipelines.batch_file import parse_delimiter
 
 def positive_int(text: str) -> int:
     """``--jobs``: a whole number of at least 1."""
-    value = non_negative_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value

@@ -165,3 +165,11 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60.0, interval: flo
     while not condition():
         assert time.monotonic() < deadline, f"not true after {timeout} s"
         time.sleep(interval)
+
+
+def point_providers_at(monkeypatch: Any, server: SimServer, key: str = KEY) -> None:
+    """Point both paid providers at ``server`` with ``key`` (the environment a user would export)."""
+    monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", server.dashscope_url)
+    monkeypatch.setenv("DASHSCOPE_API_KEY", key)
+    monkeypatch.setenv("VTRIX_BASE_URL", server.url)
+    monkeypatch.setenv("VTRIX_API_KEY", key)

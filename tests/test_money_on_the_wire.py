@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 import wanflow
+from sim_helpers import point_providers_at
 from wanflow.providers import polling, remote
 from wanflow.sim.server import SimServer
 from wanflow.sim.state import Knobs
@@ -54,10 +55,7 @@ def service(monkeypatch: pytest.MonkeyPatch, project: Path):
         knobs.setdefault("tiny_results", True)
         server = SimServer(Knobs(keys=("sim-key", OTHER_KEY), **knobs), workdir=project / "sim")
         servers.append(server.__enter__())
-        monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", server.dashscope_url)
-        monkeypatch.setenv("DASHSCOPE_API_KEY", "sim-key")
-        monkeypatch.setenv("VTRIX_BASE_URL", server.url)
-        monkeypatch.setenv("VTRIX_API_KEY", "sim-key")
+        point_providers_at(monkeypatch, server)
         return server
 
     yield start

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import wanflow
+from sim_helpers import point_providers_at
 from wanflow.project.settings import ServiceConfig
 from wanflow.providers.dashscope import DashScopeProtocol, cancel_task, dashscope_provider, list_tasks
 from wanflow.sim.server import SimServer
@@ -57,10 +58,7 @@ def sim_env(monkeypatch: pytest.MonkeyPatch, project: Path):
                            workdir=project / "sim")
         server.__enter__()
         servers.append(server)
-        monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", server.dashscope_url)
-        monkeypatch.setenv("DASHSCOPE_API_KEY", "sim-key")
-        monkeypatch.setenv("VTRIX_BASE_URL", server.url)
-        monkeypatch.setenv("VTRIX_API_KEY", "sim-key")
+        point_providers_at(monkeypatch, server)
         return server
 
     yield start

@@ -290,6 +290,26 @@ def test_sigterm_from_the_first_instruction_is_a_clean_exit(project, write_pipel
             assert "interrupted" in err
 
 
+def test_a_sigterm_that_lands_in_a_finaliser_is_delivered_after_it_not_lost():
+    """Python drops an exception raised in a ``__del__`` or a weakref callback (importlib runs one
+    in every import): the startup handler must not raise there, or the SIGTERM is lost and the
+    command runs on (seen on CI as "Exception ignored in ... cb" and exit 0)."""
+    from wanflow.cli.entry import _terminate
+
+    class RaisesSigtermWhenDropped:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGTERM)
+            sum(range(100))  # instructions after the signal, still inside the finaliser
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            RaisesSigtermWhenDropped()
+            time.sleep(5)  # the signal comes back within milliseconds and ends this sleep
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_a_record_left_running_by_a_killed_run_is_marked_abandoned(sim, project, write_pipeline):
     server = sim(task_seconds=3.0)
     path = write_pipeline(CHAIN)

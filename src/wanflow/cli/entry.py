@@ -13,14 +13,36 @@ import atexit
 import os
 import signal
 import sys
+import threading
 from types import FrameType
 from typing import NoReturn, TextIO
 
 EXIT_INTERRUPTED = 130
+_REDELIVER_SECONDS = 0.005
 _LATE_MESSAGE = b"wanflow: interrupted as it was exiting; the command's work was already done and saved\n"
 
 
+def _swallows_exceptions(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs where Python prints an exception and drops it: a ``__del__`` or a
+    weakref callback (importlib's module-lock ``cb`` runs in every import). A KeyboardInterrupt
+    raised there would be lost, and with it the signal."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or (code.co_name == "cb" and code.co_filename.startswith("<frozen importlib")):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
+    if _swallows_exceptions(frame):
+        # Deliver the signal again in a moment, from a thread: raised here it would come straight
+        # back into this handler, still inside the finaliser.
+        main_thread = threading.main_thread().ident
+        redeliver = threading.Timer(_REDELIVER_SECONDS, signal.pthread_kill, (main_thread, signum))
+        redeliver.daemon = True
+        redeliver.start()
+        return
     raise KeyboardInterrupt
 
 

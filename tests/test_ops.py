@@ -128,9 +128,11 @@ def test_op_steps_are_free_in_plan_cached_on_rerun_and_locked(project: Path, wri
 
 @pytest.mark.parametrize(("step", "expected"), [
     ("{op: blur, video: clip.mp4}", "steps.x.op"),
-    ("{op: trim, video: clip.mp4, params: {start: -1}}", "start: -1 is not allowed (allowed: a number from 0)"),
+    ("{op: trim, video: clip.mp4, params: {start: -1}}", "start: invalid value -1 (allowed: a number from 0, or a template)"),
     ("{op: fit, video: clip.mp4, params: {aspect: '3:2', width: 100}}", "allowed: one of 9:16, 1:1, 16:9, 4:5"),
-    ("{op: fit, video: clip.mp4, params: {width: 100}}", "op fit needs params.aspect"),
+    ("{op: fit, video: clip.mp4, params: {width: 100}}", "steps.x.params: missing required field 'aspect'"),
+    ("{op: fit, video: clip.mp4}", "steps.x: missing required field 'params'"),
+    ("{op: trim, video: clip.mp4, params: {begin: 1}}", "unknown field 'begin'"),
     ("{op: concat, videos: [clip.mp4]}", "op concat got 1 item(s) in videos: (allowed: 2 to 64)"),
     ("{op: frame, video: clip.mp4, image: clip.mp4}", "op frame does not take image: (allowed: video:)"),
     ("{op: frame, model: wan2.6-t2i, video: clip.mp4}", "has both model: and op:"),

@@ -6,6 +6,7 @@ so plans, keys, records, the lockfile and the report treat it like any other ste
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ ASPECTS = ("9:16", "1:1", "16:9", "4:5")
 ANCHORS = ("center", "top", "bottom", "left", "right")
 POSITIONS = ("top-left", "top", "top-right", "left", "center", "right", "bottom-left", "bottom", "bottom-right")
 _NO_ROUTE = ProviderModel(model="op")
+HEX_COLOUR = "#([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})"
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,12 @@ class OpParam:
         if self.type == "choice":
             return "one of " + ", ".join(self.choices)
         if self.type in ("colour", "fill"):
-            return ("blur, or " if self.type == "fill" else "") + "a colour name or #RRGGBB"
+            return ("blur, or " if self.type == "fill" else "") + "a colour name (lower case) or #RRGGBB"
         if self.type == "at":
             return "first, last, or a time in seconds (a number >= 0)"
         bounds = "" if self.minimum is None else f" from {self.minimum:g}" + (
             "" if self.maximum is None else f" to {self.maximum:g}")
-        return f"a {self.type}{bounds}"
+        return ("an " if self.type[0] in "aeiou" else "a ") + f"{self.type}{bounds}"
 
 
 @dataclass(frozen=True)
@@ -173,11 +175,13 @@ def _coerce(spec: OpParam, value: Any) -> Any:
 
 
 
-def _is_colour(text: str) -> bool:
+def colour_names() -> list[str]:
+    """The colour names params accept (CSS names, lower case), for messages and the schema."""
     from PIL import ImageColor
 
-    try:
-        ImageColor.getrgb(text)
-    except ValueError:
-        return False
-    return True
+    return sorted(ImageColor.colormap)
+
+
+def _is_colour(text: str) -> bool:
+    """A CSS colour name in lower case, or #RGB, #RGBA, #RRGGBB, #RRGGBBAA (what the schema allows)."""
+    return text in colour_names() or re.fullmatch(HEX_COLOUR, text) is not None

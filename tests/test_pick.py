@@ -3,6 +3,7 @@ only the steps after it; matrix instances are picked one by one."""
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -95,3 +96,64 @@ def test_the_report_shows_every_candidate_the_choice_and_the_command(project: Pa
     assert section.count("<img") == 3
     assert '<div class="pick chosen"><b>1 ✓ chosen</b>' in section
     assert "picked with wanflow pick" in section
+
+
+def test_batch_rows_are_picked_one_by_one(project: Path, write_pipeline, capsys) -> None:
+    path = write_pipeline(PIPELINE.replace("a lighthouse at dawn", "a {{ vars.place }} at dawn").replace(
+        "defaults: {seed: 11}", "defaults: {seed: 11}\n    vars: {place: lighthouse}"))
+    rows = project / "rows.csv"
+    rows.write_text("place\nlighthouse\nharbour\nmill\n")
+    first = wanflow.run(path, batch=rows, report=False)
+    names = sorted(first.instances)
+    assert main(["pick", str(path), "best", "2", "--instance", names[1]]) == 0
+    assert f"best (instance {names[1]}): candidate 2 of 3 candidates picked" in capsys.readouterr().out
+    second = wanflow.run(path, batch=rows, report=False)
+    ran = {name: _statuses(result) for name, result in second.instances.items()}
+    assert ran[names[1]] == {"hero": "cached", "best": "ran", "sheet": "ran"}
+    assert all(set(ran[name].values()) == {"cached"} for name in (names[0], names[2]))
+    hero = first.instances[names[1]].steps["hero"].outputs.images
+    assert second.instances[names[1]].steps["best"].outputs.images[0].sha256 == hero[2].sha256
+    assert main(["pick", str(path), "best", "1", "--instance", "nowhere"]) == 2
+    assert "no instance 'nowhere'" in capsys.readouterr().err
+
+
+FAN_OUT = """
+    wanflow: 1
+    name: fanned
+    defaults: {seed: 5}
+    steps:
+      hero:
+        model: wan2.6-t2i
+        prompt: "a {{ item }} on a beach"
+        for_each: [lighthouse, harbour]
+        params: {size: 1024*1024, n: 3}
+      best:
+        op: pick
+        for_each: [0, 1]
+        images: "{{ steps.hero.images[index * 3:index * 3 + 3] }}"
+      sheet:
+        op: contact_sheet
+        images: "{{ steps.best.images }}"
+"""
+
+
+def test_each_item_of_a_pick_that_fans_out_is_picked_on_its_own(project: Path, write_pipeline, capsys) -> None:
+    path = write_pipeline(FAN_OUT)
+    first = wanflow.run(path, report=False)
+    heroes = [image.sha256 for item in first.steps["hero"].items for image in item.outputs.images]
+    assert [item.outputs.images[0].sha256 for item in first.steps["best"].items] == [heroes[0], heroes[3]]
+    assert main(["pick", str(path), "best", "1"]) == 2
+    assert "best fans out with for_each, so each item is picked on its own: name one as best[0], best[1], ... " \
+           "(the last run had best[0], best[1])" in capsys.readouterr().err
+    assert main(["pick", str(path), "best[1]", "3"]) == 2
+    assert "best[1] has 3 candidates; INDEX is 0 to 2" in capsys.readouterr().err
+    assert main(["pick", str(path), "best[1]", "2"]) == 0
+    assert json.loads(path.with_suffix(".lock").read_text())["instances"]["default"]["picked"] == {"best[1]": 2}
+    second = wanflow.run(path)
+    assert [item.status for item in second.steps["best"].items] == ["cached", "ran"]
+    assert _statuses(second) == {"hero": "cached", "best": "ran", "sheet": "ran"}
+    assert [item.outputs.images[0].sha256 for item in second.steps["best"].items] == [heroes[0], heroes[5]]
+    page = second.report_path.read_text("utf-8")
+    for unit, index in (("best[1]", 0), ("best[0]", 2)):  # quoted for the shell: [ ] are glob characters
+        assert html.escape(f"wanflow pick {path} '{unit}' {index}") + "</code>" in page
+    assert page.count("✓ chosen") == 2

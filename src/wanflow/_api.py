@@ -339,28 +339,11 @@ for _function in (plan, explain, run, arun):
 
 def pick(pipeline: str | os.PathLike[str], step: str, index: int, *, instance: str = "default") -> str:
     """Keep candidate ``index`` as the choice of the ``op: pick`` step ``step`` (of ``instance``) in
-    the lockfile; returns what was recorded. UsageError for a step that is not a pick, an unknown
-    matrix instance, or an index outside the candidates the last run saw."""
-    from wanflow.records import lockfile
+    the lockfile; returns what was recorded. ``step`` names an item of a pick that fans out as
+    ``best[1]``. UsageError for a step that is not a pick, an unknown matrix or batch instance, or an
+    index outside the candidates the last run saw."""
+    from wanflow.records.pick import record_choice
 
     loaded = load(pipeline)
-    spec = loaded.steps.get(step)
-    if spec is None or spec.op != "pick":
-        picks = ", ".join(name for name, found in loaded.steps.items() if found.op == "pick") or "none in this pipeline"
-        raise UsageError(f"wanflow pick: '{step}' is not an op: pick step (pick steps: {picks})")
-    if loaded.matrix:
-        names = [found.name for found in (instances_for(loaded)[0] or [])]
-        if instance not in names:
-            raise UsageError(f"wanflow pick: no instance '{instance}' (instances: {', '.join(names)})")
-    if index < 0:
-        raise UsageError("wanflow pick: INDEX counts from 0")
-    path = lockfile.lock_path(loaded)
-    locked = (lockfile.locked_instance(lockfile.read_lock(path), instance).get("steps") or {}).get(step)
-    inputs = ((locked or {}).get("request") or {}).get("inputs") or {}
-    count = len(inputs.get("images") or inputs.get("videos") or [])
-    if count and index >= count:
-        raise UsageError(f"wanflow pick: {step} has {count} candidates; INDEX is 0 to {count - 1}")
-    lockfile.record_pick(path, loaded.name, step, index, instance)
-    seen = f" of {count} candidates" if count else ""
-    where = "" if instance == "default" else f" (instance {instance})"
-    return f"{step}{where}: candidate {index}{seen} picked, kept in {path.name}; the next run re-runs only the steps after it"
+    matrix = [found.name for found in (instances_for(loaded)[0] or [])] if loaded.matrix else None
+    return record_choice(loaded, step, index, instance, matrix)

@@ -33,9 +33,10 @@ MediaItems = Callable[[str, Any], "list[tuple[MediaInput, DataPath]] | None"]
 
 
 def resolve_op_step(collector: Findings, step: StepSpec, given: Mapping[str, Any], media_items: MediaItems,
-                    ) -> tuple[StepRequest | None, list[Diagnostic]]:
+                    unit: str | None = None) -> tuple[StepRequest | None, list[Diagnostic]]:
     """The op's request from its rendered params (``given``) and inputs (``media_items(field, written)``
-    renders one field): params checked with defaults filled in, inputs by content hash."""
+    renders one field): params checked with defaults filled in, inputs by content hash. ``unit`` names
+    one item of a ``for_each`` step (``best[1]``): each item of a pick is picked on its own."""
     assert step.op is not None
     op = OPS[step.op]
     params, problems = check_op_params(step.op, given)
@@ -63,7 +64,7 @@ def resolve_op_step(collector: Findings, step: StepSpec, given: Mapping[str, Any
             inputs[name] = tuple(entry for entry, _ in found)
     source = OP_SEED_SOURCE
     if step.op == "pick" and not collector.failed:
-        source = _choose(collector, step, inputs, params)
+        source = _choose(collector, step, inputs, params, unit or step.id)
     if collector.failed:
         return None, collector.diagnostics
     params["seed"] = 0  # no randomness; the field keeps the request's shape
@@ -74,7 +75,8 @@ def resolve_op_step(collector: Findings, step: StepSpec, given: Mapping[str, Any
     return request, collector.diagnostics
 
 
-def _choose(collector: Findings, step: StepSpec, inputs: Mapping[str, tuple[MediaInput, ...]], params: dict[str, Any]) -> str:
+def _choose(collector: Findings, step: StepSpec, inputs: Mapping[str, tuple[MediaInput, ...]], params: dict[str, Any],
+            unit: str) -> str:
     """Set ``params["choice"]``: the lockfile's ``wanflow pick`` choice, else ``default``. Only the
     choice is in the request beside the candidates, so a new pick re-runs only what follows."""
     slots = [name for name in ("images", "videos") if name in inputs]
@@ -83,7 +85,7 @@ def _choose(collector: Findings, step: StepSpec, inputs: Mapping[str, tuple[Medi
                       allowed="images: [...] or videos: [...]")
         return OP_SEED_SOURCE
     count = len(inputs[slots[0]])
-    picked = collector.pipeline.picks.get(step.id)
+    picked = collector.pipeline.picks.get(unit)
     choice = picked if picked is not None else int(params["default"])
     if choice >= count:
         where = "the lockfile's pick (wanflow pick)" if picked is not None else "params.default"

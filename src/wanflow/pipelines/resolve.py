@@ -152,7 +152,8 @@ def resolve_step(
                     for name, value in step.params.items()}
         return resolve_op_step(collector, step, {k: v for k, v in rendered.items() if v is not _FAILED},
                                lambda name, written: _media_items(collector, step, name, step.model.inputs[name].media,
-                                                                  written, context, media))
+                                                                  written, context, media),
+                               unit=f"{step.id}[{item[0]}]" if item else step.id)
     model = step.model
 
     prompt = _render_text(collector, step, "prompt", context)

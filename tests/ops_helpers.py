@@ -69,3 +69,21 @@ def write_tone(path: Path, seconds: float, frequency: float, level: float, rate:
         handle.setframerate(rate)
         handle.writeframes(samples.tobytes())
     return path
+
+
+def write_font(path: Path, scale: int = 2) -> Path:
+    """A real TrueType font unlike the default one: Pillow's own font with its em square made
+    ``scale`` times smaller (head.unitsPerEm), so its glyphs draw ``scale`` times larger."""
+    import struct
+
+    from PIL import ImageFont
+
+    data = bytearray(ImageFont.load_default(size=12).path.getvalue())  # type: ignore[union-attr]
+    for index in range(struct.unpack(">H", data[4:6])[0]):
+        tag, _, offset, _ = struct.unpack(">4sIII", data[12 + 16 * index:28 + 16 * index])
+        if tag == b"head":
+            units = struct.unpack(">H", data[offset + 18:offset + 20])[0]
+            data[offset + 18:offset + 20] = struct.pack(">H", units // scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(data))
+    return path

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 from PIL import Image
 
 import wanflow
-from ops_helpers import decoded, make_clip, write_tone
+from ops_helpers import decoded, make_clip, write_font, write_tone
 
 
 def _frame_at(path: Path, index: int) -> np.ndarray:
@@ -75,6 +76,59 @@ def test_caption_draws_text_in_a_box(project: Path, write_pipeline) -> None:
     black = bottom.max(axis=2) < 30
     assert yellow.sum() > 50 and black.sum() > 500
     assert _frame_at(out, 3)[:60].max(axis=2).min() > 150  # the top of the frame is untouched
+
+
+def _text_width(frame: np.ndarray) -> int:
+    """How many columns of the frame's lower half hold the yellow caption."""
+    lower = frame[frame.shape[0] // 2:]
+    yellow = (lower[..., 0] > 180) & (lower[..., 1] > 180) & (lower[..., 2] < 90)
+    columns = np.flatnonzero(yellow.any(axis=0))
+    return int(columns[-1] - columns[0]) if columns.size else 0
+
+
+def test_caption_in_a_font_named_by_path_is_cached_by_the_fonts_content(project: Path, write_pipeline) -> None:
+    make_clip(project / "clip.mp4", seconds=0.5, size=(480, 180))
+    write_font(project / "fonts" / "big.ttf", scale=2)
+    path = write_pipeline("""
+        wanflow: 1
+        name: fonts
+        steps:
+          plain: {op: caption, video: clip.mp4, params: {text: Run, size: 24, color: yellow}}
+          styled: {op: caption, video: clip.mp4, params: {text: Run, size: 24, color: yellow, font: fonts/big.ttf}}
+    """)
+    first = _run(path)
+    plain, styled = (_text_width(_frame_at(first.steps[name].outputs.video.path, 2)) for name in ("plain", "styled"))
+    assert plain > 10 and 1.6 < styled / plain < 2.4  # the named font's glyphs are twice as large
+    font_hash = first.steps["styled"].request["inputs"]["font"][0]
+    assert font_hash.startswith("sha256:") and "font" not in first.steps["styled"].request["params"]
+    assert {step.status for step in _run(path).steps.values()} == {"cached"}
+    write_font(project / "fonts" / "big.ttf", scale=3)  # the same path, another font: only its caption re-runs
+    third = _run(path)
+    assert {name: step.status for name, step in third.steps.items()} == {"plain": "cached", "styled": "ran"}
+    assert _text_width(_frame_at(third.steps["styled"].outputs.video.path, 2)) > styled * 1.3
+
+
+@pytest.mark.parametrize(("font", "expected"), [
+    ("fonts/none.ttf", "params.font: input file not found: fonts/none.ttf"),
+    ("notes.ttf", "params.font: notes.ttf is not a font FreeType can read"),
+    ("../outside.ttf", "params.font: input file ../outside.ttf is outside the pipeline's folder"),
+    ("clip.mp4", "params.font: clip.mp4 is not a font FreeType can read"),
+])
+def test_a_missing_or_foreign_font_is_refused_at_its_line(project: Path, write_pipeline, font: str, expected: str) -> None:
+    make_clip(project / "clip.mp4", seconds=0.25)
+    (project / "notes.ttf").write_text("not a font")
+    write_font(project.parent / "outside.ttf")
+    path = write_pipeline(f"""
+        wanflow: 1
+        name: fonts
+        steps:
+          said: {{op: caption, video: clip.mp4, params: {{text: hi, font: "{font}"}}}}
+    """)
+    with pytest.raises(wanflow.PipelineError) as caught:
+        wanflow.plan(path)
+    message = str(caught.value)
+    assert "pipe.yaml:4:" in message and expected in message
+    assert "allowed: a TrueType or OpenType font file (.ttf, .otf, .ttc) inside the pipeline's folder" in message
 
 
 def test_soundtrack_loops_fades_and_replaces_to_the_videos_length(project: Path, write_pipeline) -> None:

@@ -93,12 +93,12 @@ def overlay(video: Path, image: Path, params: Mapping[str, Any], out: Path) -> P
     return _blend_into(video, out / "video.mp4", logo, corner, float(params.get("start", 0.0)), _end(params))
 
 
-def caption(video: Path, params: Mapping[str, Any], out: Path) -> Path:
+def caption(video: Path, params: Mapping[str, Any], out: Path, font_file: Path | None = None) -> Path:
     """``text`` in ``color`` at ``size`` pixels, on an optional ``box`` colour, at ``position``,
-    from ``start`` to ``end``, in the font that ships with Pillow (a FreeType sans)."""
+    from ``start`` to ``end``, in ``font_file`` or else the font that ships with Pillow (a FreeType sans)."""
     width, height, _, _ = video_info(video)
     size = int(params.get("size") or max(12, height // 18))
-    font = ImageFont.load_default(size=size)
+    font = ImageFont.truetype(str(font_file), size) if font_file is not None else ImageFont.load_default(size=size)
     text = str(params["text"])
     probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
     left, top, right, bottom = (round(v) for v in probe.multiline_textbbox((0, 0), text, font=font, align="center"))

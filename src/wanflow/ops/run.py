@@ -36,6 +36,11 @@ def _video_op(make: Callable[..., Path], *slots: str) -> Callable[[Inputs, Mappi
     return run
 
 
+def _caption(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Produced], Adaptations]:
+    font = inputs["font"][0] if inputs.get("font") else None
+    return [(caption(inputs["video"][0], params, out, font), "video")], []
+
+
 def _contact_sheet(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Produced], Adaptations]:
     return [(contact_sheet(list(inputs.get("images", [])), list(inputs.get("videos", [])), params, out), "images")], []
 
@@ -50,7 +55,7 @@ def _pick(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Pr
 
 RUNNERS: dict[str, Callable[[Inputs, Mapping[str, Any], Path], tuple[list[Produced], Adaptations]]] = {
     "frame": _frame, "trim": _video_op(trim, "video"), "fit": _video_op(fit, "video"), "concat": _concat,
-    "overlay": _video_op(overlay, "video", "image"), "caption": _video_op(caption, "video"),
+    "overlay": _video_op(overlay, "video", "image"), "caption": _caption,
     "soundtrack": _video_op(soundtrack, "video", "audio"), "encode": _video_op(encode, "video"),
     "contact_sheet": _contact_sheet, "pick": _pick,
 }

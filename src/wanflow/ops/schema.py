@@ -36,14 +36,14 @@ def param_schema(param: OpParam) -> dict[str, Any]:
         literal = ([{"const": "blur"}] if param.type == "fill" else []) + [{"$ref": "#/$defs/colour"}]
     elif param.type == "boolean":
         literal = [{"type": "boolean"}]
-    elif param.type in ("string", "path"):
+    elif param.type in ("string", "font"):
         literal = [{"type": "string", "minLength": 1}]
     else:  # a new type must be described here before the schema can be written
         raise ValueError(f"no schema for op param type {param.type!r}")
-    described: dict[str, Any] = {"x-allowed": param.allowed() + ("" if param.type in ("string", "path") else ", or a template")}
+    described: dict[str, Any] = {"x-allowed": param.allowed() + ("" if param.type in ("string", "font") else ", or a template")}
     if param.default is not None:
         described["default"] = param.default
-    if param.type in ("string", "path"):
+    if param.type in ("string", "font"):
         return {**literal[0], **described}
     return {"anyOf": [*literal, TEMPLATE], **described}
 

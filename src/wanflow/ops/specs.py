@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from wanflow.catalog.spec import InputSpec, ModelSpec, OutputSpec, ProviderModel, TextSpec
@@ -18,12 +19,14 @@ ASPECTS = ("9:16", "1:1", "16:9", "4:5")
 ANCHORS = ("center", "top", "bottom", "left", "right")
 POSITIONS = ("top-left", "top", "top-right", "left", "center", "right", "bottom-left", "bottom", "bottom-right")
 _NO_ROUTE = ProviderModel(model="op")
+FONT_TYPE = "font/sfnt"  # a caption's font file as an op input (kept by content hash)
 HEX_COLOUR = "#([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})"
 
 
 @dataclass(frozen=True)
 class OpParam:
-    """One op parameter: its type (number, integer, string, choice, at), default and bounds."""
+    """One op parameter: its type (number, integer, string, choice, at, colour, fill, boolean, font),
+    default and bounds. A ``font`` is a file path, resolved and checked when the step is resolved."""
 
     type: str
     default: Any = None
@@ -40,6 +43,8 @@ class OpParam:
             return ("blur, or " if self.type == "fill" else "") + "a colour name (lower case) or #RRGGBB"
         if self.type == "at":
             return "first, last, or a time in seconds (a number >= 0)"
+        if self.type == "font":
+            return "a TrueType or OpenType font file (.ttf, .otf, .ttc) inside the pipeline's folder"
         bounds = "" if self.minimum is None else f" from {self.minimum:g}" + (
             "" if self.maximum is None else f" to {self.maximum:g}")
         return ("an " if self.type[0] in "aeiou" else "a ") + f"{self.type}{bounds}"
@@ -81,7 +86,7 @@ OPS: dict[str, OpDef] = {
                      {"text": OpParam("string", required=True), "position": OpParam("choice", "bottom", POSITIONS),
                       "margin": OpParam("integer", 24, minimum=0), "size": OpParam("integer", minimum=6, maximum=512),
                       "color": OpParam("colour", "white"), "box": OpParam("colour"),
-                      "box_opacity": OpParam("number", 0.6, minimum=0.0, maximum=1.0), **_RANGE}),
+                      "box_opacity": OpParam("number", 0.6, minimum=0.0, maximum=1.0), "font": OpParam("font"), **_RANGE}),
     "soundtrack": OpDef("soundtrack", "music under a video", {"video": ("video", 1, 1), "audio": ("audio", 1, 1)}, "video",
                         {"volume": OpParam("number", 1.0, minimum=0.0, maximum=4.0),
                          "fade_in": OpParam("number", 0.0, minimum=0.0), "fade_out": OpParam("number", 0.0, minimum=0.0),
@@ -155,7 +160,7 @@ def _coerce(spec: OpParam, value: Any) -> Any:
         spec = OpParam("number", minimum=0.0)
     if spec.type == "choice":
         return value if value in spec.choices else None
-    if spec.type == "string":
+    if spec.type in ("string", "font"):
         return value if isinstance(value, str) and value else None
     if spec.type in ("colour", "fill"):
         fits = isinstance(value, str) and (_is_colour(value) or (spec.type == "fill" and value == "blur"))
@@ -173,6 +178,17 @@ def _coerce(spec: OpParam, value: Any) -> Any:
         return None
     return int(value) if spec.type == "integer" else float(value)
 
+
+
+def font_problem(path: Path) -> str | None:
+    """Why the file at ``path`` cannot be a caption's font (None: FreeType reads it as one)."""
+    from PIL import ImageFont
+
+    try:
+        ImageFont.truetype(str(path), 12)
+    except (OSError, ValueError):
+        return f"{path.name} is not a font FreeType can read"
+    return None
 
 
 def colour_names() -> list[str]:

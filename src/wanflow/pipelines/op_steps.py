@@ -7,8 +7,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from wanflow._diagnostics import Diagnostic
-from wanflow.artifacts import MediaInput
-from wanflow.ops.specs import OP_PROVIDER, OPS, check_op_params
+from wanflow._exceptions import TemplateProblem
+from wanflow._fs import sha256_file
+from wanflow.artifacts import Artifact, MediaInput
+from wanflow.ops.specs import FONT_TYPE, OP_PROVIDER, OPS, check_op_params, font_problem
+from wanflow.pipelines.input_paths import local_input_path
 from wanflow.pipelines.model import OP_MEDIA_FIELDS, Pipeline, StepSpec
 from wanflow.pipelines.request import StepRequest
 from wanflow.pipelines.yaml_source import DataPath
@@ -62,6 +65,11 @@ def resolve_op_step(collector: Findings, step: StepSpec, given: Mapping[str, Any
             continue
         if found:
             inputs[name] = tuple(entry for entry, _ in found)
+    for name, param in op.params.items():
+        if param.type == "font" and name in params:
+            font = _font_input(collector, step, name, str(params.pop(name)))
+            if font is not None:
+                inputs[name] = (font,)  # by content hash: another file at that path re-runs the step
     source = OP_SEED_SOURCE
     if step.op == "pick" and not collector.failed:
         source = _choose(collector, step, inputs, params, unit or step.id)
@@ -94,3 +102,20 @@ def _choose(collector: Findings, step: StepSpec, inputs: Mapping[str, tuple[Medi
         return OP_SEED_SOURCE
     params["choice"] = choice
     return "picked with wanflow pick (kept in the lockfile)" if picked is not None else "params.default (no pick yet)"
+
+
+def _font_input(collector: Findings, step: StepSpec, name: str, written: str) -> Artifact | None:
+    """The font file ``written`` (relative to the pipeline, confined to its folder and --allow-path
+    folders) as an input, or None with the problem added at ``params.<name>``."""
+    where = step.path("params", name)
+    try:
+        file = local_input_path(collector.pipeline, written)
+    except TemplateProblem as problem:
+        collector.add(where, problem.message, allowed=OPS[str(step.op)].params[name].allowed())
+        return None
+    problem_text = font_problem(file)
+    if problem_text is not None:
+        collector.add(where, problem_text, allowed=OPS[str(step.op)].params[name].allowed())
+        return None
+    return Artifact(sha256=sha256_file(file), media_type=FONT_TYPE, size=file.stat().st_size, path=file,
+                    origin=f"file {written}")

@@ -4,7 +4,6 @@ acceptable to the model's slot; nothing is stored (the run stores and, if needed
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from wanflow._exceptions import ConformError, MediaError, TemplateProblem
@@ -14,6 +13,7 @@ from wanflow.catalog.rules import MediaFacts, MediaVerdict, check_media
 from wanflow.catalog.spec import InputSpec
 from wanflow.media.conform import target_size
 from wanflow.media.probe import probe
+from wanflow.pipelines.input_paths import local_input_path
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import choose_provider
 from wanflow.pipelines.yaml_source import DataPath
@@ -85,24 +85,3 @@ def media_verdict(item: Artifact, slot: InputSpec) -> MediaVerdict:
     rules = load_catalog().media[slot.media]
     facts = MediaFacts(item.media_type, item.size, item.width, item.height, item.duration, item.has_alpha)
     return check_media(slot, rules, facts)
-
-
-def local_input_path(pipeline: Pipeline, text: str) -> Path:
-    """Resolve a local input path written in the pipeline (relative to the pipeline's folder).
-
-    A pipeline may only read files inside its own folder (symlinks resolved), or inside folders
-    the user allowed with ``--allow-path``: a recipe from someone else cannot read your files.
-    """
-    candidate = Path(text).expanduser()
-    file = candidate if candidate.is_absolute() else pipeline.base_dir / candidate
-    roots = [pipeline.base_dir.resolve(), *(root.resolve() for root in pipeline.allowed_paths)]
-    resolved = file.resolve()
-    if not any(resolved == root or root in resolved.parents for root in roots):
-        raise TemplateProblem(
-            f"input file {text} is outside the pipeline's folder ({pipeline.base_dir}); "
-            "allow its folder with --allow-path DIR"
-        )
-    if not resolved.is_file():
-        shown = text if candidate.is_absolute() else f"{text} (looked in {pipeline.base_dir})"
-        raise TemplateProblem(f"input file not found: {shown}")
-    return resolved

@@ -12,8 +12,10 @@ from pathlib import Path
 import anyio
 
 from wanflow._exceptions import ProviderError
+from wanflow._fs import sha256_file
 from wanflow.artifacts import Artifact
 from wanflow.ops.run import run_op
+from wanflow.ops.specs import FONT_TYPE
 from wanflow.pipelines.request import StepRequest
 from wanflow.providers.base import GenerationContext, GenerationResult, ProducedFile, TaskInfo
 
@@ -45,6 +47,8 @@ class OpProvider:
             for item in items:
                 if not isinstance(item, Artifact) or item.path is None:
                     raise ProviderError(f"an op works on local files; {item.describe()} is not one")
+                if item.media_type == FONT_TYPE and sha256_file(item.path) != item.sha256:  # read in place, not stored
+                    raise ProviderError(f"{item.origin} changed while the run was resolving it; run again")
                 paths.append(item.path)
             inputs[slot] = paths
         op = request.model.name.removeprefix("op:")

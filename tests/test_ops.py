@@ -97,6 +97,30 @@ def test_trim_and_fit_give_the_asked_length_and_size(project: Path, write_pipeli
     assert np.allclose(top, (0x10, 0x20, 0x30), atol=12)  # the pad colour above the letterboxed clip
 
 
+def test_fit_of_an_image_crops_or_pads_it_like_a_frame(project: Path, write_pipeline) -> None:
+    picture = np.zeros((180, 320, 3), np.uint8)
+    picture[:, :160] = (220, 30, 30)  # red left half, blue right half
+    picture[:, 160:] = (30, 30, 220)
+    Image.fromarray(picture).save(project / "wide.png")
+    path = write_pipeline("""
+        wanflow: 1
+        name: stills
+        steps:
+          tall: {op: fit, image: wide.png, params: {aspect: "9:16", width: 90, anchor: left}}
+          square: {op: fit, image: wide.png, params: {aspect: "1:1", width: 200, mode: pad, fill: "#102030"}}
+          again: {op: fit, image: "{{ steps.square.image }}", params: {aspect: "16:9", width: 160}}
+    """)
+    result = _run(path)
+    tall = np.asarray(Image.open(result.steps["tall"].outputs.images[0].path))
+    assert tall.shape == (160, 90, 3) and np.allclose(tall.reshape(-1, 3).mean(axis=0), (220, 30, 30), atol=3)
+    square = np.asarray(Image.open(result.steps["square"].outputs.images[0].path))
+    assert square.shape == (200, 200, 3)
+    assert np.array_equal(square[5, 100], (0x10, 0x20, 0x30)) and np.allclose(square[100, 20], (220, 30, 30), atol=3)
+    assert np.allclose(square[100, 180], (30, 30, 220), atol=3)  # the whole picture, letterboxed
+    assert Image.open(result.steps["again"].outputs.images[0].path).size == (160, 90)
+    assert result.steps["tall"].model == "op:fit" and result.steps["tall"].outputs.video is None
+
+
 def test_op_steps_are_free_in_plan_cached_on_rerun_and_locked(project: Path, write_pipeline) -> None:
     make_clip(project / "clip.mp4", seconds=1.0)
     path = write_pipeline("""
@@ -133,6 +157,8 @@ def test_op_steps_are_free_in_plan_cached_on_rerun_and_locked(project: Path, wri
     ("{op: fit, video: clip.mp4, params: {width: 100}}", "steps.x.params: missing required field 'aspect'"),
     ("{op: fit, video: clip.mp4}", "steps.x: missing required field 'params'"),
     ("{op: trim, video: clip.mp4, params: {begin: 1}}", "unknown field 'begin'"),
+    ("{op: fit, video: clip.mp4, image: logo.png, params: {aspect: '1:1', width: 64}}", "op fit takes video: or image: (one of them)"),
+    ("{op: fit, params: {aspect: '1:1', width: 64}}", "op fit takes video: or image: (one of them)"),
     ("{op: concat, videos: [clip.mp4]}", "op concat got 1 item(s) in videos: (allowed: 2 to 64)"),
     ("{op: frame, video: clip.mp4, image: clip.mp4}", "op frame does not take image: (allowed: video:)"),
     ("{op: frame, model: wan2.6-t2i, video: clip.mp4}", "has both model: and op:"),
@@ -140,6 +166,7 @@ def test_op_steps_are_free_in_plan_cached_on_rerun_and_locked(project: Path, wri
 ])
 def test_bad_op_steps_are_refused_before_anything_runs(project: Path, write_pipeline, step: str, expected: str) -> None:
     make_clip(project / "clip.mp4", seconds=0.5)
+    Image.new("RGB", (32, 32)).save(project / "logo.png")
     path = write_pipeline(f"""
         wanflow: 1
         name: bad

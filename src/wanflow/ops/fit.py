@@ -1,5 +1,6 @@
-"""``fit``: a video cut to a platform's aspect (9:16, 1:1, 16:9, 4:5) at a given width,
-by cropping (centred or at an anchor) or by padding (a colour, or a blurred copy of the frame)."""
+"""``fit``: a video or an image cut to a platform's aspect (9:16, 1:1, 16:9, 4:5) at a given width,
+by cropping (centred or at an anchor) or by padding (a colour, or a blurred copy of the frame).
+An image goes through the very same crop or pad as one video frame."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 from PIL import Image, ImageColor, ImageFilter
 
@@ -33,6 +35,25 @@ def fit(video: Path, params: Mapping[str, Any], out: Path) -> Path:
                           (width, height))
     return map_frames(video, out / "video.mp4", lambda _, frame: _pad(frame, source_w, source_h, width, height, colour),
                       (width, height))
+
+
+def fit_image(image: Path, params: Mapping[str, Any], out: Path) -> Path:
+    """The image cropped or padded to ``aspect`` at ``width``, as a PNG (transparency is flattened:
+    a fitted picture is a full frame)."""
+    with Image.open(image) as source:
+        picture = source.convert("RGBA")
+    flat = Image.new("RGB", picture.size, (0, 0, 0))
+    flat.paste(picture, mask=picture.getchannel("A"))
+    frame = av.VideoFrame.from_image(flat)
+    width, height = target_size(str(params["aspect"]), int(params["width"]))
+    if params.get("mode", "crop") == "crop":
+        result = _crop(frame, flat.width, flat.height, width, height, str(params.get("anchor", "center")))
+    else:
+        fill = str(params.get("fill", "blur"))
+        result = _pad(frame, flat.width, flat.height, width, height, None if fill == "blur" else ImageColor.getrgb(fill))
+    path = out / "fitted.png"
+    Image.fromarray(np.ascontiguousarray(result)).save(path, format="PNG", optimize=False)
+    return path
 
 
 def _crop(frame: Any, sw: int, sh: int, width: int, height: int, anchor: str) -> np.ndarray:

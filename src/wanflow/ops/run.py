@@ -11,7 +11,7 @@ from wanflow.ops.compose import caption, overlay
 from wanflow.ops.concat import concat
 from wanflow.ops.cuts import take_frame, trim
 from wanflow.ops.export import contact_sheet, encode
-from wanflow.ops.fit import fit
+from wanflow.ops.fit import fit, fit_image
 from wanflow.ops.sound import soundtrack
 from wanflow.ops.video_io import PROGRESS
 
@@ -36,6 +36,12 @@ def _video_op(make: Callable[..., Path], *slots: str) -> Callable[[Inputs, Mappi
     return run
 
 
+def _fit(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Produced], Adaptations]:
+    if inputs.get("image"):
+        return [(fit_image(inputs["image"][0], params, out), "images")], []
+    return [(fit(inputs["video"][0], params, out), "video")], []
+
+
 def _caption(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Produced], Adaptations]:
     font = inputs["font"][0] if inputs.get("font") else None
     return [(caption(inputs["video"][0], params, out, font), "video")], []
@@ -54,7 +60,7 @@ def _pick(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Pr
 
 
 RUNNERS: dict[str, Callable[[Inputs, Mapping[str, Any], Path], tuple[list[Produced], Adaptations]]] = {
-    "frame": _frame, "trim": _video_op(trim, "video"), "fit": _video_op(fit, "video"), "concat": _concat,
+    "frame": _frame, "trim": _video_op(trim, "video"), "fit": _fit, "concat": _concat,
     "overlay": _video_op(overlay, "video", "image"), "caption": _caption,
     "soundtrack": _video_op(soundtrack, "video", "audio"), "encode": _video_op(encode, "video"),
     "contact_sheet": _contact_sheet, "pick": _pick,

@@ -7,7 +7,7 @@ so plans, keys, records, the lockfile and the report treat it like any other ste
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,13 +52,18 @@ class OpParam:
 
 @dataclass(frozen=True)
 class OpDef:
-    """An operation: input slots (name -> (media, minimum, maximum)), its one output, its params."""
+    """An operation: input slots (name -> (media, minimum, maximum)), its one output, its params.
+
+    ``one_of``: input slots of which a step gives exactly one; ``output_for``: the output when that
+    slot is the one given (``fit`` of an ``image`` gives ``images``, of a ``video`` a ``video``)."""
 
     name: str
     title: str
     inputs: Mapping[str, tuple[str, int, int]]
     output: str  # video | images
     params: Mapping[str, OpParam] = field(default_factory=dict)
+    one_of: tuple[str, ...] = ()
+    output_for: Mapping[str, str] = field(default_factory=dict)
 
 
 _SECONDS = OpParam("number", minimum=0.0)
@@ -71,12 +76,13 @@ OPS: dict[str, OpDef] = {
     "concat": OpDef("concat", "videos joined in order", {"videos": ("video", 2, 64)}, "video",
                     {"transition": OpParam("choice", "cut", ("cut", "crossfade")),
                      "transition_seconds": OpParam("number", 0.5, minimum=0.04, maximum=5.0)}),
-    "fit": OpDef("fit", "a video fitted to an aspect and width", {"video": ("video", 1, 1)}, "video",
+    "fit": OpDef("fit", "a video or an image fitted to an aspect and width",
+                 {"video": ("video", 0, 1), "image": ("image", 0, 1)}, "video",
                  {"aspect": OpParam("choice", None, ASPECTS, required=True),
                   "width": OpParam("integer", None, minimum=16, maximum=4096, required=True),
                   "mode": OpParam("choice", "crop", ("crop", "pad")),
                   "anchor": OpParam("choice", "center", ANCHORS),
-                  "fill": OpParam("fill", "blur")}),
+                  "fill": OpParam("fill", "blur")}, one_of=("video", "image"), output_for={"image": "images"}),
     "overlay": OpDef("overlay", "an image (logo, end card) over a video, alpha kept",
                      {"video": ("video", 1, 1), "image": ("image", 1, 1)}, "video",
                      {"position": OpParam("choice", "bottom-right", POSITIONS), "margin": OpParam("integer", 24, minimum=0),
@@ -98,7 +104,8 @@ OPS: dict[str, OpDef] = {
                      "max_width": OpParam("integer", minimum=16, maximum=8192)}),
     "pick": OpDef("pick", "the candidate chosen with wanflow pick (default: params.default)",
                   {"images": ("image", 0, 256), "videos": ("video", 0, 256)}, "images",
-                  {"default": OpParam("integer", 0, minimum=0, maximum=255)}),
+                  {"default": OpParam("integer", 0, minimum=0, maximum=255)}, one_of=("images", "videos"),
+                  output_for={"videos": "video"}),
     "contact_sheet": OpDef("contact_sheet", "a labelled grid of images or video frames",
                            {"images": ("image", 0, 256), "videos": ("video", 0, 256)}, "images",
                            {"columns": OpParam("integer", 4, minimum=1, maximum=16),
@@ -112,11 +119,12 @@ def op_names() -> list[str]:
     return sorted(OPS)
 
 
-def op_model(name: str, takes_videos: bool = False) -> ModelSpec:
+def op_model(name: str, written: Collection[str] = ()) -> ModelSpec:
     """The op as a model: inputs, one output, no prompt, no price, offered by the ``op`` provider.
-    A ``pick`` of ``videos:`` gives a video; of ``images:``, an image (``images[0]``)."""
+    ``written``: the step's fields; the input given picks the output where the op says so (a
+    ``pick`` of ``videos:`` gives a video; of ``images:``, an image as ``images[0]``)."""
     op = OPS[name]
-    output = "video" if name == "pick" and takes_videos else op.output
+    output = next((op.output_for[slot] for slot in op.output_for if slot in written), op.output)
     return ModelSpec(
         name=f"op:{name}", kind="op", title=op.title, aliases=(),
         prompt=TextSpec(False, 0), negative_prompt=TextSpec(False, 0), seed_code=None,

@@ -97,7 +97,7 @@ def _build_steps(raw: Mapping[str, Any], document: Any, base_dir: Path) -> tuple
         if ("op" in body) == ("model" in body):
             problems.append(_op_or_model(step_id, body, document))
             continue
-        model = op_model(body["op"], "videos" in body) if "op" in body else catalog.get(body["model"])
+        model = op_model(body["op"], set(body)) if "op" in body else catalog.get(body["model"])
         if model is None and "op" not in body:  # not in the services' catalog: an open-weights release?
             try:
                 model = open_weights_model(body["model"], base_dir, frames_given="first_frame" in body or "last_frame" in body)

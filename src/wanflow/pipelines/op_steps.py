@@ -70,6 +70,9 @@ def resolve_op_step(collector: Findings, step: StepSpec, given: Mapping[str, Any
             font = _font_input(collector, step, name, str(params.pop(name)))
             if font is not None:
                 inputs[name] = (font,)  # by content hash: another file at that path re-runs the step
+    if op.one_of and sum(1 for slot in op.one_of if getattr(step, slot) is not None) != 1:
+        collector.add(step.path("op"), f"op {op.name} takes " + " or ".join(f"{slot}:" for slot in op.one_of) + " (one of them)",
+                      allowed=" or ".join(f"{slot}: ..." for slot in op.one_of))
     source = OP_SEED_SOURCE
     if step.op == "pick" and not collector.failed:
         source = _choose(collector, step, inputs, params, unit or step.id)
@@ -87,12 +90,8 @@ def _choose(collector: Findings, step: StepSpec, inputs: Mapping[str, tuple[Medi
             unit: str) -> str:
     """Set ``params["choice"]``: the lockfile's ``wanflow pick`` choice, else ``default``. Only the
     choice is in the request beside the candidates, so a new pick re-runs only what follows."""
-    slots = [name for name in ("images", "videos") if name in inputs]
-    if len(slots) != 1:
-        collector.add(step.path("op"), "op pick needs its candidates in images: or in videos: (one of them)",
-                      allowed="images: [...] or videos: [...]")
-        return OP_SEED_SOURCE
-    count = len(inputs[slots[0]])
+    slot = "videos" if "videos" in inputs else "images"
+    count = len(inputs.get(slot, ()))
     picked = collector.pipeline.picks.get(unit)
     choice = picked if picked is not None else int(params["default"])
     if choice >= count:

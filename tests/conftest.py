@@ -217,6 +217,7 @@ SLOW_TIER = {
     "test_money_on_the_wire.py::test_dashscope_with_every_shape_at_once",
     "test_money_on_the_wire.py::test_proof_of_absence_creates_once_without_the_flag",
     "test_one_plan.py::test_every_example_runs_exactly_what_its_plan_says",
+    "test_ops_finish.py::test_soundtrack_normalises_the_music_to_minus_16_lufs_measured_independently",
     "test_ops_memory.py::test_a_three_minute_1080p_concat_stays_under_a_fixed_memory_cap",
     "test_one_plan.py::test_templated_params_vars_conditions_and_changed_fan_out_items",
     "test_providers_sim.py::test_example_pipeline_completes_under_errors_and_throttling",

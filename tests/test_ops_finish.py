@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import av
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 import wanflow
-from ops_helpers import decoded, make_clip, write_font, write_tone
+from ops_helpers import bs1770_loudness, decoded, make_clip, write_font, write_tone
 
 
 def _frame_at(path: Path, index: int) -> np.ndarray:
@@ -149,8 +150,47 @@ def test_soundtrack_loops_fades_and_replaces_to_the_videos_length(project: Path,
     assert facts["audio_codec"] == "aac" and facts["video_codec"] == "h264" and facts["frames"] == 48
     assert abs(facts["audio_seconds"] - 3.0) < 0.05
     middle = _audio_level(out, 1.2, 1.8)  # the looped music, after the fade in
-    assert 0.05 < middle < 0.2  # normalised near -20 dBFS RMS (0.1)
+    assert 0.08 < middle < 0.17  # a 330 Hz tone at -16 LUFS has an RMS of about 0.12
     assert _audio_level(out, 0.0, 0.1) < middle / 3 and _audio_level(out, 2.9, 3.0) < middle / 3
+
+
+def test_soundtrack_normalises_the_music_to_minus_16_lufs_measured_independently(project: Path, write_pipeline) -> None:
+    make_clip(project / "clip.mp4", seconds=1.5, tone=None, size=(64, 48))
+    write_tone(project / "low.wav", seconds=1.0, frequency=200, level=0.5)  # the same RMS, 200 Hz and 6 kHz:
+    write_tone(project / "high.wav", seconds=1.0, frequency=6000, level=0.5)  # K-weighting hears 6 kHz ~4 dB louder
+    write_tone(project / "quiet.wav", seconds=1.0, frequency=1000, level=0.01)
+    spiky = write_tone(project / "spiky.wav", seconds=1.0, frequency=1000, level=0.01)
+    import wave
+    with wave.open(str(spiky), "rb") as handle:
+        samples = np.frombuffer(handle.readframes(handle.getnframes()), "<i2").copy()
+    samples[1000:1100] = 30000  # one loud click over a quiet tone: normalising must not clip it
+    with wave.open(str(spiky), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(48_000)
+        handle.writeframes(samples.tobytes())
+    path = write_pipeline("""
+        wanflow: 1
+        name: loud
+        steps:
+          low: {op: soundtrack, video: clip.mp4, audio: low.wav, params: {mix: replace}}
+          high: {op: soundtrack, video: clip.mp4, audio: high.wav, params: {mix: replace}}
+          quiet: {op: soundtrack, video: clip.mp4, audio: quiet.wav, params: {mix: replace}}
+          spiky: {op: soundtrack, video: clip.mp4, audio: spiky.wav, params: {mix: replace}}
+    """)
+    result = _run(path)
+    outputs = {name: result.steps[name].outputs.video.path for name in ("low", "high", "quiet", "spiky")}
+    for name in ("low", "high", "quiet"):
+        assert abs(bs1770_loudness(outputs[name]) + 16.0) < 0.5, name
+    rms = {name: _audio_level(outputs[name], 0.0, 1.5) for name in ("low", "high")}
+    assert 20 * np.log10(rms["low"] / rms["high"]) > 3.0  # loudness, not RMS: the 6 kHz tone is turned down more
+    note = result.steps["quiet"].provider_info["adaptations"][0]["actions"][0]  # the record says what was done
+    level, gain = (float(x) for x in re.fullmatch(r"loudness (\S+) LUFS -> -16 LUFS \((\S+) dB\)", note).groups())
+    assert level < -35 and abs(level + gain + 16) < 0.06
+    with av.open(str(outputs["spiky"])) as container:
+        peak = max(float(np.abs(frame.to_ndarray()).max()) for frame in container.decode(audio=0))
+    assert peak < 1.0 and bs1770_loudness(outputs["spiky"]) < -17  # the peak stops the gain short of the target
+    assert "short of -16: its peak stops at -1 dBFS" in result.steps["spiky"].provider_info["adaptations"][0]["actions"][0]
 
 
 def test_encode_preset_and_contact_sheet(project: Path, write_pipeline) -> None:

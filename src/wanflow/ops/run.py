@@ -42,6 +42,11 @@ def _fit(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Pro
     return [(fit(inputs["video"][0], params, out), "video")], []
 
 
+def _soundtrack(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Produced], Adaptations]:
+    path, note = soundtrack(inputs["video"][0], inputs["audio"][0], params, out)
+    return [(path, "video")], [{"input": "audio", "actions": [note]}]
+
+
 def _caption(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Produced], Adaptations]:
     font = inputs["font"][0] if inputs.get("font") else None
     return [(caption(inputs["video"][0], params, out, font), "video")], []
@@ -62,7 +67,7 @@ def _pick(inputs: Inputs, params: Mapping[str, Any], out: Path) -> tuple[list[Pr
 RUNNERS: dict[str, Callable[[Inputs, Mapping[str, Any], Path], tuple[list[Produced], Adaptations]]] = {
     "frame": _frame, "trim": _video_op(trim, "video"), "fit": _fit, "concat": _concat,
     "overlay": _video_op(overlay, "video", "image"), "caption": _caption,
-    "soundtrack": _video_op(soundtrack, "video", "audio"), "encode": _video_op(encode, "video"),
+    "soundtrack": _soundtrack, "encode": _video_op(encode, "video"),
     "contact_sheet": _contact_sheet, "pick": _pick,
 }
 

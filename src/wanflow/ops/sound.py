@@ -1,8 +1,10 @@
 """``soundtrack``: a music file under a video, looped or cut to its length, faded, at a volume,
 mixed with the clip's own audio or replacing it. The video stream is copied, not re-encoded.
 
-Loudness: the music is first measured (one streamed pass) and scaled so its RMS level is
-``TARGET_DBFS`` before ``volume`` applies, so quiet and loud tracks sit alike under the picture.
+Loudness: the music is first measured (one streamed pass, ITU-R BS.1770 integrated loudness) and
+scaled to ``TARGET_LUFS`` before ``volume`` applies, so quiet and loud tracks sit alike under the
+picture, as they will on the platforms that normalise playback. The gain stops where the music's
+sample peak would pass ``PEAK_CEILING_DBFS`` (very dynamic music then lands below the target).
 """
 
 from __future__ import annotations
@@ -16,19 +18,26 @@ from typing import Any
 import av
 import numpy as np
 
+from wanflow.ops.loudness import SILENCE_LUFS, measure
 from wanflow.ops.video_io import SAMPLE_RATE, audio, video_info
 
-TARGET_DBFS = -20.0  # the music's RMS level after normalising (documented in docs/pipelines.md)
+TARGET_LUFS = -16.0  # web and social video (documented in docs/pipelines.md); broadcast EBU R 128 is -23
+PEAK_CEILING_DBFS = -1.0  # the normalising gain never lifts the music's sample peak past this
 _CHUNK = 1024  # samples per AAC frame
 
 
-def rms_dbfs(path: Path) -> float:
-    """The RMS level of a file's audio in dBFS (streamed); -inf for silence."""
-    total, count = 0.0, 0
-    for chunk in audio(path):
-        total += float(np.square(chunk, dtype=np.float64).sum())
-        count += chunk.size
-    return 10 * math.log10(total / count) if count and total > 0 else -math.inf
+def normalising_gain(music: Path) -> tuple[float, str]:
+    """The gain that brings ``music`` to ``TARGET_LUFS`` (peak-limited), and what was done, in words."""
+    level, peak = measure(audio(music))
+    if level <= SILENCE_LUFS:
+        return 1.0, "too quiet or too short (under 0.4 s) to measure its loudness: not normalised"
+    gain_db = TARGET_LUFS - level
+    note = f"loudness {level:.1f} LUFS -> {TARGET_LUFS:g} LUFS ({gain_db:+.1f} dB)"
+    if peak > 0 and gain_db > PEAK_CEILING_DBFS - 20 * math.log10(peak):
+        gain_db = PEAK_CEILING_DBFS - 20 * math.log10(peak)
+        note = (f"loudness {level:.1f} LUFS raised {gain_db:+.1f} dB to {level + gain_db:.1f} LUFS, short of "
+                f"{TARGET_LUFS:g}: its peak stops at {PEAK_CEILING_DBFS:g} dBFS")
+    return 10 ** (gain_db / 20), note
 
 
 def _music(path: Path, loop: bool) -> Iterator[np.ndarray]:
@@ -42,13 +51,14 @@ def _music(path: Path, loop: bool) -> Iterator[np.ndarray]:
             return
 
 
-def soundtrack(video: Path, music: Path, params: Mapping[str, Any], out: Path) -> Path:
-    """Music under ``video`` for exactly its length: ``volume``, ``fade_in``/``fade_out`` seconds,
-    ``loop`` (else silence after the music ends), ``mix: mix | replace`` with the clip's own audio."""
+def soundtrack(video: Path, music: Path, params: Mapping[str, Any], out: Path) -> tuple[Path, str]:
+    """Music under ``video`` for exactly its length: normalised to ``TARGET_LUFS``, then ``volume``,
+    ``fade_in``/``fade_out`` seconds, ``loop`` (else silence after the music ends), ``mix: mix |
+    replace`` with the clip's own audio. Returns the video and what normalising did, in words."""
     _, _, _, length = video_info(video)
     total = round(length * SAMPLE_RATE)
-    level = rms_dbfs(music)
-    gain = float(params.get("volume", 1.0)) * (10 ** ((TARGET_DBFS - level) / 20) if math.isfinite(level) else 0.0)
+    normal, note = normalising_gain(music)
+    gain = float(params.get("volume", 1.0)) * normal
     fade_in, fade_out = (round(float(params.get(name, 0.0)) * SAMPLE_RATE) for name in ("fade_in", "fade_out"))
     mixing = params.get("mix", "mix") == "mix"
     music_chunks, own_chunks = _music(music, bool(params.get("loop", True))), audio(video)
@@ -88,7 +98,7 @@ def soundtrack(video: Path, music: Path, params: Mapping[str, Any], out: Path) -
         audio_until(total)
         for packet in audio_out.encode(None):
             target.mux(packet)
-    return path
+    return path, note
 
 
 def _fill(buffer: np.ndarray, chunks: Iterator[np.ndarray], count: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from wanflow.ops.specs import FONT_TYPE
 from wanflow.pipelines.request import StepRequest
 from wanflow.providers.base import GenerationContext, GenerationResult, ProducedFile, TaskInfo
 
-OPS_VERSION = "ops-1"  # bump when an op's output changes: it salts the cache keys
+OPS_VERSION = "ops-2"  # bump when an op's output changes: it salts the cache keys
 _LIMITER: anyio.CapacityLimiter | None = None
 
 

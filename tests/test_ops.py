@@ -121,7 +121,7 @@ def test_fit_of_an_image_crops_or_pads_it_like_a_frame(project: Path, write_pipe
     assert result.steps["tall"].model == "op:fit" and result.steps["tall"].outputs.video is None
 
 
-def test_op_steps_are_free_in_plan_cached_on_rerun_and_locked(project: Path, write_pipeline) -> None:
+def test_op_steps_are_free_in_plan_cached_on_rerun_and_locked(project: Path, write_pipeline, capsys) -> None:
     make_clip(project / "clip.mp4", seconds=1.0)
     path = write_pipeline("""
         wanflow: 1
@@ -144,6 +144,17 @@ def test_op_steps_are_free_in_plan_cached_on_rerun_and_locked(project: Path, wri
     lock = json.loads(path.with_suffix(".lock").read_text())
     locked = lock["instances"]["default"]["steps"]
     assert locked["part"]["model"] == "op:trim" and locked["part"]["request"]["params"]["end"] == 0.5
+    # An op draws no seed, and none is shown: not in the plan, the lockfile, the record or the summary.
+    assert [u.seed for u in units] == [None, None]
+    assert all("seed" not in entry and "seed" not in entry["request"]["params"] for entry in locked.values())
+    assert {locked[name]["seed_source"] for name in locked} == {"none (an op is deterministic)"}
+    assert first.record_path is not None
+    recorded = json.loads(first.record_path.read_text())["steps"]
+    assert [recorded[name]["seed"] for name in ("part", "still")] == [None, None]
+    from wanflow.cli.main import main
+    assert main(["run", str(path), "--no-report"]) == 0
+    summary = [line for line in capsys.readouterr().out.splitlines() if "part" in line or "still" in line]
+    assert len(summary) == 2 and not any("seed" in line for line in summary), summary
     # A changed input re-runs the op and what follows it.
     make_clip(project / "clip.mp4", seconds=1.0, hue=2)
     third = _run(path)

@@ -218,7 +218,8 @@ def print_summary(result: RunResult, stream: TextIO | None = None) -> None:
     for step in result.steps.values():
         timing = f"{step.seconds:5.1f}s" if step.seconds is not None and step.status == "ran" else "      "
         # A skipped step drew no seed and has no key: nothing to show rather than "None".
-        facts = f"  seed {step.seed}  key {_short_key(step.cache_key)}" if step.seed is not None or step.cache_key else ""
+        seed = "" if step.seed is None else f"  seed {step.seed}"  # an op step draws none
+        facts = f"{seed}  key {_short_key(step.cache_key)}" if step.seed is not None or step.cache_key else ""
         say(f"  {_MARKS.get(step.status, step.status):<10} {step.step_id:<16} {timing}{facts}", file=stream)
         if step.status == "failed":
             say(f"             error: {step.error}", file=stream)
@@ -297,7 +298,7 @@ def _print_plan_steps(planned: list[PlannedStep], stream: TextIO, indent: str) -
     for step in planned:
         cost = f"${step.estimated_usd:6.2f}"
         say(f"{indent}{_PLAN_LABELS[step.status]:<7} {step.step_id:<16} {step.model:<20} {step.provider:<9} {cost}  "
-              f"seed {step.seed:<10}  {step.reason}", file=stream)
+              f"seed {'-' if step.seed is None else step.seed:<10}  {step.reason}", file=stream)
         if step.status in SPENDS and step.estimate_basis:
             say(f"{indent}{'':<7} {'':<16} {'':<20} {'':<9} {'':<7}  ({step.estimate_basis})", file=stream)
 

@@ -71,7 +71,7 @@ def _print_step(step_id: str, step: dict[str, Any], stream: TextIO) -> None:
     cost = f"  ${step.get('cost_usd') or 0:.2f}" if step.get("cost_usd") or step.get("estimated_cost_usd") else ""
     seconds = f"  {step['seconds']:.1f}s" if step.get("seconds") is not None else ""
     say(f"    {step.get('status', '?'):<8} {step_id:<16} {step.get('model', '-')} via {step.get('provider') or '-'}"
-          f"  seed {step.get('seed')}{seconds}{cost}", file=stream)
+          f"{'' if step.get('seed') is None else '  seed ' + str(step['seed'])}{seconds}{cost}", file=stream)
     detail = step.get("error") or step.get("reason")
     if detail:
         say(f"             {detail}", file=stream)

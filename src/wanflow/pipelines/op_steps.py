@@ -78,7 +78,6 @@ def resolve_op_step(collector: Findings, step: StepSpec, given: Mapping[str, Any
         source = _choose(collector, step, inputs, params, unit or step.id)
     if collector.failed:
         return None, collector.diagnostics
-    params["seed"] = 0  # no randomness; the field keeps the request's shape
     request = StepRequest(
         step_id=step.id, model=step.model, provider=OP_PROVIDER, prompt=None, negative_prompt=None, inputs=inputs,
         params=params, explicit_params=frozenset(step.params), seed_source=source, version=step.version,

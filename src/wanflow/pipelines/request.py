@@ -38,8 +38,13 @@ class StepRequest:
 
     @property
     def seed(self) -> int:
-        """The resolved seed (always present)."""
+        """The resolved seed of a model step (an ``op:`` step has none: see ``drawn_seed``)."""
         return int(self.params["seed"])
+
+    @property
+    def drawn_seed(self) -> int | None:
+        """The seed, or None for an ``op:`` step (deterministic: it draws none, and shows none)."""
+        return int(self.params["seed"]) if "seed" in self.params else None
 
     def canonical(self) -> dict[str, Any]:
         """The request as plain JSON data: inputs by content hash, never by local path."""

@@ -49,7 +49,7 @@ class PlannedStep:
     provider: str
     status: Status
     reason: str
-    seed: int
+    seed: int | None  # None: an op step draws no seed
     cache_key: str | None
     estimated_usd: float = 0.0
     estimate_basis: str = ""
@@ -231,7 +231,7 @@ class _Planner:
         changed = decision.changed or (self._own_changes(name) if decision.status == "run" else [])
         usd, basis = (cost.usd, cost.basis) if decision.status in SPENDS else (0.0, decision.status)
         self.planned.append(PlannedStep(name, step.model.name, request.provider, decision.status, decision.reason,
-                                        request.seed, key, usd, basis, changed))
+                                        request.drawn_seed, key, usd, basis, changed))
         if entry is not None and decision.status == "cached":
             self.cached[name] = (request, entry)
         return template_outputs(step, entry.outputs) if entry is not None else None

@@ -100,7 +100,7 @@ def _unit_entries(step: StepResult) -> dict[str, dict[str, Any]]:
         entries[unit.step_id] = {
             "model": unit.model,
             "provider": unit.provider,
-            "seed": unit.seed,
+            **({} if unit.seed is None else {"seed": unit.seed}),  # an op step draws none
             "seed_source": unit.seed_source,
             "cache_key": unit.cache_key,
             "request": unit.request,
@@ -211,7 +211,7 @@ def prepare(pipeline: Pipeline, data: Mapping[str, Any] | None, *, frozen: bool,
     if frozen and (reseed_all or reseed_steps):
         raise UsageError("--frozen reproduces the locked seeds; it cannot be combined with --reseed")
     for step in pipeline.steps.values():
-        if (reseed_all or step.id in reseed_steps) and step.seed is None:
+        if (reseed_all or step.id in reseed_steps) and step.seed is None and step.op is None:
             pipeline.pinned_seeds[step.id] = secrets.randbelow(2_147_483_648)
     if not frozen:
         return None

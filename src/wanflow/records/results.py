@@ -79,7 +79,7 @@ class StepResult:
         adaptations and their warnings); returns the canonical request."""
         canonical = request.canonical()
         self.provider, self.cache_key, self.request = request.provider, key, canonical
-        self.seed, self.seed_source = request.seed, request.seed_source
+        self.seed, self.seed_source = request.drawn_seed, request.seed_source
         self.adaptations = [dict(item) for item in request.adaptations]
         for adaptation in self.adaptations:  # a changed picture must not pass unnoticed
             if any("transparency" in str(action) for action in adaptation.get("actions") or []):

@@ -120,7 +120,11 @@ def step_card(page: Page, step: StepView) -> str:
     if request.get("negative_prompt"):
         facts.append(("negative prompt", escape(str(request["negative_prompt"]))))
     facts.append(("model", f"<code>{escape(str(step.get('model', '-')))}</code> via {escape(str(step.get('provider', '-')))}"))
-    facts.append(("seed", f"{escape(str(step.get('seed', '-')))} <small>({escape(str(step.get('seed_source', '')))})</small>"))
+    source = escape(str(step.get("seed_source", "")))
+    if step.get("seed") is None and step.get("seed_source"):  # an op step: deterministic, it draws no seed
+        facts.append(("seed", source))
+    else:
+        facts.append(("seed", f"{escape(str(step.get('seed', '-')))} <small>({source})</small>"))
     if request.get("params"):
         facts.append(("params", _params(request["params"])))
     if step.get("seconds") is not None:

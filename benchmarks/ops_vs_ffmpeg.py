@@ -8,7 +8,11 @@ op itself (as a wanflow run pays it: the process is running and has imported PyA
 the whole child (interpreter start and imports included). The goal (issue 25): at most 1.5x
 ffmpeg's wall time for concat, overlay and soundtrack, held against the op itself.
 
-Usage: python benchmarks/ops_vs_ffmpeg.py [--quick]   (needs ffmpeg on PATH: apt-get install ffmpeg)
+The soundtrack normalises the music's loudness (BS.1770, -16 LUFS): ffmpeg's side measures it
+first too (its ``ebur128`` filter over the music, the meter the op uses), and the two
+commands' walls are added.
+
+Usage: python benchmarks/ops_vs_ffmpeg.py [--quick] [--cases NAME,NAME]   (needs ffmpeg on PATH: apt-get install ffmpeg)
 """
 
 from __future__ import annotations
@@ -60,6 +64,10 @@ def make_inputs(folder: Path, seconds: float = 10.0) -> None:
 
 
 # name -> (the op, its inputs, its params, ffmpeg's arguments for the same job)
+# Commands ffmpeg runs before the timed one for the same job (their walls are added): name -> argument lists.
+BEFORE: dict[str, list[list[str]]] = {
+    "soundtrack": [["-i", "music.wav", "-af", "ebur128", "-f", "null", "-"]],  # the meter the op uses
+}
 CASES: dict[str, tuple[str, dict[str, list[str]], dict, list[str]]] = {
     "concat": ("concat", {"videos": ["a.mp4", "b.mp4"]}, {"transition": "cut"},
                ["-i", "a.mp4", "-i", "b.mp4", "-filter_complex", "[0:v][0:a][1:v][1:a]concat=n=2:v=1:a=1[v][a]",
@@ -100,6 +108,7 @@ def ours(op: str, inputs: dict[str, list[str]], params: dict, folder: Path, out:
 def main() -> None:
     quick = "--quick" in sys.argv
     repeats = 1 if quick else 3
+    chosen = sys.argv[sys.argv.index("--cases") + 1].split(",") if "--cases" in sys.argv else list(CASES)
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise SystemExit("ffmpeg is not on PATH (apt-get install ffmpeg)")
@@ -108,6 +117,8 @@ def main() -> None:
         folder = Path(tmp)
         make_inputs(folder)
         for name, (op, inputs, params, args) in CASES.items():
+            if name not in chosen:
+                continue
             walls: dict[str, list[float]] = {"wanflow": [], "process": [], "ffmpeg": []}
             for _ in range(repeats):
                 out = folder / "out"
@@ -117,7 +128,8 @@ def main() -> None:
                 walls["wanflow"].append(float(child.stdout.strip().splitlines()[-1]))
                 walls["process"].append(child.wall)
                 target = "frame.png" if op == "frame" else "ffmpeg.mp4"
-                walls["ffmpeg"].append(timed([ffmpeg, "-v", "error", "-y", *args, str(out / target)], cwd=folder).wall)
+                first = sum(timed([ffmpeg, "-v", "error", "-y", *before], cwd=folder).wall for before in BEFORE.get(name, []))
+                walls["ffmpeg"].append(first + timed([ffmpeg, "-v", "error", "-y", *args, str(out / target)], cwd=folder).wall)
             mine, theirs = spread(walls["wanflow"]), spread(walls["ffmpeg"])
             process = spread(walls["process"])
             results[name] = {"wanflow_s": mine, "wanflow_process_s": process, "ffmpeg_s": theirs,

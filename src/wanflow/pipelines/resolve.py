@@ -151,7 +151,7 @@ def resolve_step(
         rendered = {name: collector.render(value, context, step.path("params", name)) if isinstance(value, str) else value
                     for name, value in step.params.items()}
         return resolve_op_step(collector, step, {k: v for k, v in rendered.items() if v is not _FAILED},
-                               lambda name, written: _media_items(collector, step, name, step.model.inputs[name].media,
+                               lambda name, written: _media_items(collector, step, name, step.model.inputs[name],
                                                                   written, context, media))
     model = step.model
 
@@ -348,7 +348,7 @@ def _resolve_inputs(
                 takes = ", ".join(f"{key}:" for key in slots) or "no media inputs"
                 collector.add(step.path(name), f"{model.name} does not take {name}:", allowed=takes)
             continue
-        items = [] if written is None else _media_items(collector, step, name, slot.media, written, context, media)
+        items = [] if written is None else _media_items(collector, step, name, slot, written, context, media)
         if items is None:
             continue
         for finding in check_input_count(model, params, slot, len(items)):
@@ -374,7 +374,7 @@ def _media_items(
     collector: _Collector,
     step: StepSpec,
     name: str,
-    slot_media: str,
+    slot: InputSpec,
     written: list[str] | str,
     context: Mapping[str, Any],
     media: MediaResolver,
@@ -389,7 +389,7 @@ def _media_items(
             ok = False
             continue
         for item in (list(value) if isinstance(value, (list, tuple)) else [value]):
-            resolved = _media_item(collector, step, name, slot_media, item, path, media)
+            resolved = _media_item(collector, step, name, slot, item, path, media)
             if resolved is None:
                 ok = False
             else:
@@ -398,10 +398,11 @@ def _media_items(
 
 
 def _media_item(
-    collector: _Collector, step: StepSpec, name: str, wanted: str, value: Any, path: DataPath, media: MediaResolver
+    collector: _Collector, step: StepSpec, name: str, slot: InputSpec, value: Any, path: DataPath, media: MediaResolver
 ) -> MediaInput | None:
+    wanted = slot.media
     if isinstance(value, Artifact):
-        if value.kind != wanted:
+        if not slot.accepts(value.kind):
             collector.add(path, f"{value.describe()} is {value.kind}; {name}: needs {wanted}")
             return None
         return value
@@ -411,7 +412,7 @@ def _media_item(
         except TemplateProblem as problem:
             collector.add(path, problem.message)
             return None
-        if isinstance(item, Artifact) and item.kind != wanted:
+        if isinstance(item, Artifact) and not slot.accepts(item.kind):
             collector.add(path, f"'{value}' is {item.media_type}; {name}: needs {wanted}")
             return None
         return item

@@ -88,6 +88,9 @@ class Job:
     params: Mapping[str, Any]
     image: Any = None  # a PIL image for i2v / ti2v, the first frame for flf2v
     last_image: Any = None  # the last frame for flf2v
+    video: Any = None  # VACE: num_frames PIL stills to condition on
+    mask: Any = None  # VACE: num_frames PIL stills, white where to generate
+    references: Any = None  # VACE: PIL reference images
 
 
 def load_pipeline(job: Job, device: str, dtype: Any) -> Any:
@@ -143,6 +146,9 @@ def call_arguments(job: Job) -> dict[str, Any]:
         arguments["image"] = job.image
     if job.last_image is not None:
         arguments["last_image"] = job.last_image
+    for name, value in (("video", job.video), ("mask", job.mask), ("reference_images", job.references)):
+        if value is not None:
+            arguments[name] = value
     return arguments
 
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from wanflow._diagnostics import Diagnostic, Location, format_path
 from wanflow._exceptions import TemplateProblem
 from wanflow.artifacts import Artifact, MediaInput
+from wanflow.catalog.open_weights import PROVIDER as OPEN_WEIGHTS_PROVIDER
 from wanflow.catalog.rules import (
     Finding,
     check_ignored_inputs,
@@ -85,10 +86,15 @@ def base_context(pipeline: Pipeline, upstream: Mapping[str, StepOutputs]) -> dic
 
 def choose_provider(pipeline: Pipeline, step: StepSpec, override: str | None) -> str:
     """``--provider`` beats the step's provider, which beats ``defaults.provider``; else local.
-    An ``op:`` step always runs here, on the free ``op`` provider."""
+    An ``op:`` step always runs here, on the free ``op`` provider. An open-weights step the file
+    puts on ``diffusers`` stays there: no other provider can run its weights, so ``--provider``
+    only moves the service steps (``resolve_step`` says so in a warning; docs/decisions.md)."""
     if step.op is not None:
         return OP_PROVIDER
-    return override or step.provider or pipeline.default_provider or DEFAULT_PROVIDER
+    own = step.provider or pipeline.default_provider or DEFAULT_PROVIDER
+    if step.model.open_weights is not None and own == OPEN_WEIGHTS_PROVIDER:
+        return own
+    return override or own
 
 
 _FAILED = object()
@@ -168,6 +174,9 @@ def resolve_step(
         collector.finding(finding)
 
     provider = choose_provider(pipeline, step, provider_override)
+    if provider_override and provider == OPEN_WEIGHTS_PROVIDER != provider_override:
+        collector.add(step.path("model"), f"stays on provider diffusers: {model.name} is open weights, which "
+                      f"--provider {provider_override} cannot run (it moves the other steps)", severity="warning")
     if model.open_weights is not None and provider not in model.providers:
         collector.add(step.path("model"), f"{model.name} is open weights: it runs on your own GPU with provider diffusers, "
                       f"not {provider}", allowed="provider: diffusers on the step (or defaults.provider, or --provider diffusers)")

@@ -199,6 +199,7 @@ outputs:
 SLOW_TIER = {
     "test_diffusers_provider.py::test_out_of_memory_names_offload_dtype_or_size_and_the_other_steps_go_on",
     "test_diffusers_provider.py::test_on_a_cluster_open_weights_need_a_worker_that_declares_a_gpu",
+    "test_diffusers_provider.py::test_on_a_cluster_gpu_units_go_only_to_the_worker_that_declares_a_gpu",
     "test_diffusers_inputs.py::test_one_frame_is_a_picture_offered_as_image_and_images",
     "test_diffusers_machine.py::test_the_cache_key_holds_the_resolved_device_and_dtype_not_auto_and_not_offload",
     "test_diffusers_machine.py::test_provider_moves_the_service_steps_and_leaves_open_weights_on_diffusers_in_plan_explain_and_run",

@@ -208,7 +208,7 @@ def test_cancelling_stops_between_denoising_steps(project: Path, weights: dict[s
     assert not (project / "video.mp4").exists()
 
 
-def _clusterrun_project(project: Path, path: Path, gpu: bool) -> wanflow.RunResult:
+def _cluster_run(project: Path, path: Path, gpu: bool) -> wanflow.RunResult:
     pytest.importorskip("distributed", reason="Dask's distributed is not installed: pip install -e '.[cluster]'")
     from distributed import LocalCluster
 
@@ -229,9 +229,9 @@ def test_on_a_cluster_open_weights_need_a_worker_that_declares_a_gpu(project: Pa
             params: {TINY}
         """)
     with pytest.raises(UsageError, match=r"no worker of the cluster declares a GPU: .*--resources GPU=1"):
-        _clusterrun_project(project, path, gpu=False)
+        _cluster_run(project, path, gpu=False)
     assert not list(project.glob("out/**/*.mp4")) and not list(project.glob(".wanflow/runs/*.json"))
-    result = _clusterrun_project(project, path, gpu=True)
+    result = _cluster_run(project, path, gpu=True)
     assert result.ok and result.steps["clip"].status == "ran", result.steps["clip"].error
     assert result.steps["clip"].provider_info["device"] == "cpu"
 
@@ -263,3 +263,37 @@ def test_first_and_last_frame_to_video_from_an_image_to_video_folder(project: Pa
     assert set(result.steps["flf"].request["inputs"]) == {"first_frame", "last_frame"}
     frames = read_frames(next(project.glob("out/gpu/**/*.mp4")))
     assert frames.shape == (FRAMES, SIDE, 2 * SIDE, 3)
+
+
+def _workers(project: Path, path: Path) -> dict[str, int]:
+    """Run ``path`` on a cluster of two in-process workers, ``gpu`` (declares GPU=1) and ``cpu``
+    (declares nothing), addressed as a remote scheduler; how many units each one executed."""
+    pytest.importorskip("distributed", reason="Dask's distributed is not installed: pip install -e '.[cluster]'")
+    from distributed import Scheduler, SpecCluster, Worker
+
+    workers = {"gpu": {"cls": Worker, "options": {"nthreads": 2, "resources": {"GPU": 1}}},
+               "cpu": {"cls": Worker, "options": {"nthreads": 2}}}
+    with SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": None}}, workers=workers) as cluster:
+        result = wanflow.run(path, workspace=wanflow.Workspace.discover(project), report=False, cluster=cluster.scheduler_address)
+        assert isinstance(result, wanflow.BatchResult) and result.ok, result
+        return {name: worker.state.executed_count for name, worker in cluster.workers.items()}
+
+
+def test_on_a_cluster_gpu_units_go_only_to_the_worker_that_declares_a_gpu(project: Path, weights: dict[str, Path]) -> None:
+    styles = "[dawn, noon, dusk, night, fog, rain]"
+    gpu = write_pipeline(project, weights, f"""
+        vars: {{style: dawn}}
+        matrix: {{style: {styles}}}
+        steps:
+          clip:
+            model: ./t2v
+            prompt: "a fox at {{{{ vars.style }}}}"
+            params: {TINY}
+        """)
+    assert _workers(project, gpu) == {"gpu": 6, "cpu": 0}
+    # The same cluster shares out units that need no GPU: the cpu worker is not merely idle.
+    preview = project / "preview.yaml"
+    preview.write_text(f"name: preview\nvars: {{style: dawn}}\nmatrix: {{style: {styles}}}\nsteps:\n"
+                       "  still: {model: wan2.6-t2i, prompt: 'a fox at {{ vars.style }}', params: {n: 1}}\n", "utf-8")
+    counts = _workers(project, preview)
+    assert counts["cpu"] > 0 and sum(counts.values()) == 6, counts

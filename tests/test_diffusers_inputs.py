@@ -93,6 +93,7 @@ def test_vace_inputs_are_checked_before_anything_runs(project: Path, weights: di
           edit:
             model: ./vace
             video: still.png
+            mask: https://example.com/mask.png
             references: [still.png, still.png, still.png, still.png, still.png]
             prompt: a wolf
             params: {TINY}
@@ -101,6 +102,7 @@ def test_vace_inputs_are_checked_before_anything_runs(project: Path, weights: di
         wanflow.load_pipeline(path)
     text = "\n".join(problem.format() for problem in caught.value.diagnostics)
     assert "video: needs video" in text and "got 5 references" in text, text
+    assert "the diffusers provider works offline and cannot fetch https://example.com/mask.png" in text, text
 
 
 def test_one_frame_is_a_picture_offered_as_image_and_images(project: Path, weights: dict[str, Path]) -> None:

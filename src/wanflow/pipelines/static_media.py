@@ -18,7 +18,7 @@ from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import choose_provider
 from wanflow.pipelines.yaml_source import DataPath
 
-_LOCAL_ONLY_PROVIDERS = {"local"}
+_LOCAL_ONLY_PROVIDERS = {"local", "diffusers"}  # they read files, never fetch
 
 
 class StaticMedia:

@@ -42,7 +42,7 @@ def write_image(frames: Any, path: Path) -> None:
     """The one frame of ``frames`` (1 x H x W x 3 in 0..1) as a PNG."""
     from PIL import Image
 
-    Image.fromarray(to_uint8(frames)[0], mode="RGB").save(path, format="PNG")
+    Image.fromarray(to_uint8(frames)[0]).save(path, format="PNG")  # uint8 H x W x 3: RGB
 
 
 def read_clip(path: Path, count: int, size: tuple[int, int]) -> tuple[list[Any], int]:

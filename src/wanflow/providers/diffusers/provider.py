@@ -25,7 +25,7 @@ from wanflow.providers.base import GenerationContext, GenerationResult, Produced
 from wanflow.providers.diffusers import engine
 from wanflow.providers.diffusers.frames import read_clip, write_image, write_video
 
-ENGINE_VERSION = "diffusers-1"  # bump when how frames become files changes: it salts the cache keys
+ENGINE_VERSION = "diffusers-2"  # 2: one frame is a PNG. Bump when how frames become files changes: it salts the cache keys
 
 
 class DiffusersProvider:
@@ -139,11 +139,11 @@ async def _vace_inputs(request: StepRequest, context: GenerationContext) -> dict
     """
     found: dict[str, Any] = {}
     count = int(request.params.get("num_frames", 1))
-    size = (int(request.params["width"]), int(request.params["height"]))
     for slot in ("video", "mask"):
         items = request.inputs.get(slot, ())
         if not items:
             continue
+        size = (int(request.params["width"]), int(request.params["height"]))  # every open-weights model has defaults
         item, path = _local(items[0])
         if item.kind == "image":  # a still mask: the same region in every frame
             found[slot] = [_image(request, slot).resize(size)] * count

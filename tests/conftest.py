@@ -199,6 +199,10 @@ outputs:
 SLOW_TIER = {
     "test_diffusers_provider.py::test_out_of_memory_names_offload_dtype_or_size_and_the_other_steps_go_on",
     "test_diffusers_provider.py::test_on_a_cluster_open_weights_need_a_worker_that_declares_a_gpu",
+    "test_diffusers_provider.py::test_on_a_cluster_gpu_units_go_only_to_the_worker_that_declares_a_gpu",
+    "test_diffusers_inputs.py::test_one_frame_is_a_picture_offered_as_image_and_images",
+    "test_diffusers_machine.py::test_the_cache_key_holds_the_resolved_device_and_dtype_not_auto_and_not_offload",
+    "test_diffusers_machine.py::test_provider_moves_the_service_steps_and_leaves_open_weights_on_diffusers_in_plan_explain_and_run",
     "test_api_workflow.py::test_the_cli_from_another_folder_uses_the_pipelines_project_settings_and_state",
     "test_bad_settings.py::test_a_damaged_durations_file_is_ignored_and_the_paid_run_finishes",
     "test_bad_setup.py::test_an_unreachable_cluster_is_exit_2_within_seconds",

@@ -23,10 +23,8 @@ pytest.importorskip("diffusers", reason="the diffusers extra is not installed: p
 os.environ["HF_HUB_OFFLINE"] = "1"  # never the hub, also in subprocesses
 
 import wanflow
-from diffusers_helpers import FRAMES, SIDE, save_tiny_wan
+from diffusers_helpers import FRAMES, SIDE, TINY, read_frames, run_project, save_tiny_wan, write_pipeline, write_png
 from wanflow._exceptions import PipelineError, UsageError
-
-TINY = {"height": SIDE, "width": 2 * SIDE, "num_frames": FRAMES, "num_inference_steps": 2, "max_sequence_length": 16}
 
 
 @pytest.fixture(scope="module")
@@ -34,30 +32,6 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny saved pipelines, built once for this module: text-to-video and image-to-video."""
     root = tmp_path_factory.mktemp("weights")
     return {kind: save_tiny_wan(root / kind, kind) for kind in ("t2v", "i2v")}
-
-
-def _pipeline(project: Path, weights: dict[str, Path], steps: str, name: str = "gpu") -> Path:
-    for kind, folder in weights.items():
-        target = project / kind
-        if not target.exists():
-            shutil.copytree(folder, target)
-    path = project / "p.yaml"
-    path.write_text(f"name: {name}\ndefaults: {{seed: 11, provider: diffusers}}\n" + textwrap.dedent(steps), "utf-8")
-    return path
-
-
-def _frames(path: Path) -> np.ndarray:
-    import av
-
-    with av.open(str(path)) as container:
-        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
-
-
-def _png(path: Path) -> Path:
-    from PIL import Image
-
-    Image.new("RGB", (64, 32), (200, 40, 40)).save(path)
-    return path
 
 
 T2V_AND_I2V = f"""
@@ -75,18 +49,12 @@ outputs: {{clip: "{{{{ steps.clip.video }}}}", moving: "{{{{ steps.moving.video 
 """
 
 
-def _run(path: Path, project: Path) -> wanflow.RunResult:
-    result = wanflow.run(path, workspace=wanflow.Workspace.discover(project), report=False)
-    assert isinstance(result, wanflow.RunResult)
-    return result
-
-
 def test_text_and_image_to_video_make_mp4s_of_the_asked_frames_and_size_with_progress(project: Path, weights: dict[str, Path]) -> None:
-    _png(project / "fox.png")
-    result = _run(_pipeline(project, weights, T2V_AND_I2V), project)
+    write_png(project / "fox.png")
+    result = run_project(write_pipeline(project, weights, T2V_AND_I2V), project)
     assert result.ok, {step: s.error for step, s in result.steps.items()}
     for step in ("clip", "moving"):
-        frames = _frames(project / "out" / "gpu" / f"{step}.mp4")
+        frames = read_frames(project / "out" / "gpu" / f"{step}.mp4")
         assert frames.shape == (FRAMES, SIDE, 2 * SIDE, 3)
         assert frames.std() > 0  # a model's output, not a blank
         events = [event["message"] for event in result.steps[step].events]
@@ -98,7 +66,7 @@ def test_text_and_image_to_video_make_mp4s_of_the_asked_frames_and_size_with_pro
 
 
 def test_rerun_is_cached_a_clean_cache_gives_the_same_frames_and_new_weights_run_again(project: Path, weights: dict[str, Path]) -> None:
-    path = _pipeline(project, weights, """
+    path = write_pipeline(project, weights, """
         steps:
           clip:
             model: ./t2v
@@ -106,32 +74,32 @@ def test_rerun_is_cached_a_clean_cache_gives_the_same_frames_and_new_weights_run
             params: {TINY}
         outputs: {clip: "{{ steps.clip.video }}"}
         """.replace("{TINY}", str(TINY)))
-    first = _run(path, project)
-    before = _frames(project / "out" / "gpu" / "clip.mp4")
-    assert _run(path, project).steps["clip"].status == "cached"
+    first = run_project(path, project)
+    before = read_frames(project / "out" / "gpu" / "clip.mp4")
+    assert run_project(path, project).steps["clip"].status == "cached"
 
     shutil.rmtree(project / ".wanflow")
     shutil.rmtree(project / "out")
-    clean = _run(path, project)
+    clean = run_project(path, project)
     assert clean.steps["clip"].status == "ran"
-    assert np.array_equal(_frames(project / "out" / "gpu" / "clip.mp4"), before)
+    assert np.array_equal(read_frames(project / "out" / "gpu" / "clip.mp4"), before)
     assert clean.steps["clip"].cache_key == first.steps["clip"].cache_key
 
     shutil.rmtree(project / "t2v")
     save_tiny_wan(project / "t2v", "t2v", seed=5)  # other weights, same path
-    changed = _run(path, project)
+    changed = run_project(path, project)
     assert changed.steps["clip"].status == "ran"
     assert changed.steps["clip"].cache_key != first.steps["clip"].cache_key
-    assert not np.array_equal(_frames(project / "out" / "gpu" / "clip.mp4"), before)
+    assert not np.array_equal(read_frames(project / "out" / "gpu" / "clip.mp4"), before)
 
 
 def test_without_the_extra_a_clear_error_comes_before_anything_runs(project: Path, weights: dict[str, Path],
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _pipeline(project, weights, T2V_AND_I2V.replace("image: fox.png", "image: fox.png\n    needs: [clip]"))
-    _png(project / "fox.png")
+    path = write_pipeline(project, weights, T2V_AND_I2V.replace("image: fox.png", "image: fox.png\n    needs: [clip]"))
+    write_png(project / "fox.png")
     monkeypatch.setitem(sys.modules, "diffusers", None)  # what an environment without the package shows
     with pytest.raises(UsageError, match=r"pip install 'wanflow\[diffusers\]'"):
-        _run(path, project)
+        run_project(path, project)
     assert not (project / "out").exists() and not (project / ".wanflow" / "runs").exists()
 
 
@@ -143,7 +111,7 @@ def test_without_the_extra_a_clear_error_comes_before_anything_runs(project: Pat
 ])
 def test_bad_params_are_located_errors_before_anything_runs(project: Path, weights: dict[str, Path],
                                                             params: dict[str, object], problem: str) -> None:
-    path = _pipeline(project, weights, f"""
+    path = write_pipeline(project, weights, f"""
         steps:
           clip:
             model: ./t2v
@@ -178,7 +146,7 @@ def test_a_folder_that_is_not_a_wan_pipeline_is_a_located_error(project: Path) -
 def test_out_of_memory_names_offload_dtype_or_size_and_the_other_steps_go_on(project: Path, weights: dict[str, Path]) -> None:
     """A memory cap (RLIMIT_AS) set after the libraries load: the big step cannot allocate its frames."""
     big = dict(TINY, height=512, width=512, num_frames=81)
-    path = _pipeline(project, weights, f"""
+    path = write_pipeline(project, weights, f"""
         steps:
           small:
             model: ./t2v
@@ -214,7 +182,7 @@ def test_cancelling_stops_between_denoising_steps(project: Path, weights: dict[s
     from wanflow.providers.base import GenerationContext
     from wanflow.providers.diffusers.provider import DiffusersProvider
 
-    path = _pipeline(project, weights, f"""
+    path = write_pipeline(project, weights, f"""
         steps:
           long:
             model: ./t2v
@@ -253,7 +221,7 @@ def _cluster_run(project: Path, path: Path, gpu: bool) -> wanflow.RunResult:
 
 
 def test_on_a_cluster_open_weights_need_a_worker_that_declares_a_gpu(project: Path, weights: dict[str, Path]) -> None:
-    path = _pipeline(project, weights, f"""
+    path = write_pipeline(project, weights, f"""
         steps:
           clip:
             model: ./t2v
@@ -273,7 +241,7 @@ def test_first_and_last_frame_to_video_from_an_image_to_video_folder(project: Pa
 
     Image.new("RGB", (64, 32), (250, 20, 20)).save(project / "first.png")
     Image.new("RGB", (64, 32), (20, 20, 250)).save(project / "last.png")
-    path = _pipeline(project, weights, f"""
+    path = write_pipeline(project, weights, f"""
         steps:
           flf:
             model: ./i2v
@@ -290,8 +258,42 @@ def test_first_and_last_frame_to_video_from_an_image_to_video_folder(project: Pa
     with pytest.raises(PipelineError, match="last_frame"):
         wanflow.load_pipeline(path)
     path.write_text(path.read_text("utf-8").split("  missing:")[0], "utf-8")
-    result = _run(path, project)
+    result = run_project(path, project)
     assert result.ok, result.steps["flf"].error
     assert set(result.steps["flf"].request["inputs"]) == {"first_frame", "last_frame"}
-    frames = _frames(next(project.glob("out/gpu/**/*.mp4")))
+    frames = read_frames(next(project.glob("out/gpu/**/*.mp4")))
     assert frames.shape == (FRAMES, SIDE, 2 * SIDE, 3)
+
+
+def _workers(project: Path, path: Path) -> dict[str, int]:
+    """Run ``path`` on a cluster of two in-process workers, ``gpu`` (declares GPU=1) and ``cpu``
+    (declares nothing), addressed as a remote scheduler; how many units each one executed."""
+    pytest.importorskip("distributed", reason="Dask's distributed is not installed: pip install -e '.[cluster]'")
+    from distributed import Scheduler, SpecCluster, Worker
+
+    workers = {"gpu": {"cls": Worker, "options": {"nthreads": 2, "resources": {"GPU": 1}}},
+               "cpu": {"cls": Worker, "options": {"nthreads": 2}}}
+    with SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": None}}, workers=workers) as cluster:
+        result = wanflow.run(path, workspace=wanflow.Workspace.discover(project), report=False, cluster=cluster.scheduler_address)
+        assert isinstance(result, wanflow.BatchResult) and result.ok, result
+        return {name: worker.state.executed_count for name, worker in cluster.workers.items()}
+
+
+def test_on_a_cluster_gpu_units_go_only_to_the_worker_that_declares_a_gpu(project: Path, weights: dict[str, Path]) -> None:
+    styles = "[dawn, noon, dusk, night, fog, rain]"
+    gpu = write_pipeline(project, weights, f"""
+        vars: {{style: dawn}}
+        matrix: {{style: {styles}}}
+        steps:
+          clip:
+            model: ./t2v
+            prompt: "a fox at {{{{ vars.style }}}}"
+            params: {TINY}
+        """)
+    assert _workers(project, gpu) == {"gpu": 6, "cpu": 0}
+    # The same cluster shares out units that need no GPU: the cpu worker is not merely idle.
+    preview = project / "preview.yaml"
+    preview.write_text(f"name: preview\nvars: {{style: dawn}}\nmatrix: {{style: {styles}}}\nsteps:\n"
+                       "  still: {model: wan2.6-t2i, prompt: 'a fox at {{ vars.style }}', params: {n: 1}}\n", "utf-8")
+    counts = _workers(project, preview)
+    assert counts["cpu"] > 0 and sum(counts.values()) == 6, counts

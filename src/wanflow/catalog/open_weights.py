@@ -12,16 +12,30 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 import yaml
 
-from wanflow.catalog.spec import Kind, ModelSpec, OpenWeights, ProviderModel, TextSpec, parse_inputs, parse_outputs, parse_param
+from wanflow.catalog.spec import (
+    Kind,
+    MediaRules,
+    Mode,
+    ModelSpec,
+    OpenWeights,
+    ProviderModel,
+    TextSpec,
+    parse_inputs,
+    parse_media,
+    parse_outputs,
+    parse_param,
+)
 
 PROVIDER = "diffusers"
 SIDE_MULTIPLE = 16  # the VAE (8x) and the transformer's 2x2 patches
 FRAME_STEP = 4  # the VAE compresses time 4x after the first frame
+MAX_REFERENCES = 4  # VACE takes a list; more than a few subjects crowd one frame (not a model limit)
 
 # The params every open-weights step takes, with diffusers' names. Defaults come per model.
 _PARAMS: dict[str, dict[str, Any]] = {
@@ -38,12 +52,15 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "dtype": {"type": "string", "enum": ["auto", "float32", "bfloat16", "float16"], "default": "auto"},
     "offload": {"type": "string", "enum": ["none", "model", "sequential"], "default": "none"},
 }
-# Media inputs per kind, in the catalog's input form. VACE's video and mask are not in the DSL yet.
+# Media inputs per kind, in the catalog's input form. VACE: ``video`` the clip to condition on,
+# ``mask`` where to generate (white) or keep (black), a clip or one still for every frame, and
+# ``references`` images of subjects to bring in (diffusers' ``reference_images``).
 _INPUTS: dict[str, dict[str, Any]] = {
     "t2v": {},
     "i2v": {"image": {"required": True}},
     "flf2v": {"first_frame": {"required": True}, "last_frame": {"required": True}},
-    "vace": {},
+    "vace": {"video": {"media": "video"}, "mask": {"media": "video or image"},
+             "references": {"many": True, "min": 0, "max": MAX_REFERENCES, "media": "image"}},
 }
 
 
@@ -51,6 +68,12 @@ _INPUTS: dict[str, dict[str, Any]] = {
 def _raw() -> Mapping[str, Any]:
     text = Path(__file__).with_name("open_weights.yaml").read_text("utf-8")
     return cast(Mapping[str, Any], yaml.safe_load(text))
+
+
+@functools.cache
+def _media_rules() -> Mapping[str, MediaRules]:
+    """What a local model reads: open_weights.yaml's ``media`` (no service upload limits)."""
+    return parse_media(_raw()["media"])
 
 
 def open_weights_ids() -> list[str]:
@@ -69,10 +92,14 @@ def _spec(name: str, title: str, kind: Kind, defaults: Mapping[str, Any], weight
     inputs = dict(_INPUTS[kind])
     if image == "optional":
         inputs["image"] = {}
+    local_rules = _media_rules()
+    slots = {slot_name: replace(slot, rules=local_rules) for slot_name, slot in parse_inputs(inputs).items()}
     return ModelSpec(
         name=name, kind=kind, title=title, aliases=(),
         prompt=TextSpec(True, 10_000), negative_prompt=TextSpec(False, 10_000), seed_code=None,
-        inputs=parse_inputs(inputs), outputs=parse_outputs({"video": {}}), params=params,
+        inputs=slots, outputs=parse_outputs({"video": {}}), params=params,
+        # One frame is a picture: written as a PNG, offered as steps.<id>.image and .images.
+        modes=(Mode("image", {"num_frames": 1}, slots, parse_outputs({"images": {}}), {}),),
         providers={PROVIDER: ProviderModel(model=weights.source)}, open_weights=weights,
     )
 

@@ -256,7 +256,7 @@ def check_input_count(model: ModelSpec, params: Mapping[str, Any], slot: InputSp
         return []
     mode = model.mode_for(params)
     context = ""
-    if model.modes:
+    if any(other.inputs != model.inputs for other in model.modes):  # the count depends on the mode: say which
         switches = mode.when if mode else {key: not value for key, value in model.modes[0].when.items()}
         context = " when " + " and ".join(f"{key}={_yaml(value)}" for key, value in switches.items())
     allowed = f"{slot.minimum} to {slot.maximum}" if slot.maximum > 1 or slot.minimum == 0 else "exactly 1"

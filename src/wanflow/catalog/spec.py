@@ -104,6 +104,13 @@ class InputSpec:
     code: str | None = None
     ignored_when: Mapping[str, Any] = field(default_factory=dict)
     many: bool = False  # a list in the DSL and the request (images, references)
+    # Open weights run locally: their own media rules by kind, not the services' upload limits.
+    # ``media`` may then name two kinds ("video or image": VACE's mask, a clip or one still).
+    rules: Mapping[str, MediaRules] | None = None
+
+    def accepts(self, kind: str) -> bool:
+        """Whether an item of media ``kind`` (``image``, ``video``) fits this slot."""
+        return kind in self.media.split(" or ")
 
 
 @dataclass(frozen=True)

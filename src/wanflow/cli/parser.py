@@ -68,7 +68,7 @@ def pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a declared var (repeatable); the value takes the type of the var's default")
     parser.add_argument("--vars-file", type=Path, metavar="FILE", help="YAML mapping of var overrides (applied before --var)")
     parser.add_argument("--provider", choices=["local", "dashscope", "vtrix", "diffusers"],
-                        help="use this provider for every step (beats the pipeline's own choice)")
+                        help="use this provider for every step (beats the pipeline's own choice; a step the pipeline puts on diffusers stays there)")
     parser.add_argument("--state-dir", type=Path, metavar="DIR",
                         help="cache and store folder (default: .wanflow/ in the project; env WANFLOW_STATE_DIR)")
     parser.add_argument("--out-dir", type=Path, metavar="DIR",

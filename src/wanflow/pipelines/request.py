@@ -14,6 +14,7 @@ from typing import Any
 
 from wanflow.artifacts import MediaInput, RemoteInput
 from wanflow.catalog.spec import ModelSpec
+from wanflow.pipelines.weights import MACHINE_PARAMS, machine
 
 SEED_MAX = 2_147_483_647
 
@@ -48,16 +49,22 @@ class StepRequest:
 
     def canonical(self) -> dict[str, Any]:
         """The request as plain JSON data: inputs by content hash, never by local path."""
+        params = dict(sorted(self.params.items()))
         data: dict[str, Any] = {
             "model": self.model.name,
             "provider": self.provider,
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
             "inputs": {name: [_input_id(item) for item in items] for name, items in sorted(self.inputs.items())},
-            "params": dict(sorted(self.params.items())),
+            "params": params,
         }
         if self.model.open_weights is not None:  # new weights at the same path or id run again
             data["weights"] = self.model.open_weights.identity
+            # The machine as resolved (``device: auto`` is cuda on one host, cpu on another), not as
+            # written; offload moves weights, not results, so it is not part of the request.
+            for name in MACHINE_PARAMS:
+                params.pop(name, None)
+            data["machine"] = machine(self.params)
         if self.adaptations:
             data["adaptations"] = [dict(item) for item in self.adaptations]
         if self.version is not None:

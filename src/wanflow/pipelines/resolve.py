@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from wanflow._diagnostics import Diagnostic, Location, format_path
 from wanflow._exceptions import TemplateProblem
 from wanflow.artifacts import Artifact, MediaInput
+from wanflow.catalog.open_weights import PROVIDER as OPEN_WEIGHTS_PROVIDER
 from wanflow.catalog.rules import (
     Finding,
     check_ignored_inputs,
@@ -85,10 +86,15 @@ def base_context(pipeline: Pipeline, upstream: Mapping[str, StepOutputs]) -> dic
 
 def choose_provider(pipeline: Pipeline, step: StepSpec, override: str | None) -> str:
     """``--provider`` beats the step's provider, which beats ``defaults.provider``; else local.
-    An ``op:`` step always runs here, on the free ``op`` provider."""
+    An ``op:`` step always runs here, on the free ``op`` provider. An open-weights step the file
+    puts on ``diffusers`` stays there: no other provider can run its weights, so ``--provider``
+    only moves the service steps (``resolve_step`` says so in a warning; docs/decisions.md)."""
     if step.op is not None:
         return OP_PROVIDER
-    return override or step.provider or pipeline.default_provider or DEFAULT_PROVIDER
+    own = step.provider or pipeline.default_provider or DEFAULT_PROVIDER
+    if step.model.open_weights is not None and own == OPEN_WEIGHTS_PROVIDER:
+        return own
+    return override or own
 
 
 _FAILED = object()
@@ -151,7 +157,7 @@ def resolve_step(
         rendered = {name: collector.render(value, context, step.path("params", name)) if isinstance(value, str) else value
                     for name, value in step.params.items()}
         return resolve_op_step(collector, step, {k: v for k, v in rendered.items() if v is not _FAILED},
-                               lambda name, written: _media_items(collector, step, name, step.model.inputs[name].media,
+                               lambda name, written: _media_items(collector, step, name, step.model.inputs[name],
                                                                   written, context, media),
                                unit=f"{step.id}[{item[0]}]" if item else step.id)
     model = step.model
@@ -169,6 +175,9 @@ def resolve_step(
         collector.finding(finding)
 
     provider = choose_provider(pipeline, step, provider_override)
+    if provider_override and provider == OPEN_WEIGHTS_PROVIDER != provider_override:
+        collector.add(step.path("model"), f"stays on provider diffusers: {model.name} is open weights, which "
+                      f"--provider {provider_override} cannot run (it moves the other steps)", severity="warning")
     if model.open_weights is not None and provider not in model.providers:
         collector.add(step.path("model"), f"{model.name} is open weights: it runs on your own GPU with provider diffusers, "
                       f"not {provider}", allowed="provider: diffusers on the step (or defaults.provider, or --provider diffusers)")
@@ -349,7 +358,7 @@ def _resolve_inputs(
                 takes = ", ".join(f"{key}:" for key in slots) or "no media inputs"
                 collector.add(step.path(name), f"{model.name} does not take {name}:", allowed=takes)
             continue
-        items = [] if written is None else _media_items(collector, step, name, slot.media, written, context, media)
+        items = [] if written is None else _media_items(collector, step, name, slot, written, context, media)
         if items is None:
             continue
         for finding in check_input_count(model, params, slot, len(items)):
@@ -375,7 +384,7 @@ def _media_items(
     collector: _Collector,
     step: StepSpec,
     name: str,
-    slot_media: str,
+    slot: InputSpec,
     written: list[str] | str,
     context: Mapping[str, Any],
     media: MediaResolver,
@@ -390,7 +399,7 @@ def _media_items(
             ok = False
             continue
         for item in (list(value) if isinstance(value, (list, tuple)) else [value]):
-            resolved = _media_item(collector, step, name, slot_media, item, path, media)
+            resolved = _media_item(collector, step, name, slot, item, path, media)
             if resolved is None:
                 ok = False
             else:
@@ -399,10 +408,11 @@ def _media_items(
 
 
 def _media_item(
-    collector: _Collector, step: StepSpec, name: str, wanted: str, value: Any, path: DataPath, media: MediaResolver
+    collector: _Collector, step: StepSpec, name: str, slot: InputSpec, value: Any, path: DataPath, media: MediaResolver
 ) -> MediaInput | None:
+    wanted = slot.media
     if isinstance(value, Artifact):
-        if value.kind != wanted:
+        if not slot.accepts(value.kind):
             collector.add(path, f"{value.describe()} is {value.kind}; {name}: needs {wanted}")
             return None
         return value
@@ -412,7 +422,7 @@ def _media_item(
         except TemplateProblem as problem:
             collector.add(path, problem.message)
             return None
-        if isinstance(item, Artifact) and item.kind != wanted:
+        if isinstance(item, Artifact) and not slot.accepts(item.kind):
             collector.add(path, f"'{value}' is {item.media_type}; {name}: needs {wanted}")
             return None
         return item

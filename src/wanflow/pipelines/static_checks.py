@@ -72,7 +72,8 @@ def placeholder_outputs(step: StepSpec, params: Mapping[str, Any], items: int | 
                 )
             else:
                 available[name] = Artifact("", _PLACEHOLDER_TYPES[name], 0, pending=True, origin=origin)
-        if step.op is not None and "images" in available:  # an op's one image is also `steps.<id>.image`
+        if (step.op is not None or step.model.open_weights is not None) and "images" in available:
+            # an op's one image, or an open-weights step's one frame, is also `steps.<id>.image`
             available["image"] = available["images"][0]
         per_item.append(StepOutputs(step.id, step.model.name, available))
     return per_item[0] if items is None else fan_in(step, per_item)

@@ -10,7 +10,7 @@ from wanflow._exceptions import ConformError, MediaError, TemplateProblem
 from wanflow.artifacts import Artifact, MediaInput, RemoteInput
 from wanflow.catalog.loader import load_catalog
 from wanflow.catalog.rules import MediaFacts, MediaVerdict, check_media
-from wanflow.catalog.spec import InputSpec
+from wanflow.catalog.spec import InputSpec, MediaRules
 from wanflow.media.conform import target_size
 from wanflow.media.probe import probe
 from wanflow.pipelines.input_paths import local_input_path
@@ -18,7 +18,7 @@ from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import choose_provider
 from wanflow.pipelines.yaml_source import DataPath
 
-_LOCAL_ONLY_PROVIDERS = {"local"}
+_LOCAL_ONLY_PROVIDERS = {"local", "diffusers"}  # they read files, never fetch
 
 
 class StaticMedia:
@@ -80,8 +80,13 @@ class StaticMedia:
         return item, None
 
 
+def slot_rules(item: Artifact, slot: InputSpec) -> MediaRules:
+    """The media rules ``item`` meets in ``slot``: the slot's own (open weights), else the catalog's."""
+    return slot.rules[item.kind] if slot.rules else load_catalog().media[slot.media]
+
+
 def media_verdict(item: Artifact, slot: InputSpec) -> MediaVerdict:
     """Check an artifact against a slot's rules."""
-    rules = load_catalog().media[slot.media]
+    rules = slot_rules(item, slot)
     facts = MediaFacts(item.media_type, item.size, item.width, item.height, item.duration, item.has_alpha)
     return check_media(slot, rules, facts)

@@ -6,6 +6,10 @@ folder (``weights-index.json``): a file whose size, mtime and inode are unchange
 again, and new weights at the same path get a new identity. A Hugging Face repo id is identified
 by the commit its ``main`` ref resolves to in the local Hugging Face cache (read as files: no
 client, no network), or ``unresolved`` when it is not downloaded yet.
+
+The machine a step runs on changes its frames too (CUDA kernels and random streams are not the
+CPU's; bfloat16 is not float32): ``machine`` resolves ``device: auto`` and ``dtype: auto`` to what
+the run will use, and the cache key holds that (docs/decisions.md, "Open weights").
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,7 @@ from wanflow.catalog.spec import ModelSpec
 from wanflow.project.locate import cache_dir
 
 _CHUNK = 1 << 20
+MACHINE_PARAMS = ("device", "dtype", "offload")  # where and how a step runs, not what it makes
 
 
 def _stamp(stat: os.stat_result) -> list[int]:
@@ -90,3 +96,35 @@ def with_identity(model: ModelSpec) -> ModelSpec:
     source = Path(weights.source)
     identity = folder_identity(source) if weights.is_folder else repo_identity(weights.source)
     return replace(model, open_weights=replace(weights, identity=identity))
+
+
+def resolve_device(name: str) -> str:
+    """``auto``: the first CUDA GPU, else Apple's MPS, else the CPU; any other name as written.
+
+    Only ``auto`` imports torch; without torch it stays ``auto`` (no run can happen then: the
+    missing extra is an error before anything runs)."""
+    if name != "auto":
+        return name
+    try:
+        import torch
+    except ImportError:
+        return "auto"
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(name: str, device: str) -> str:
+    """``auto``: bfloat16 on a GPU (Wan's training precision), float32 on the CPU."""
+    if name != "auto":
+        return name
+    return "float32" if device == "cpu" else "bfloat16"
+
+
+def machine(params: Mapping[str, Any]) -> dict[str, str]:
+    """What of the machine changes an open-weights step's frames: the device's type (``cuda``,
+    not ``cuda:1``: identical GPUs give identical frames) and the dtype, both resolved."""
+    device = resolve_device(str(params.get("device", "auto")))
+    return {"device": device.split(":", 1)[0], "dtype": resolve_dtype(str(params.get("dtype", "auto")), device)}

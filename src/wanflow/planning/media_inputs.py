@@ -9,12 +9,11 @@ from typing import Any
 from wanflow._exceptions import ConformError, TemplateProblem
 from wanflow._fs import sha256_file
 from wanflow.artifacts import Artifact, MediaInput, RemoteInput
-from wanflow.catalog.loader import load_catalog
 from wanflow.catalog.spec import InputSpec
 from wanflow.media.conform import conform_image
 from wanflow.media.trim import trim_video
 from wanflow.pipelines.model import Pipeline, StepSpec
-from wanflow.pipelines.static_media import StaticMedia, media_verdict
+from wanflow.pipelines.static_media import StaticMedia, media_verdict, slot_rules
 from wanflow.pipelines.yaml_source import DataPath
 from wanflow.state.store import ArtifactStore
 
@@ -56,7 +55,7 @@ class RuntimeMedia:
 
     def _conform(self, item: Artifact, slot: InputSpec) -> tuple[Artifact, dict[str, Any]]:
         assert item.path is not None
-        rules = load_catalog().media[slot.media]
+        rules = slot_rules(item, slot)
         try:
             if slot.media == "video" and rules.max_seconds is not None:
                 result = trim_video(item.path, rules.max_seconds)

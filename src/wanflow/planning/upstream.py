@@ -14,7 +14,8 @@ def template_outputs(step: StepSpec, outputs: StepOutputsData | None) -> StepOut
     produced = step.model.outputs_for({})  # the model's fields; presence below reflects the run
     if outputs.images or "images" in produced:
         available["images"] = OutputList(outputs.images, owner=f"steps.{step.id}")
-    if step.op is not None and len(outputs.images) == 1:  # an op's one image is also `steps.<id>.image`
+    if (step.op is not None or step.model.open_weights is not None) and len(outputs.images) == 1:
+        # an op's one image, or an open-weights step's one frame, is also `steps.<id>.image`
         available["image"] = outputs.images[0]
     if outputs.video is not None:
         available["video"] = outputs.video

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wanflow._exceptions import ProviderError, UsageError
+from wanflow.pipelines.weights import resolve_device, resolve_dtype
 
 INSTALL = "pip install 'wanflow[diffusers]'"
 _LOCK = threading.Lock()
@@ -54,25 +55,15 @@ def versions() -> dict[str, str]:
 
 
 def pick_device(name: str) -> str:
-    """``auto``: the first CUDA GPU, else Apple's MPS, else the CPU."""
-    import torch
-
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    """``auto``: the first CUDA GPU, else Apple's MPS, else the CPU (the cache key resolves it alike)."""
+    return resolve_device(name)
 
 
 def pick_dtype(name: str, device: str) -> Any:
     """``auto``: bfloat16 on a GPU (Wan's training precision), float32 on the CPU."""
     import torch
 
-    if name == "auto":
-        name = "float32" if device == "cpu" else "bfloat16"
-    return getattr(torch, name)
+    return getattr(torch, resolve_dtype(name, device))
 
 
 @dataclass(frozen=True)
@@ -88,6 +79,9 @@ class Job:
     params: Mapping[str, Any]
     image: Any = None  # a PIL image for i2v / ti2v, the first frame for flf2v
     last_image: Any = None  # the last frame for flf2v
+    video: Any = None  # VACE: num_frames PIL stills to condition on
+    mask: Any = None  # VACE: num_frames PIL stills, white where to generate
+    references: Any = None  # VACE: PIL reference images
 
 
 def load_pipeline(job: Job, device: str, dtype: Any) -> Any:
@@ -143,6 +137,9 @@ def call_arguments(job: Job) -> dict[str, Any]:
         arguments["image"] = job.image
     if job.last_image is not None:
         arguments["last_image"] = job.last_image
+    for name, value in (("video", job.video), ("mask", job.mask), ("reference_images", job.references)):
+        if value is not None:
+            arguments[name] = value
     return arguments
 
 

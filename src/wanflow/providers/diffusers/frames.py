@@ -1,4 +1,4 @@
-"""Frames to a file: an H.264 MP4 at the step's fps (PyAV)."""
+"""Frames to and from files: an H.264 MP4 at the step's fps (PyAV), a PNG for one frame, clips read as stills."""
 
 from __future__ import annotations
 
@@ -36,3 +36,25 @@ def write_video(frames: Any, path: Path, fps: int, comment: str = "") -> None:
         for packet in stream.encode(None):
             container.mux(packet)
 
+
+
+def write_image(frames: Any, path: Path) -> None:
+    """The one frame of ``frames`` (1 x H x W x 3 in 0..1) as a PNG."""
+    from PIL import Image
+
+    Image.fromarray(to_uint8(frames)[0]).save(path, format="PNG")  # uint8 H x W x 3: RGB
+
+
+def read_clip(path: Path, count: int, size: tuple[int, int]) -> tuple[list[Any], int]:
+    """The first ``count`` frames of the clip at ``path`` as RGB images of ``size`` (width, height),
+    and how many frames the clip has."""
+    from PIL import Image
+
+    stills: list[Any] = []
+    total = 0
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            total += 1
+            if len(stills) < count:
+                stills.append(frame.to_image().convert("RGB").resize(size, Image.Resampling.BICUBIC))
+    return stills, total

@@ -17,7 +17,7 @@ def _value(value: Any) -> str:
 
 
 def _param_row(model: ModelSpec, spec: ParamSpec, mode: str | None = None) -> str:
-    notes = []
+    notes = ["required"] if spec.required else []
     if spec.affects_cost:
         notes.append("affects cost")
     if spec.modes:
@@ -53,7 +53,7 @@ def model_markdown(model: ModelSpec, catalog: Catalog) -> str:
         named, word = model.prompt.names
         lines.append(f"- The prompt calls the `{named}` {word}1, {word}2, ... in their order; a name past their count is an error.")
     for slot in model.inputs.values():
-        rules = catalog.media[slot.media]
+        rules = catalog.media[slot.rules_key]
         count = f"{slot.minimum}–{slot.maximum}" if slot.many else ("required" if slot.minimum else "optional")
         sides = f", {slot.min_side}–{slot.max_side} px per side" if slot.min_side else ""
         lines.append(f"- Input `{slot.name}`: {count}; {', '.join(f.split('/')[1] for f in rules.formats)}; "
@@ -62,8 +62,11 @@ def model_markdown(model: ModelSpec, catalog: Catalog) -> str:
     lines.append("- Outputs: " + ", ".join(f"`{name}`" for name in model.outputs))
     for mode in model.modes:
         switches = ", ".join(f"`{k}: {_value(v)}`" for k, v in mode.when.items())
-        inputs = "; ".join(f"`{s.name}` {s.minimum}–{s.maximum}" for s in mode.inputs.values())
-        lines.append(f"- Mode `{mode.name}` ({switches}): inputs {inputs}; outputs " + ", ".join(f"`{o}`" for o in mode.outputs))
+        inputs = "; ".join(f"`{s.name}` " + (f"{s.minimum}–{s.maximum}" if s.many else "required" if s.minimum else "optional")
+                           for s in mode.inputs.values())
+        groups = "".join(f"; at least one of {', '.join(f'`{name}`' for name in group)}" for group in mode.any_of)
+        lines.append(f"- Mode `{mode.name}` ({switches}): inputs {inputs or 'none'}{groups}; outputs "
+                     + ", ".join(f"`{o}`" for o in mode.outputs))
     if model.price:
         defaults = model.with_defaults({})
         lines.append(f"- Estimated price with defaults: ${list_price(model, defaults).usd:.2f} ({list_price(model, defaults).basis}); public list prices, not from the API documents.")
@@ -98,6 +101,8 @@ def models_markdown() -> str:
 KIND_TITLES = {
     "t2i": "text-to-image", "edit": "image editing", "i2v": "image-to-video (first frame)",
     "t2v": "text-to-video", "kf2v": "first and last frame to video", "r2v": "reference-to-video",
+    "vace": "video editing functions (VACE)", "videoedit": "video editing", "s2v": "speech-to-video",
+    "animate": "animate a character from a driving video",
 }
 
 

@@ -94,6 +94,26 @@ def check_prompt_names(model: ModelSpec, prompt: str | None, counts: Mapping[str
     return []
 
 
+def check_cross_inputs(model: ModelSpec, prompt: str | None, params: Mapping[str, Any],
+                       counts: Mapping[str, int]) -> list[Finding]:
+    """Rules across a step's inputs: the prompt's names for them, the groups of which one is needed
+    (VACE's video_extension: a first frame, a last frame or a first clip), and list params that
+    describe each item of an input (VACE's obj_or_bg, one per reference image)."""
+    findings = check_prompt_names(model, prompt, counts)
+    mode = model.mode_for(params)
+    for group in mode.any_of if mode is not None else ():
+        if mode is not None and not any(counts.get(name) for name in group):
+            wanted = ", ".join(f"{name}:" for name in group)
+            findings.append(_error((group[0],), f"{model.name} needs at least one of {wanted} "
+                                   f"{mode_condition(model, [mode.name])}", " or ".join(group)))
+    for name, value in params.items():
+        spec = model.param_spec(name, params)
+        if spec is not None and spec.same_length_as and isinstance(value, list) and len(value) != counts.get(spec.same_length_as, 0):
+            findings.append(_error(("params", name), f"has {len(value)} items for {counts.get(spec.same_length_as, 0)} "
+                                   f"{spec.same_length_as}", spec.describe_allowed(), spec.code))
+    return findings
+
+
 # --- params --------------------------------------------------------------------------------------
 
 def parse_size(text: str) -> tuple[int, int] | None:
@@ -125,6 +145,12 @@ def coerce_param(spec: ParamSpec, value: Any) -> tuple[Any, Finding | None]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return value, _error(field, f"expected a number, got {value!r}", spec.describe_allowed(), code)
         return float(value), None
+    if spec.type == "list":
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)):
+            return value, _error(field, f"expected a list, got {value!r}", spec.describe_allowed(), code)
+        return list(value), None
     if spec.type == "boolean":
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             value = value.strip().lower() == "true"
@@ -139,6 +165,12 @@ def coerce_param(spec: ParamSpec, value: Any) -> tuple[Any, Finding | None]:
 def check_param_value(spec: ParamSpec, value: Any) -> list[Finding]:
     """Range, enum, size and option rules for one (already coerced) value."""
     field: FieldPath = ("params", spec.name)
+    if spec.type == "list":
+        wrong = [item for item in value if spec.items is not None and item not in spec.items]
+        if wrong:
+            return [_error(field, f"{wrong[0]!r} is not allowed", spec.describe_allowed(), spec.code)]
+        return [_error(field, f"has {value.count(item)} {item!r} (at most {most})", spec.describe_allowed(), spec.code)
+                for item, most in spec.at_most.items() if value.count(item) > most]
     if spec.type in ("integer", "number"):
         if spec.fixed and value != spec.minimum:
             return [_error(field, f"{value} is not possible: this model is fixed at {spec.minimum}",
@@ -202,7 +234,7 @@ def check_params(model: ModelSpec, params: Mapping[str, Any], explicit: set[str]
                 findings.append(_warning(("params", name), message + "; it has no effect here"))
             continue
         findings.extend(check_param_value(spec, value))
-        for other, needed in (spec.requires.get(value) or {}).items():
+        for other, needed in ((spec.requires.get(value) if spec.requires else None) or {}).items():
             if params.get(other) != needed:
                 findings.append(_error(("params", name), f"{name}: {value} needs {other}: {_yaml(needed)}; "
                                                          f"here {other} is {_yaml(params.get(other))}"))
@@ -213,6 +245,9 @@ def check_params(model: ModelSpec, params: Mapping[str, Any], explicit: set[str]
                                                                f"here {other} is {_yaml(params.get(other))}"))
     for name, spec in model.params.items():
         effective = model.param_spec(name, params) or spec
+        if effective.required and params.get(name) is None:
+            findings.append(_error(("params", name), f"{model.name} needs params.{name}", effective.describe_allowed(),
+                                   effective.code))
         if effective.warn_default and name not in explicit and effective.applies_in(mode):
             findings.append(_warning(("params", name), effective.warn_default, effective.describe_allowed()))
     if model.open_weights is not None:

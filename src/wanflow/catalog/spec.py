@@ -9,8 +9,10 @@ from typing import Any, Literal
 # t2i text-to-image, edit image editing, i2v image-to-video, t2v text-to-video, kf2v first/last
 # frame to video, r2v reference clips to video. The kind picks the preview renderer only: request
 # shapes, input fields and rules are data.
-Kind = Literal["t2i", "edit", "i2v", "t2v", "kf2v", "r2v", "flf2v", "vace", "op"]
-# flf2v, vace: open weights only; op: a local media operation (wanflow.ops)
+Kind = Literal["t2i", "edit", "i2v", "t2v", "kf2v", "r2v", "vace", "s2v", "animate", "videoedit", "flf2v", "op"]
+# vace: VACE editing functions (wan2.1-vace-plus, and open weights); s2v speech-to-video; animate a
+# character from a driving clip; videoedit: instruction edit of a clip; flf2v: open weights only;
+# op: a local media operation (wanflow.ops)
 DEFAULT_MODE = "default"
 
 
@@ -44,6 +46,10 @@ class ParamSpec:
     requires: Mapping[Any, Mapping[str, Any]] = field(default_factory=dict)  # value -> other params it needs
     fixed: bool = False  # the model has one value (kf2v's 5 s)
     send: bool = True  # false for a value the model fixes (kf2v's 5 s): checked and recorded, never sent
+    required: bool = False  # the step must set it (VACE's ``function``)
+    items: tuple[Any, ...] | None = None  # type list: the allowed values of each item
+    same_length_as: str | None = None  # type list: as many items as this input has (VACE's obj_or_bg)
+    at_most: Mapping[Any, int] = field(default_factory=dict)  # type list: an item value's largest count
 
     def applies_in(self, mode: str) -> bool:
         """Whether the parameter means anything in ``mode`` (``"default"`` when no mode is selected)."""
@@ -51,6 +57,9 @@ class ParamSpec:
 
     def describe_allowed(self) -> str:
         """Human wording of the allowed values, for messages and docs."""
+        if self.type == "list":
+            return "a list of " + ", ".join(map(str, self.items or ())) + (
+                f", one per item of {self.same_length_as}" if self.same_length_as else "")
         if self.fixed and self.minimum is not None:
             return f"{self.minimum} only (fixed by the model)"
         if self.by_tier:
@@ -71,6 +80,8 @@ class ParamSpec:
             if self.minimum == self.maximum:
                 return f"exactly {self.minimum}"
             return f"{'a number' if self.type == 'number' else 'an integer'} from {self.minimum} to {self.maximum}"
+        if self.minimum is not None:
+            return f"{'a number' if self.type == 'number' else 'an integer'} of at least {self.minimum}"
         return f"a {self.type}"
 
 
@@ -104,6 +115,12 @@ class InputSpec:
     code: str | None = None
     ignored_when: Mapping[str, Any] = field(default_factory=dict)
     many: bool = False  # a list in the DSL and the request (images, references)
+    rules: str = ""  # the media rules entry that applies (default: the one named after ``media``)
+
+    @property
+    def rules_key(self) -> str:
+        """Key of the catalog's media rules for this slot."""
+        return self.rules or self.media
 
 
 @dataclass(frozen=True)
@@ -135,6 +152,7 @@ class Mode:
     inputs: Mapping[str, InputSpec]
     outputs: Mapping[str, OutputSpec]
     params: Mapping[str, ParamSpec]
+    any_of: tuple[tuple[str, ...], ...] = ()  # input groups of which at least one must be given
 
 
 @dataclass(frozen=True)
@@ -160,6 +178,8 @@ class ProviderModel:
     fields: Mapping[str, str] = field(default_factory=dict)
     # other field names public clients send for the same input; the simulator accepts them too
     field_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # params the service reads from ``input`` rather than ``parameters`` (VACE's ``function``)
+    input_params: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -301,6 +321,10 @@ def parse_param(name: str, data: Mapping[str, Any]) -> ParamSpec:
         requires=data.get("requires") or {},
         fixed=bool(data.get("fixed", False)),
         send=bool(data.get("send", True)),
+        required=bool(data.get("required", False)),
+        items=tuple(data["items"]) if "items" in data else None,
+        same_length_as=data.get("same_length_as"),
+        at_most=data.get("at_most") or {},
     )
 
 
@@ -324,6 +348,7 @@ def parse_inputs(raw: Mapping[str, Any]) -> dict[str, InputSpec]:
             code=data.get("code"),
             ignored_when=data.get("ignored_when", {}),
             many=many,
+            rules=data.get("rules", ""),
         )
     return specs
 
@@ -345,6 +370,7 @@ def parse_model(name: str, data: Mapping[str, Any]) -> ModelSpec:
             inputs=parse_inputs(mode.get("inputs", data.get("inputs", {}))),
             outputs=parse_outputs(mode.get("outputs", data.get("outputs", {}))),
             params={param: parse_param(param, spec) for param, spec in (mode.get("params") or {}).items()},
+            any_of=tuple(tuple(group) for group in mode.get("any_of", ())),
         )
         for mode_name, mode in (data.get("modes") or {}).items()
     )
@@ -377,6 +403,7 @@ def parse_model(name: str, data: Mapping[str, Any]) -> ModelSpec:
                 ids.get("negative_prompt_in", "parameters"), ids.get("result"),
                 ids.get("fields", {}),
                 {name: tuple(aliases) for name, aliases in (ids.get("aliases") or {}).items()},
+                tuple(ids.get("input_params", ())),
             )
             for provider, ids in (data.get("providers") or {}).items()
         },
@@ -386,13 +413,13 @@ def parse_model(name: str, data: Mapping[str, Any]) -> ModelSpec:
 def parse_media(raw: Mapping[str, Any]) -> dict[str, MediaRules]:
     """Build the shared media rules."""
     return {
-        kind: MediaRules(
-            kind=kind,
+        name: MediaRules(
+            kind=data.get("kind", name),
             formats=tuple(data["formats"]),
             max_bytes=int(data["max_bytes"]),
             alpha=bool(data.get("alpha", True)),
             min_seconds=data.get("min_seconds"),
             max_seconds=data.get("max_seconds"),
         )
-        for kind, data in raw.items()
+        for name, data in raw.items()
     }

@@ -16,10 +16,10 @@ from wanflow._exceptions import TemplateProblem
 from wanflow.artifacts import Artifact, MediaInput
 from wanflow.catalog.rules import (
     Finding,
+    check_cross_inputs,
     check_ignored_inputs,
     check_input_count,
     check_params,
-    check_prompt_names,
     check_seed,
     check_text,
     coerce_param,
@@ -164,7 +164,7 @@ def resolve_step(
     seed, seed_source = _resolve_seed(collector, pipeline, step, context, f"{step.id}[{item[0]}]" if item else step.id)
     params["seed"] = seed
     inputs, adaptations = _resolve_inputs(collector, step, params, context, media)
-    for finding in [] if collector.failed else check_prompt_names(model, prompt, {k: len(v) for k, v in inputs.items()}):
+    for finding in [] if collector.failed else check_cross_inputs(model, prompt, params, {k: len(v) for k, v in inputs.items()}):
         collector.finding(finding)
 
     provider = choose_provider(pipeline, step, provider_override)

@@ -82,7 +82,7 @@ class StaticMedia:
 
 def media_verdict(item: Artifact, slot: InputSpec) -> MediaVerdict:
     """Check an artifact against a slot's rules."""
-    rules = load_catalog().media[slot.media]
+    rules = load_catalog().media[slot.rules_key]
     facts = MediaFacts(item.media_type, item.size, item.width, item.height, item.duration, item.has_alpha)
     return check_media(slot, rules, facts)
 

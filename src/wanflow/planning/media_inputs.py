@@ -56,7 +56,7 @@ class RuntimeMedia:
 
     def _conform(self, item: Artifact, slot: InputSpec) -> tuple[Artifact, dict[str, Any]]:
         assert item.path is not None
-        rules = load_catalog().media[slot.media]
+        rules = load_catalog().media[slot.rules_key]
         try:
             if slot.media == "video" and rules.max_seconds is not None:
                 result = trim_video(item.path, rules.max_seconds)

@@ -159,25 +159,49 @@ def _render_kf2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
     return _render_video(request, workdir, first, last[0] if last else None)
 
 
-def _render_r2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
-    """The references' first frames side by side (character1, character2, ...), set in motion."""
-    from PIL import Image
-
+def _first_pictures(request: StepRequest, slot: str) -> list[Any]:
+    """The first picture of each clip given to ``slot``."""
     from wanflow.preview.video import first_picture
 
     pictures = []
-    for item in request.inputs.get("references", ()):
+    for item in request.inputs.get(slot, ()):
         if isinstance(item, RemoteInput):
             raise ProviderError(f"the local provider works offline and cannot fetch {item.url}")
         assert isinstance(item, Artifact) and item.path is not None
         pictures.append(first_picture(item.path).convert("RGB"))
-    width, height = _video_size(request) or (1280, 720)
+    return pictures
+
+
+def _sheet(pictures: list[Any], size: tuple[int, int]) -> Any:
+    """Pictures side by side on a dark frame of ``size`` (character1, character2, ...)."""
+    from PIL import Image
+
+    width, height = size
     sheet = Image.new("RGB", (width, height), (24, 24, 32))
     cell = width // max(1, len(pictures))
     for index, picture in enumerate(pictures):
+        picture = picture.copy()
         picture.thumbnail((cell, height))
         sheet.paste(picture, (index * cell + (cell - picture.width) // 2, (height - picture.height) // 2))
-    return _render_video(request, workdir, sheet)
+    return sheet
+
+
+def _render_r2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """The references' first frames side by side (character1, character2, ...), set in motion."""
+    return _render_video(request, workdir, _sheet(_first_pictures(request, "references"), _video_size(request) or (1280, 720)))
+
+
+def _render_vace(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """VACE by function: the reference images side by side (image_reference), the input clip's
+    first picture (repaint, edit, outpaint), or a morph from the first frame or clip into the last
+    frame (extension)."""
+    size = _video_size(request) or (1280, 720)
+    if request.inputs.get("references") and not request.inputs.get("video"):
+        return _render_video(request, workdir, _sheet(_open_images(request, "references"), size))
+    starts = _open_images(request, "first_frame") or _first_pictures(request, "first_clip") or _first_pictures(request, "video")
+    lasts = _open_images(request, "last_frame")
+    first = starts[0] if starts else _sheet(lasts, size)
+    return _render_video(request, workdir, first, lasts[0] if lasts and starts else None)
 
 
 _RENDERERS: dict[str, Callable[[StepRequest, Path], list[ProducedFile]]] = {
@@ -187,6 +211,7 @@ _RENDERERS: dict[str, Callable[[StepRequest, Path], list[ProducedFile]]] = {
     "t2v": _render_t2v,
     "kf2v": _render_kf2v,
     "r2v": _render_r2v,
+    "vace": _render_vace,
 }
 
 

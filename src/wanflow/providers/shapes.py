@@ -55,6 +55,9 @@ def _fields(request: StepRequest, ids: ProviderModel, inputs: dict[str, list[str
         if values:
             body_input[ids.fields.get(name, name)] = list(values) if slots[name].many else values[0]
     parameters = _parameters(request)
+    for name in ids.input_params:  # read by the service from ``input`` (VACE's function)
+        if name in parameters:
+            body_input[name] = parameters.pop(name)
     _place_negative(request, ids, body_input, parameters)
     return {"model": ids.model, "input": body_input, "parameters": parameters}
 

@@ -6,6 +6,7 @@ task is counted from the simulator's stats.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -157,3 +158,100 @@ def test_the_simulator_refuses_vace_bodies_that_break_a_functions_rules(sim, bod
                         headers={"Authorization": f"Bearer {SECRET}", "X-DashScope-Async": "enable"}, timeout=30)
     assert answer.status_code == 400 and message in answer.json()["message"], answer.text
     assert not server.state.tasks  # refused before any task was made
+
+
+# --- speech-to-video --------------------------------------------------------------------------------
+
+S2V_PIPELINE = """
+name: talk
+steps:
+  talk: {model: wan2.2-s2v, image: face.png, audio: speech.wav, params: {resolution: 480P}}
+  sing: {model: wan2.2-s2v, image: face.png, audio: song.wav, params: {resolution: 720P}}
+"""
+
+
+@pytest.fixture
+def s2v(project: Path) -> Path:
+    from sim_helpers import wav_bytes
+
+    Image.new("RGB", (640, 480), (200, 160, 120)).save(project / "face.png")
+    (project / "speech.wav").write_bytes(wav_bytes(4.0))
+    (project / "song.wav").write_bytes(wav_bytes(3.0))
+    (project / "talk.yaml").write_text(S2V_PIPELINE)
+    return project / "talk.yaml"
+
+
+def test_s2v_previews_as_long_as_its_speech_with_the_speech_as_sound(s2v):
+    result = wanflow.run(s2v)
+    assert result.ok, {step: info.error for step, info in result.steps.items()}
+    talk, sing = result.steps["talk"].outputs.video, result.steps["sing"].outputs.video
+    assert talk is not None and sing is not None and talk.path is not None
+    assert talk.duration == pytest.approx(4, abs=0.1) and sing.duration == pytest.approx(3, abs=0.1)
+    assert has_audio_stream(talk.path)
+    assert abs(talk.width * talk.height - 832 * 480) < 0.05 * 832 * 480  # the 480P tier at the face's aspect
+
+
+def test_the_face_check_runs_before_each_paid_s2v_create_with_its_cost_in_the_plan(s2v, sim, monkeypatch):
+    server = sim(task_seconds=0.2)
+    (s2v.parent / "wanflow.toml").write_text(f'[providers.dashscope]\nbase_url = "{server.dashscope_url}"\n')
+    monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
+    monkeypatch.setenv("WANFLOW_POLL_INTERVAL", "0.05")
+    plan = wanflow.plan(s2v, provider="dashscope")
+    talk = next(unit for unit in plan.units["default"] if unit.step_id == "talk")
+    assert "wan2.2-s2v-detect check" in talk.estimate_basis and talk.estimated_usd == pytest.approx(4 * 0.071 + 0.0006)
+    result = wanflow.run(s2v, provider="dashscope", allow_paid=True, confirm=lambda *_: True)
+    assert result.ok, {step: info.error for step, info in result.steps.items()}
+    stats = server.stats()
+    assert stats["prechecks"] == 2 and stats["creates"] == 2 and stats["tasks"] == {"SUCCEEDED": 2}
+    task = next(task for task in server.state.tasks.values() if task.request.params["resolution"] == "480P")
+    assert set(task.request.inputs) == {"image", "audio"}
+    assert task.request.params["duration"] == 4  # set from the speech's length
+    record = result.record_path.read_text("utf-8")
+    assert '"precheck"' in record and "wan2.2-s2v-detect" in record
+
+
+def test_s2v_bodies_send_image_url_and_audio_url_and_no_duration():
+    request = replace(_request("wan2.2-s2v", {"resolution": "480P", "duration": 4}), prompt=None, negative_prompt=None)
+    body = build_body(request, "dashscope", {"image": ["i"], "audio": ["a"]})
+    assert body == {"model": "wan2.2-s2v", "input": {"image_url": "i", "audio_url": "a"},
+                    "parameters": {"resolution": "480P"}}
+
+
+def test_a_failed_face_check_stops_before_the_paid_create(s2v, sim, monkeypatch):
+    server = sim(task_seconds=0.2, face_check_fails=True)
+    (s2v.parent / "wanflow.toml").write_text(f'[providers.dashscope]\nbase_url = "{server.dashscope_url}"\n')
+    monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
+    result = wanflow.run(s2v, provider="dashscope", allow_paid=True, confirm=lambda *_: True)
+    assert not result.ok
+    error = result.steps["talk"].error or ""
+    assert "did not pass the wan2.2-s2v-detect check" in error and "was not sent" in error
+    assert server.stats()["prechecks"] == 2 and server.stats()["creates"] == 0 and not server.state.tasks
+
+
+def test_s2v_outside_beijing_is_refused_before_anything_is_sent(s2v, monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
+    monkeypatch.setenv("DASHSCOPE_REGION", "singapore")
+    result = wanflow.run(s2v, provider="dashscope", allow_paid=True, confirm=lambda *_: True)
+    assert not result.ok and "served only in the beijing region" in (result.steps["talk"].error or "")
+
+
+@pytest.mark.parametrize(("step", "expected"), [
+    ("{model: wan2.2-s2v, image: face.png, audio: speech.wav, prompt: hello}", "prompt: is not taken by this model"),
+    ("{model: wan2.2-s2v, image: face.png}", "needs audio:"),
+    ("{model: wan2.2-s2v, audio: speech.wav}", "needs image:"),
+    ("{model: wan2.2-s2v, image: face.png, audio: long.wav}", "lasts 25.0 s (allowed: 1 to 20 s)"),
+    ("{model: wan2.2-s2v, image: face.png, audio: speech.wav, params: {resolution: 1080P}}", "'1080P' is not allowed"),
+])
+def test_s2v_rules_are_refused_before_anything_is_sent(s2v, step, expected):
+    from sim_helpers import wav_bytes
+
+    (s2v.parent / "long.wav").write_bytes(wav_bytes(25.0))
+    assert expected in _refusal(s2v.parent, step)
+
+
+def test_s2v_runs_one_task_at_a_time_as_documented():
+    from wanflow.execute.limits import ProviderLimits
+
+    limits = ProviderLimits()
+    assert limits._settings("dashscope", "wan2.2-s2v") == (2.0, 1)
+    assert limits._settings("dashscope", "wan2.6-i2v") == (2.0, 2)

@@ -61,7 +61,10 @@ def list_price(model: ModelSpec, params: Mapping[str, Any], overrides: Mapping[s
         return Estimate(0.0, "no price known")
     noun = {"image": "image", "second": "s"}.get(price.per, price.per)
     plural = "s" if price.per == "image" and count != 1 else ""
-    return Estimate(round(count * unit, 6), f"{count} {noun}{plural}{label} x ${unit:g}")
+    basis, usd = f"{count} {noun}{plural}{label} x ${unit:g}", count * unit
+    if model.precheck is not None:  # run before every paid create (s2v's face check)
+        basis, usd = f"{basis} + {model.precheck.model} check ${model.precheck.usd:g}", usd + model.precheck.usd
+    return Estimate(round(usd, 6), basis)
 
 
 def estimate(model: ModelSpec, params: Mapping[str, Any], provider: str, overrides: Mapping[str, Any] | None = None) -> Estimate:

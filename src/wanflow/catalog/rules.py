@@ -7,6 +7,7 @@ documents define one. The pipeline resolver places them in the file.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ def check_text(spec: TextSpec, field: str, text: str | None) -> list[Finding]:
     """
     if text is None:
         return []
+    if spec.max_chars == 0:
+        return [_error((field,), "is not taken by this model: it has no such field", "leave it out")]
     allowed = f"1 to {spec.max_chars} characters" if field == "prompt" else f"at most {spec.max_chars} characters"
     if field == "prompt" and not text.strip():
         return [_error((field,), "is empty", allowed, spec.code)]
@@ -112,6 +115,17 @@ def check_cross_inputs(model: ModelSpec, prompt: str | None, params: Mapping[str
             findings.append(_error(("params", name), f"has {len(value)} items for {counts.get(spec.same_length_as, 0)} "
                                    f"{spec.same_length_as}", spec.describe_allowed(), spec.code))
     return findings
+
+
+def params_from_inputs(model: ModelSpec, params: Mapping[str, Any], seconds: Mapping[str, float | None]) -> dict[str, Any]:
+    """``params`` with each ``from_input`` param set from its input's length (s2v's duration is its
+    audio's, rounded up to whole seconds); kept at its default when the length is not known yet."""
+    completed = dict(params)
+    for name, spec in model.params.items():
+        length = seconds.get(spec.from_input) if spec.from_input else None
+        if length:
+            completed[name] = max(1, math.ceil(length - 0.05))  # 4.02 s of audio bills as 4 s, not 5
+    return completed
 
 
 # --- params --------------------------------------------------------------------------------------

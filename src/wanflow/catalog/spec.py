@@ -50,6 +50,7 @@ class ParamSpec:
     items: tuple[Any, ...] | None = None  # type list: the allowed values of each item
     same_length_as: str | None = None  # type list: as many items as this input has (VACE's obj_or_bg)
     at_most: Mapping[Any, int] = field(default_factory=dict)  # type list: an item value's largest count
+    from_input: str | None = None  # set from this input's seconds, rounded up (s2v's duration is its audio's)
 
     def applies_in(self, mode: str) -> bool:
         """Whether the parameter means anything in ``mode`` (``"default"`` when no mode is selected)."""
@@ -180,6 +181,20 @@ class ProviderModel:
     field_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # params the service reads from ``input`` rather than ``parameters`` (VACE's ``function``)
     input_params: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()  # the only regions that serve the model (s2v: beijing); empty: every region
+    concurrent: int | None = None  # the documented tasks at once per account, when lower than the service's
+
+
+@dataclass(frozen=True)
+class PreCheck:
+    """A cheap synchronous check run before the paid create (s2v's face check): a failed one stops the step."""
+
+    model: str
+    path: str
+    input: str  # the step input it checks
+    field: str  # that input's field in the check's body
+    passed: str  # the output field that says it passed
+    usd: float
 
 
 @dataclass(frozen=True)
@@ -218,6 +233,7 @@ class ModelSpec:
     price: PriceSpec | None = None
     providers: Mapping[str, ProviderModel] = field(default_factory=dict)
     open_weights: OpenWeights | None = None
+    precheck: PreCheck | None = None
 
     @property
     def video(self) -> bool:
@@ -325,6 +341,7 @@ def parse_param(name: str, data: Mapping[str, Any]) -> ParamSpec:
         items=tuple(data["items"]) if "items" in data else None,
         same_length_as=data.get("same_length_as"),
         at_most=data.get("at_most") or {},
+        from_input=data.get("from_input"),
     )
 
 
@@ -357,69 +374,5 @@ def parse_outputs(raw: Mapping[str, Any]) -> dict[str, OutputSpec]:
     """Build the output slots of a model or mode."""
     return {
         name: OutputSpec(name, (data or {}).get("count"), bool((data or {}).get("up_to", False)))
-        for name, data in raw.items()
-    }
-
-
-def parse_model(name: str, data: Mapping[str, Any]) -> ModelSpec:
-    """Build a ModelSpec from its YAML mapping."""
-    modes = tuple(
-        Mode(
-            name=mode_name,
-            when=mode["when"],
-            inputs=parse_inputs(mode.get("inputs", data.get("inputs", {}))),
-            outputs=parse_outputs(mode.get("outputs", data.get("outputs", {}))),
-            params={param: parse_param(param, spec) for param, spec in (mode.get("params") or {}).items()},
-            any_of=tuple(tuple(group) for group in mode.get("any_of", ())),
-        )
-        for mode_name, mode in (data.get("modes") or {}).items()
-    )
-    prompt = data.get("prompt", {})
-    negative = data.get("negative_prompt", {})
-    price = data.get("price")
-    return ModelSpec(
-        name=name,
-        kind=data["kind"],
-        title=data.get("title", name),
-        aliases=tuple(data.get("aliases", ())),
-        prompt=TextSpec(bool(prompt.get("required", True)), int(prompt.get("max_chars", 2000)), prompt.get("code"),
-                        (prompt["names"]["input"], prompt["names"]["word"]) if "names" in prompt else None),
-        negative_prompt=TextSpec(False, int(negative.get("max_chars", 500)), negative.get("code")),
-        seed_code=data.get("seed_code"),
-        inputs=parse_inputs(data.get("inputs") or {}),
-        outputs=parse_outputs(data.get("outputs") or {}),
-        params={param: parse_param(param, spec) for param, spec in (data.get("params") or {}).items()},
-        modes=modes,
-        price=PriceSpec(
-            per=price["per"],
-            count_param=price["count"],
-            usd=price.get("usd"),
-            usd_by=price.get("usd_by", {}),
-            mode_counts={mode: spec["count"] for mode, spec in price.get("modes", {}).items()},
-        ) if price else None,
-        providers={
-            provider: ProviderModel(
-                ids["model"], ids.get("path"), ids.get("shape", "messages"),
-                ids.get("negative_prompt_in", "parameters"), ids.get("result"),
-                ids.get("fields", {}),
-                {name: tuple(aliases) for name, aliases in (ids.get("aliases") or {}).items()},
-                tuple(ids.get("input_params", ())),
-            )
-            for provider, ids in (data.get("providers") or {}).items()
-        },
-    )
-
-
-def parse_media(raw: Mapping[str, Any]) -> dict[str, MediaRules]:
-    """Build the shared media rules."""
-    return {
-        name: MediaRules(
-            kind=data.get("kind", name),
-            formats=tuple(data["formats"]),
-            max_bytes=int(data["max_bytes"]),
-            alpha=bool(data.get("alpha", True)),
-            min_seconds=data.get("min_seconds"),
-            max_seconds=data.get("max_seconds"),
-        )
         for name, data in raw.items()
     }

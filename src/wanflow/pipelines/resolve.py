@@ -23,6 +23,7 @@ from wanflow.catalog.rules import (
     check_seed,
     check_text,
     coerce_param,
+    params_from_inputs,
     truncate_text,
 )
 from wanflow.catalog.spec import InputSpec
@@ -183,7 +184,7 @@ def resolve_step(
         prompt=prompt,
         negative_prompt=negative,
         inputs=inputs,
-        params=params,
+        params=params_from_inputs(model, params, {name: getattr(items[0], "duration", None) for name, items in inputs.items()}),
         explicit_params=frozenset(explicit),
         seed_source=seed_source,
         adaptations=tuple(adaptations),

@@ -143,6 +143,11 @@ def _render_i2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
     return _render_video(request, workdir, first)
 
 
+def _render_s2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """The portrait set in motion for as long as its speech, with the speech as its sound track."""
+    return _render_i2v(request, workdir)
+
+
 def _render_t2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
     """A text-to-image preview of the prompt at the video's size, set in motion."""
     from wanflow.preview.images import render_text_to_image
@@ -212,6 +217,7 @@ _RENDERERS: dict[str, Callable[[StepRequest, Path], list[ProducedFile]]] = {
     "kf2v": _render_kf2v,
     "r2v": _render_r2v,
     "vace": _render_vace,
+    "s2v": _render_s2v,
 }
 
 

@@ -21,6 +21,7 @@ from wanflow.catalog.rules import (
     check_input_count,
     check_media,
     check_params,
+    params_from_inputs,
     truncate_text,
 )
 from wanflow.catalog.spec import InputSpec, ModelSpec, ParamSpec
@@ -126,6 +127,7 @@ def interpret(caller: Caller, path: str | None, body: Any, state: SimState) -> I
 
     prompt, negative = _texts(reader, state, prompt, negative)
     inputs = _inputs(reader, caller, state, completed, media)
+    completed = params_from_inputs(model, completed, {name: items[0].duration for name, items in inputs.items()})
     # Groups of inputs and per-item lists (the r2v prompt's names are wanflow's check, not the service's).
     for finding in check_cross_inputs(model, None, completed, {name: len(items) for name, items in inputs.items()}):
         if finding.severity == "error":

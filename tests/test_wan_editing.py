@@ -255,3 +255,58 @@ def test_s2v_runs_one_task_at_a_time_as_documented():
     limits = ProviderLimits()
     assert limits._settings("dashscope", "wan2.2-s2v") == (2.0, 1)
     assert limits._settings("dashscope", "wan2.6-i2v") == (2.0, 2)
+
+
+# --- animate ------------------------------------------------------------------------------------
+
+ANIMATE_PIPELINE = """
+name: dance
+steps:
+  move: {model: wan2.2-animate-move, image: hero.png, video: dance.mp4, params: {mode: wan-std}}
+  mix: {model: wan2.2-animate-mix, image: hero.png, video: dance.mp4, params: {mode: wan-pro}}
+"""
+
+
+@pytest.fixture
+def animate(project: Path) -> Path:
+    Image.new("RGB", (640, 480), (40, 90, 200)).save(project / "hero.png")
+    clip(project / "dance.mp4", 3)
+    (project / "dance.yaml").write_text(ANIMATE_PIPELINE)
+    return project / "dance.yaml"
+
+
+def test_animate_previews_last_as_long_as_the_driving_clip_offline_then_run_on_the_simulator(animate, sim, monkeypatch):
+    result = wanflow.run(animate)
+    assert result.ok, {step: info.error for step, info in result.steps.items()}
+    for step in ("move", "mix"):
+        video = result.steps[step].outputs.video
+        assert video is not None and video.duration == pytest.approx(3, abs=0.1), step
+    server = sim(task_seconds=0.2)
+    (animate.parent / "wanflow.toml").write_text(f'[providers.dashscope]\nbase_url = "{server.dashscope_url}"\n')
+    monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
+    monkeypatch.setenv("WANFLOW_POLL_INTERVAL", "0.05")
+    plan = wanflow.plan(animate, provider="dashscope")
+    assert plan.upper_usd == pytest.approx(3 * 0.06 + 3 * 0.09)
+    paid = wanflow.run(animate, provider="dashscope", allow_paid=True, confirm=lambda *_: True)
+    assert paid.ok, {step: info.error for step, info in paid.steps.items()}
+    assert server.stats()["creates"] == 2 and server.stats()["rejected"] == 0
+    modes = sorted((task.provider_model, task.request.params["mode"]) for task in server.state.tasks.values())
+    assert modes == [("wan2.2-animate-mix", "wan-pro"), ("wan2.2-animate-move", "wan-std")]
+    body = build_body(replace(_request("wan2.2-animate-move", {"mode": "wan-std", "duration": 3}), prompt=None,
+                              negative_prompt=None), "dashscope", {"image": ["i"], "video": ["v"]})
+    assert body["input"] == {"image_url": "i", "video_url": "v"}
+    assert body["parameters"] == {"check_image": True, "mode": "wan-std"}
+
+
+@pytest.mark.parametrize(("step", "expected"), [
+    ("{model: wan2.2-animate-move, image: hero.png, video: dance.mp4}", "needs params.mode"),
+    ("{model: wan2.2-animate-mix, image: hero.png, video: dance.mp4, params: {mode: wan-max}}", "'wan-max' is not allowed"),
+    ("{model: wan2.2-animate-move, image: hero.png, params: {mode: wan-std}}", "needs video:"),
+    ("{model: wan2.2-animate-move, video: dance.mp4, params: {mode: wan-std}}", "needs image:"),
+    ("{model: wan2.2-animate-move, image: hero.png, video: short.mp4, params: {mode: wan-std}}", "lasts 1.0 s"),
+    ("{model: wan2.2-animate-move, image: hero.png, video: dance.mp4, prompt: dance, params: {mode: wan-std}}",
+     "prompt: is not taken by this model"),
+])
+def test_animate_rules_are_refused_before_anything_is_sent(animate, step, expected):
+    clip(animate.parent / "short.mp4", 1)
+    assert expected in _refusal(animate.parent, step)

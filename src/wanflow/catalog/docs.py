@@ -24,7 +24,9 @@ def _param_row(model: ModelSpec, spec: ParamSpec, mode: str | None = None) -> st
         notes.append("only " + mode_condition(model, spec.modes))
     for value, needs in spec.requires.items():
         notes.append(f"{value} needs " + ", ".join(f"{k}={_value(v)}" for k, v in needs.items()))
-    if not spec.send:
+    if spec.from_input:
+        notes.append(f"set from the length of `{spec.from_input}`, not sent")
+    elif not spec.send:
         notes.append("fixed by the model, not sent")
     if spec.effective_only_with:
         notes.append("needs " + ", ".join(f"{k}={_value(v)}" for k, v in spec.effective_only_with.items()))
@@ -48,7 +50,10 @@ def model_markdown(model: ModelSpec, catalog: Catalog) -> str:
                           for name, ids in model.providers.items())
     lines += [f"Providers: {providers}, and `local` previews.", ""]
     prompt = f"prompt up to {model.prompt.max_chars} characters" + ("" if model.prompt.required else " (optional)")
-    lines.append(f"- Text: {prompt}; negative_prompt up to {model.negative_prompt.max_chars}. Longer text is truncated by the service; wanflow warns (error with `--strict`).")
+    if model.prompt.max_chars == 0:
+        lines.append("- Text: none (the model has no prompt field; a `prompt:` is an error).")
+    else:
+        lines.append(f"- Text: {prompt}; negative_prompt up to {model.negative_prompt.max_chars}. Longer text is truncated by the service; wanflow warns (error with `--strict`).")
     if model.prompt.names:
         named, word = model.prompt.names
         lines.append(f"- The prompt calls the `{named}` {word}1, {word}2, ... in their order; a name past their count is an error.")

@@ -148,6 +148,19 @@ def _render_s2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
     return _render_i2v(request, workdir)
 
 
+def _render_animate(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """The character image set in motion for as long as the driving clip, whose first picture is
+    inset in a corner (the motion it follows)."""
+    (character,) = _open_images(request, "image")
+    driving = _first_pictures(request, "video")
+    frame = character.copy()
+    if driving:
+        inset = driving[0].copy()
+        inset.thumbnail((max(1, frame.width // 4), max(1, frame.height // 4)))
+        frame.paste(inset, (frame.width - inset.width - 8, frame.height - inset.height - 8))
+    return _render_video(request, workdir, frame)
+
+
 def _render_t2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
     """A text-to-image preview of the prompt at the video's size, set in motion."""
     from wanflow.preview.images import render_text_to_image
@@ -218,6 +231,7 @@ _RENDERERS: dict[str, Callable[[StepRequest, Path], list[ProducedFile]]] = {
     "r2v": _render_r2v,
     "vace": _render_vace,
     "s2v": _render_s2v,
+    "animate": _render_animate,
 }
 
 

@@ -310,3 +310,77 @@ def test_animate_previews_last_as_long_as_the_driving_clip_offline_then_run_on_t
 def test_animate_rules_are_refused_before_anything_is_sent(animate, step, expected):
     clip(animate.parent / "short.mp4", 1)
     assert expected in _refusal(animate.parent, step)
+
+
+# --- wan2.7-i2v: the media list -------------------------------------------------------------------
+
+I2V27_PIPELINE = """
+name: i2v27
+defaults: {params: {resolution: 720P}}
+steps:
+  morph: {model: wan2.7-i2v, prompt: dusk falls, first_frame: day.png, last_frame: night.png, audio: voice.wav,
+          params: {duration: 4}}
+  more: {model: wan2.7-i2v, prompt: the boat sails on, first_clip: boat.mp4, params: {audio: false}}
+"""
+
+
+@pytest.fixture
+def i2v27(project: Path) -> Path:
+    from sim_helpers import wav_bytes
+
+    Image.new("RGB", (640, 480), (240, 200, 60)).save(project / "day.png")
+    Image.new("RGB", (640, 480), (10, 10, 80)).save(project / "night.png")
+    (project / "voice.wav").write_bytes(wav_bytes(4.0))
+    clip(project / "boat.mp4", 3)
+    (project / "i2v27.yaml").write_text(I2V27_PIPELINE)
+    return project / "i2v27.yaml"
+
+
+def test_wan27_i2v_bodies_are_a_media_list_built_from_the_dsl_inputs():
+    body = build_body(_request("wan2.7-i2v", {"resolution": "720P"}), "dashscope",
+                      {"first_frame": ["f"], "last_frame": ["l"], "audio": ["a"]})
+    assert body["input"]["media"] == [{"type": "first_frame", "url": "f"}, {"type": "last_frame", "url": "l"},
+                                      {"type": "driving_audio", "url": "a"}]
+    assert body["parameters"]["resolution"] == "720P" and body["parameters"]["audio"] is True
+    clip_body = build_body(_request("wan2.7-i2v", {}), "dashscope", {"first_clip": ["c"]})
+    assert clip_body["input"]["media"] == [{"type": "first_clip", "url": "c"}]
+
+
+def test_wan27_i2v_previews_offline_and_runs_on_the_dashscope_simulator(i2v27, sim, monkeypatch):
+    result = wanflow.run(i2v27)
+    assert result.ok, {step: info.error for step, info in result.steps.items()}
+    morph, more = result.steps["morph"].outputs.video, result.steps["more"].outputs.video
+    assert morph is not None and morph.path is not None and morph.duration == pytest.approx(4, abs=0.1)
+    assert has_audio_stream(morph.path) and more is not None and more.path is not None and not has_audio_stream(more.path)
+    server = sim(task_seconds=0.2)
+    (i2v27.parent / "wanflow.toml").write_text(f'[providers.dashscope]\nbase_url = "{server.dashscope_url}"\n')
+    monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
+    monkeypatch.setenv("WANFLOW_POLL_INTERVAL", "0.05")
+    paid = wanflow.run(i2v27, provider="dashscope", allow_paid=True, confirm=lambda *_: True)
+    assert paid.ok, {step: info.error for step, info in paid.steps.items()}
+    assert server.stats()["creates"] == 2 and server.stats()["rejected"] == 0
+    inputs = sorted(tuple(sorted(task.request.inputs)) for task in server.state.tasks.values())
+    assert inputs == [("audio", "first_frame", "last_frame"), ("first_clip",)]
+
+
+@pytest.mark.parametrize(("step", "expected"), [
+    ("{model: wan2.7-i2v, prompt: x, last_frame: night.png}", "needs at least one of first_frame:, first_clip:"),
+    ("{model: wan2.7-i2v, prompt: x, first_frame: day.png, first_clip: boat.mp4}", "takes first_frame or first_clip, not both"),
+    ("{model: wan2.7-i2v, prompt: x, image: day.png}", "does not take image:"),
+    ("{model: wan2.7-i2v, prompt: x, first_frame: day.png, params: {duration: 20}}", "20 is out of range"),
+])
+def test_wan27_i2v_rules_are_refused_before_anything_is_sent(i2v27, step, expected):
+    assert expected in _refusal(i2v27.parent, step)
+
+
+@pytest.mark.parametrize(("media", "message"), [
+    ([{"type": "first_frame", "url": "x"}, {"type": "first_frame", "url": "y"}], "more than once"),
+    ([{"type": "reference_voice", "url": "x"}], "media type 'reference_voice' is not supported"),
+    ([{"type": "last_frame", "url": "x"}], "needs at least one of first_frame"),
+])
+def test_the_simulator_refuses_wan27_i2v_media_lists_that_break_a_rule(sim, media, message):
+    server = sim()
+    body = {"model": "wan2.7-i2v", "input": {"prompt": "x", "media": media}, "parameters": {}}
+    answer = httpx.post(server.dashscope_url + "/services/aigc/video-generation/video-synthesis", json=body,
+                        headers={"Authorization": f"Bearer {SECRET}", "X-DashScope-Async": "enable"}, timeout=30)
+    assert answer.status_code == 400 and message in answer.json()["message"], answer.text

@@ -29,6 +29,7 @@ def parse_model(name: str, data: Mapping[str, Any]) -> ModelSpec:
             outputs=parse_outputs(mode.get("outputs", data.get("outputs", {}))),
             params={param: parse_param(param, spec) for param, spec in (mode.get("params") or {}).items()},
             any_of=tuple(tuple(group) for group in mode.get("any_of", ())),
+            exclusive=tuple(tuple(group) for group in mode.get("exclusive", ())),
         )
         for mode_name, mode in (data.get("modes") or {}).items()
     )
@@ -68,6 +69,8 @@ def parse_model(name: str, data: Mapping[str, Any]) -> ModelSpec:
             for provider, ids in (data.get("providers") or {}).items()
         },
         precheck=PreCheck(**data["precheck"]) if data.get("precheck") else None,
+        any_of=tuple(tuple(group) for group in data.get("any_of", ())),
+        exclusive=tuple(tuple(group) for group in data.get("exclusive", ())),
     )
 
 

@@ -104,11 +104,17 @@ def check_cross_inputs(model: ModelSpec, prompt: str | None, params: Mapping[str
     describe each item of an input (VACE's obj_or_bg, one per reference image)."""
     findings = check_prompt_names(model, prompt, counts)
     mode = model.mode_for(params)
-    for group in mode.any_of if mode is not None else ():
-        if mode is not None and not any(counts.get(name) for name in group):
+    groups = mode or model
+    condition = f" {mode_condition(model, [mode.name])}" if mode is not None else ""
+    for group in groups.any_of:
+        if not any(counts.get(name) for name in group):
             wanted = ", ".join(f"{name}:" for name in group)
-            findings.append(_error((group[0],), f"{model.name} needs at least one of {wanted} "
-                                   f"{mode_condition(model, [mode.name])}", " or ".join(group)))
+            findings.append(_error((group[0],), f"{model.name} needs at least one of {wanted}{condition}", " or ".join(group)))
+    for group in groups.exclusive:
+        given = [name for name in group if counts.get(name)]
+        if len(given) > 1:
+            findings.append(_error((given[1],), f"{model.name} takes {' or '.join(given)}, not both{condition}",
+                                   "one of " + ", ".join(f"{name}:" for name in group)))
     for name, value in params.items():
         spec = model.param_spec(name, params)
         if spec is not None and spec.same_length_as and isinstance(value, list) and len(value) != counts.get(spec.same_length_as, 0):

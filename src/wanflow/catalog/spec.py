@@ -154,6 +154,7 @@ class Mode:
     outputs: Mapping[str, OutputSpec]
     params: Mapping[str, ParamSpec]
     any_of: tuple[tuple[str, ...], ...] = ()  # input groups of which at least one must be given
+    exclusive: tuple[tuple[str, ...], ...] = ()  # input groups of which at most one may be given
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,8 @@ class ModelSpec:
     providers: Mapping[str, ProviderModel] = field(default_factory=dict)
     open_weights: OpenWeights | None = None
     precheck: PreCheck | None = None
+    any_of: tuple[tuple[str, ...], ...] = ()  # as Mode.any_of, when no mode is selected
+    exclusive: tuple[tuple[str, ...], ...] = ()
 
     @property
     def video(self) -> bool:

@@ -139,8 +139,14 @@ def _render_video(request: StepRequest, workdir: Path, first: Any, last: Any = N
 
 
 def _render_i2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
-    (first,) = _open_images(request, "image")
-    return _render_video(request, workdir, first)
+    """The first frame (``image`` or ``first_frame``, else a first clip's opening picture) set in
+    motion, morphing into ``last_frame`` when there is one."""
+    starts = (_open_images(request, "image") or _open_images(request, "first_frame")
+              or _first_pictures(request, "first_clip") or _first_pictures(request, "video"))
+    lasts = _open_images(request, "last_frame")
+    size = _video_size(request) or (1280, 720)
+    first = starts[0] if starts else _sheet(lasts, size)
+    return _render_video(request, workdir, first, lasts[0] if lasts and starts else None)
 
 
 def _render_s2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
@@ -213,13 +219,9 @@ def _render_vace(request: StepRequest, workdir: Path) -> list[ProducedFile]:
     """VACE by function: the reference images side by side (image_reference), the input clip's
     first picture (repaint, edit, outpaint), or a morph from the first frame or clip into the last
     frame (extension)."""
-    size = _video_size(request) or (1280, 720)
     if request.inputs.get("references") and not request.inputs.get("video"):
-        return _render_video(request, workdir, _sheet(_open_images(request, "references"), size))
-    starts = _open_images(request, "first_frame") or _first_pictures(request, "first_clip") or _first_pictures(request, "video")
-    lasts = _open_images(request, "last_frame")
-    first = starts[0] if starts else _sheet(lasts, size)
-    return _render_video(request, workdir, first, lasts[0] if lasts and starts else None)
+        return _render_video(request, workdir, _sheet(_open_images(request, "references"), _video_size(request) or (1280, 720)))
+    return _render_i2v(request, workdir)
 
 
 _RENDERERS: dict[str, Callable[[StepRequest, Path], list[ProducedFile]]] = {

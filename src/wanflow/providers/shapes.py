@@ -62,6 +62,18 @@ def _fields(request: StepRequest, ids: ProviderModel, inputs: dict[str, list[str
     return {"model": ids.model, "input": body_input, "parameters": parameters}
 
 
+def _media(request: StepRequest, ids: ProviderModel, inputs: dict[str, list[str]]) -> dict[str, Any]:
+    """``input: {prompt, media: [{type, url}]}`` (wan2.7-i2v): each DSL input as an item whose
+    ``type`` the catalog's ``fields`` names (``audio: driving_audio``), in the catalog's order."""
+    body_input: dict[str, Any] = {}
+    if request.prompt is not None:
+        body_input["prompt"] = request.prompt
+    body_input["media"] = [{"type": kind, "url": url} for name, kind in ids.fields.items() for url in inputs.get(name, [])]
+    parameters = _parameters(request)
+    _place_negative(request, ids, body_input, parameters)
+    return {"model": ids.model, "input": body_input, "parameters": parameters}
+
+
 def _place_negative(request: StepRequest, ids: ProviderModel, body_input: dict[str, Any], parameters: dict[str, Any]) -> None:
     if request.negative_prompt is not None:
         (body_input if ids.negative_prompt_in == "input" else parameters)["negative_prompt"] = request.negative_prompt
@@ -72,6 +84,7 @@ SHAPES: dict[str, Callable[[StepRequest, ProviderModel, dict[str, list[str]]], d
     "images_list": _images_list,
     "first_frame": _first_frame,
     "fields": _fields,
+    "media": _media,
 }
 
 

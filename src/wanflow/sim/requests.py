@@ -100,6 +100,8 @@ def interpret(caller: Caller, path: str | None, body: Any, state: SimState) -> I
         prompt, media = body_input.get("prompt"), {"images": list(body_input.get("images") or [])}
     elif ids.shape == "fields":
         prompt, media = body_input.get("prompt"), _fields(reader, state, body_input)
+    elif ids.shape == "media":
+        prompt, media = body_input.get("prompt"), _media_list(reader, body_input)
     else:
         prompt = body_input.get("prompt")
         media = {"image": [body_input["img_url"]] if body_input.get("img_url") else []}
@@ -126,12 +128,13 @@ def interpret(caller: Caller, path: str | None, body: Any, state: SimState) -> I
     completed["seed"] = seed if seed is not None else random.randrange(SEED_MAX + 1)
 
     prompt, negative = _texts(reader, state, prompt, negative)
-    inputs = _inputs(reader, caller, state, completed, media)
-    completed = params_from_inputs(model, completed, {name: items[0].duration for name, items in inputs.items()})
-    # Groups of inputs and per-item lists (the r2v prompt's names are wanflow's check, not the service's).
-    for finding in check_cross_inputs(model, None, completed, {name: len(items) for name, items in inputs.items()}):
+    # Groups of inputs and per-item lists, before any input is fetched (the r2v prompt's names are
+    # wanflow's check, not the service's).
+    for finding in check_cross_inputs(model, None, completed, {name: len(items) for name, items in media.items()}):
         if finding.severity == "error":
             raise reader.reject(f"{'.'.join(map(str, finding.field))}: {finding.message}", code=finding.code)
+    inputs = _inputs(reader, caller, state, completed, media)
+    completed = params_from_inputs(model, completed, {name: items[0].duration for name, items in inputs.items()})
     request = StepRequest(
         step_id="sim",
         model=model,
@@ -236,6 +239,25 @@ def _fields(reader: _Reader, state: SimState, body_input: dict[str, Any]) -> dic
         if slot.many and not isinstance(value, list):
             raise reader.reject(f"{found[0]} must be an array of URLs")
         media[name] = list(value) if slot.many else [value]
+    return media
+
+
+def _media_list(reader: _Reader, body_input: dict[str, Any]) -> dict[str, list[Any]]:
+    """``input.media``: a list of ``{type, url}`` items, each type once (wan2.7-i2v)."""
+    ids = reader.model.providers[reader.protocol]
+    names = {kind: name for name, kind in ids.fields.items()}
+    items = body_input.get("media")
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise reader.reject("input.media must be an array of {type, url} objects")
+    media: dict[str, list[Any]] = {}
+    for item in items:
+        kind = item.get("type")
+        if kind not in names:
+            raise reader.reject(f"media type {kind!r} is not supported by {reader.provider_model} "
+                                f"(supported: {', '.join(names)})")
+        if names[kind] in media:
+            raise reader.reject(f"media type {kind} is given more than once")
+        media[names[kind]] = [item.get("url")]
     return media
 
 

@@ -384,3 +384,112 @@ def test_the_simulator_refuses_wan27_i2v_media_lists_that_break_a_rule(sim, medi
     answer = httpx.post(server.dashscope_url + "/services/aigc/video-generation/video-synthesis", json=body,
                         headers={"Authorization": f"Bearer {SECRET}", "X-DashScope-Async": "enable"}, timeout=30)
     assert answer.status_code == 400 and message in answer.json()["message"], answer.text
+
+
+# --- wan2.7-videoedit and wanx2.1-imageedit --------------------------------------------------------
+
+EDITS_PIPELINE = """
+name: edits
+steps:
+  restyle:
+    model: wan2.7-videoedit
+    prompt: the whole scene in clay
+    video: street.mp4
+    params: {resolution: 720P}
+  dress:
+    model: wan2.7-videoedit
+    prompt: she wears the coat from the image
+    video: street.mp4
+    images: [coat.png]
+    params: {resolution: 720P, duration: 2, audio_setting: origin}
+  painted:
+    model: wanx2.1-imageedit
+    prompt: as a watercolour
+    image: coat.png
+    params: {function: stylization_all, strength: 0.7}
+  patched:
+    model: wanx2.1-imageedit
+    prompt: a red scarf
+    image: coat.png
+    mask: mask.png
+    params: {function: description_edit_with_mask, n: 2}
+"""
+
+
+@pytest.fixture
+def edits(project: Path) -> Path:
+    Image.new("RGB", (640, 640), (120, 80, 40)).save(project / "coat.png")
+    Image.new("RGB", (640, 640), (255, 255, 255)).save(project / "mask.png")
+    clip(project / "street.mp4", 3, side=320)
+    (project / "edits.yaml").write_text(EDITS_PIPELINE)
+    return project / "edits.yaml"
+
+
+def test_video_and_image_edits_preview_offline_and_run_on_the_dashscope_simulator(edits, sim, monkeypatch):
+    result = wanflow.run(edits)
+    assert result.ok, {step: info.error for step, info in result.steps.items()}
+    restyle, dress = result.steps["restyle"].outputs.video, result.steps["dress"].outputs.video
+    assert restyle is not None and restyle.duration == pytest.approx(3, abs=0.1)  # duration 0: the clip's length
+    assert dress is not None and dress.duration == pytest.approx(2, abs=0.1)
+    assert len(result.steps["patched"].outputs.images) == 2 and len(result.steps["painted"].outputs.images) == 1
+    server = sim(task_seconds=0.2)
+    (edits.parent / "wanflow.toml").write_text(f'[providers.dashscope]\nbase_url = "{server.dashscope_url}"\n')
+    monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
+    monkeypatch.setenv("WANFLOW_POLL_INTERVAL", "0.05")
+    plan = wanflow.plan(edits, provider="dashscope")
+    assert plan.upper_usd == pytest.approx(3 * 0.10 + 3 * 0.10 + 0.02 + 2 * 0.02)
+    paid = wanflow.run(edits, provider="dashscope", allow_paid=True, confirm=lambda *_: True)
+    assert paid.ok, {step: info.error for step, info in paid.steps.items()}
+    assert server.stats()["creates"] == 4 and server.stats()["rejected"] == 0
+    dressed = next(task for task in server.state.tasks.values() if task.request.params.get("duration") == 2)
+    assert set(dressed.request.inputs) == {"video", "images"} and dressed.request.params["audio_setting"] == "origin"
+    patched = next(task for task in server.state.tasks.values() if task.request.params.get("function") == "description_edit_with_mask")
+    assert set(patched.request.inputs) == {"image", "mask"}
+
+
+def test_edit_bodies_carry_the_services_fields():
+    videoedit = build_body(_request("wan2.7-videoedit", {"resolution": "720P"}), "dashscope",
+                           {"video": ["v"], "images": ["r1", "r2"]})
+    assert videoedit["input"]["media"] == [{"type": "video", "url": "v"}, {"type": "reference_image", "url": "r1"},
+                                           {"type": "reference_image", "url": "r2"}]
+    assert videoedit["parameters"]["duration"] == 0 and "input_seconds" not in videoedit["parameters"]
+    imageedit = build_body(replace(_request("wanx2.1-imageedit", {"function": "expand", "left_scale": 1.5}),
+                                   negative_prompt=None), "dashscope", {"image": ["b"]})
+    assert imageedit["input"] == {"prompt": "character1 waves", "function": "expand", "base_image_url": "b"}
+    assert imageedit["parameters"]["left_scale"] == 1.5 and "strength" not in imageedit["parameters"]
+
+
+@pytest.mark.parametrize(("step", "expected"), [
+    ("{model: wan2.7-videoedit, prompt: x}", "needs video:"),
+    ("{model: wan2.7-videoedit, prompt: x, video: street.mp4, images: [coat.png, coat.png, coat.png, coat.png, coat.png]}",
+     "got 5 images"),
+    ("{model: wan2.7-videoedit, prompt: x, video: street.mp4, params: {duration: 12}}", "12 is not allowed"),
+    ("{model: wan2.7-videoedit, prompt: x, video: street.mp4, params: {audio_setting: loud}}", "'loud' is not allowed"),
+    ("{model: wanx2.1-imageedit, prompt: x, image: coat.png}", "needs params.function"),
+    ("{model: wanx2.1-imageedit, prompt: x, image: coat.png, params: {function: description_edit_with_mask}}",
+     "needs mask: when function=description_edit_with_mask"),
+    ("{model: wanx2.1-imageedit, prompt: x, image: coat.png, params: {function: expand, strength: 0.5}}",
+     "strength only applies when function is stylization_all or function is description_edit"),
+    ("{model: wanx2.1-imageedit, prompt: x, image: coat.png, params: {function: super_resolution, upscale_factor: 8}}",
+     "8 is out of range"),
+    ("{model: wanx2.1-imageedit, prompt: x, image: coat.png, mask: mask.png, params: {function: colorization}}",
+     "does not take mask:"),
+])
+def test_edit_rules_are_refused_before_anything_is_sent(edits, step, expected):
+    assert expected in _refusal(edits.parent, step)
+
+
+def test_wan27_videoedit_runs_on_the_vtrix_simulator_with_a_clip_by_url(project, sim, monkeypatch):
+    server = sim(task_seconds=0.2)
+    monkeypatch.setenv("VTRIX_BASE_URL", server.url)
+    monkeypatch.setenv("VTRIX_API_KEY", SECRET)
+    monkeypatch.setenv("WANFLOW_POLL_INTERVAL", "0.05")
+    url = server.url + server.state.publish(clip(project / "street.mp4", 3), "video/mp4")
+    (project / "v.yaml").write_text(f"name: v\nsteps:\n  clay:\n    model: wan27_videoedit\n    prompt: clay\n"
+                                    f"    video: {url}\n    params: {{resolution: 720P, duration: 2}}\n")
+    result = wanflow.run(project / "v.yaml", provider="vtrix", allow_paid=True, confirm=lambda *_: True)
+    assert result.ok, {step: info.error for step, info in result.steps.items()}
+    (task,) = server.state.tasks.values()
+    assert task.provider_model == "wan27_videoedit" and set(task.request.inputs) == {"video"}
+    video = result.steps["clay"].outputs.video
+    assert video is not None and video.duration == pytest.approx(2, abs=0.1)

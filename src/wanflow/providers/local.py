@@ -65,7 +65,7 @@ def _render_t2i(request: StepRequest, workdir: Path) -> list[ProducedFile]:
 def _render_edit(request: StepRequest, workdir: Path) -> list[ProducedFile]:
     from wanflow.preview.images import edit_output_size, interleaved_text, render_edit, save_png
 
-    inputs = _open_images(request, "images")
+    inputs = _open_images(request, "images") or _open_images(request, "image")  # wanx2.1-imageedit: one base image
     size = edit_output_size(str(request.params.get("size", "1K")), inputs)
     count = request.model.image_count(request.params)
     files = []
@@ -127,7 +127,8 @@ def _render_video(request: StepRequest, workdir: Path, first: Any, last: Any = N
         path,
         seed=request.seed,
         resolution=request.model.resolution_tier(request.params) or "720P",
-        seconds=int(request.params.get("duration", 5)),
+        # duration 0 (wan2.7-videoedit): as long as the input clip
+        seconds=int(request.params.get("duration") or request.params.get("input_seconds") or 5),
         with_audio=with_audio,
         audio_path=audio_path,
         model=request.model.name,
@@ -164,6 +165,17 @@ def _render_animate(request: StepRequest, workdir: Path) -> list[ProducedFile]:
         inset = driving[0].copy()
         inset.thumbnail((max(1, frame.width // 4), max(1, frame.height // 4)))
         frame.paste(inset, (frame.width - inset.width - 8, frame.height - inset.height - 8))
+    return _render_video(request, workdir, frame)
+
+
+def _render_videoedit(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """The clip's opening picture set in motion, with the reference images inset along its top."""
+    (frame,) = _first_pictures(request, "video")
+    references = _open_images(request, "images")
+    for index, reference in enumerate(references):
+        inset = reference.copy()
+        inset.thumbnail((max(1, frame.width // 5), max(1, frame.height // 5)))
+        frame.paste(inset, (8 + index * (frame.width // 5 + 8), 8))
     return _render_video(request, workdir, frame)
 
 
@@ -234,6 +246,7 @@ _RENDERERS: dict[str, Callable[[StepRequest, Path], list[ProducedFile]]] = {
     "vace": _render_vace,
     "s2v": _render_s2v,
     "animate": _render_animate,
+    "videoedit": _render_videoedit,
 }
 
 

@@ -226,8 +226,7 @@ def _fields(reader: _Reader, state: SimState, body_input: dict[str, Any]) -> dic
     """Inputs under the field names the catalog gives (and, per the ``input_fields`` knob, their aliases)."""
     ids = reader.model.providers[reader.protocol]
     media: dict[str, list[Any]] = {}
-    slots = {name: slot for mode in reader.model.modes for name, slot in mode.inputs.items()} | dict(reader.model.inputs)
-    for name, slot in slots.items():
+    for name, slot in _all_slots(reader.model).items():
         primary, aliases = ids.fields.get(name, name), ids.field_aliases.get(name, ())
         accepted = {"any": (primary, *aliases), "catalog": (primary,), "aliases": aliases or (primary,)}[state.knobs.input_fields]
         found = [field for field in accepted if body_input.get(field)]
@@ -240,6 +239,11 @@ def _fields(reader: _Reader, state: SimState, body_input: dict[str, Any]) -> dic
             raise reader.reject(f"{found[0]} must be an array of URLs")
         media[name] = list(value) if slot.many else [value]
     return media
+
+
+def _all_slots(model: ModelSpec) -> dict[str, InputSpec]:
+    """Every input slot the model has in any mode (a body names inputs before its mode is known)."""
+    return {name: slot for mode in model.modes for name, slot in mode.inputs.items()} | dict(model.inputs)
 
 
 def _media_list(reader: _Reader, body_input: dict[str, Any]) -> dict[str, list[Any]]:
@@ -255,9 +259,10 @@ def _media_list(reader: _Reader, body_input: dict[str, Any]) -> dict[str, list[A
         if kind not in names:
             raise reader.reject(f"media type {kind!r} is not supported by {reader.provider_model} "
                                 f"(supported: {', '.join(names)})")
-        if names[kind] in media:
+        slot = _all_slots(reader.model).get(names[kind])
+        if names[kind] in media and not (slot and slot.many):
             raise reader.reject(f"media type {kind} is given more than once")
-        media[names[kind]] = [item.get("url")]
+        media.setdefault(names[kind], []).append(item.get("url"))
     return media
 
 

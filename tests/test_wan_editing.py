@@ -493,3 +493,36 @@ def test_wan27_videoedit_runs_on_the_vtrix_simulator_with_a_clip_by_url(project,
     assert task.provider_model == "wan27_videoedit" and set(task.request.inputs) == {"video"}
     video = result.steps["clay"].outputs.video
     assert video is not None and video.duration == pytest.approx(2, abs=0.1)
+
+
+# --- wan2.7-image-pro: 4K only for text-to-image ----------------------------------------------------
+
+@pytest.mark.parametrize(("step", "expected"), [
+    ("{model: wan2.7-image-pro, prompt: x, images: [leaf.png], params: {size: 4K}}",
+     "4K is for text-to-image only: wan2.7-image-pro takes no images with it (here 1)"),
+    ("{model: wan2.7-image-pro, prompt: x, images: [leaf.png], params: {size: 3072*3072}}",
+     "3072*3072 is 9,437,184 pixels in total"),
+])
+def test_wan27_image_pro_refuses_4k_with_input_images(project, step, expected):
+    Image.new("RGB", (640, 480), (90, 160, 30)).save(project / "leaf.png")
+    assert expected in _refusal(project, step)
+
+
+def test_wan27_image_pro_takes_4k_and_large_sizes_for_text_to_image(project):
+    Image.new("RGB", (640, 480), (90, 160, 30)).save(project / "leaf.png")
+    (project / "ok.yaml").write_text("name: ok\nsteps:\n  big: {model: wan2.7-image-pro, prompt: x, params: {size: 4K}}\n"
+                                     "  wide: {model: wan2.7-image-pro, prompt: x, params: {size: 3072*3072}}\n"
+                                     "  edit: {model: wan2.7-image-pro, prompt: x, images: [leaf.png], params: {size: 2K}}\n")
+    pipeline = wanflow.load_pipeline(project / "ok.yaml")
+    assert set(pipeline.steps) == {"big", "wide", "edit"}
+
+
+def test_the_simulator_refuses_a_4k_edit_on_wan27_image_pro(sim, tmp_path):
+    from sim_helpers import data_uri, messages
+
+    server = sim()
+    body = {"model": "wan2.7-image-pro", "input": messages("autumn", data_uri()), "parameters": {"size": "4K"}}
+    answer = httpx.post(server.dashscope_url + "/services/aigc/image-generation/generation", json=body,
+                        headers={"Authorization": f"Bearer {SECRET}", "X-DashScope-Async": "enable"}, timeout=30)
+    assert answer.status_code == 400 and "text-to-image only" in answer.json()["message"], answer.text
+    assert not server.state.tasks

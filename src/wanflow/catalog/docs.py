@@ -30,6 +30,10 @@ def _param_row(model: ModelSpec, spec: ParamSpec, mode: str | None = None) -> st
         notes.append("fixed by the model, not sent")
     if spec.effective_only_with:
         notes.append("needs " + ", ".join(f"{k}={_value(v)}" for k, v in spec.effective_only_with.items()))
+    if spec.with_inputs:
+        narrow = spec.with_inputs
+        notes.append(f"with {narrow['input']}: " + " / ".join(narrow.get("tiers", ())) + " or W*H up to "
+                     + f"{round(narrow['pixels'][1] ** 0.5)}*{round(narrow['pixels'][1] ** 0.5)}" if "pixels" in narrow else "")
     if spec.options:
         notes.append("documented options " + ", ".join(map(str, spec.options)))
     if spec.disputed:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from wanflow.catalog.spec import InputSpec, MediaRules, ModelSpec, ParamSpec, TextSpec
@@ -117,6 +117,8 @@ def check_cross_inputs(model: ModelSpec, prompt: str | None, params: Mapping[str
                                    "one of " + ", ".join(f"{name}:" for name in group)))
     for name, value in params.items():
         spec = model.param_spec(name, params)
+        if spec is not None and spec.with_inputs and counts.get(spec.with_inputs["input"]) and isinstance(value, str):
+            findings.extend(_check_with_inputs(model, spec, value, counts))
         if spec is not None and spec.same_length_as and isinstance(value, list) and len(value) != counts.get(spec.same_length_as, 0):
             findings.append(_error(("params", name), f"has {len(value)} items for {counts.get(spec.same_length_as, 0)} "
                                    f"{spec.same_length_as}", spec.describe_allowed(), spec.code))
@@ -132,6 +134,19 @@ def params_from_inputs(model: ModelSpec, params: Mapping[str, Any], seconds: Map
         if length:
             completed[name] = max(1, math.ceil(length - 0.05))  # 4.02 s of audio bills as 4 s, not 5
     return completed
+
+
+def _check_with_inputs(model: ModelSpec, spec: ParamSpec, value: str, counts: Mapping[str, int]) -> list[Finding]:
+    """A size while an input has items, under the narrower rules the catalog gives for that case."""
+    rule = spec.with_inputs
+    slot, count = rule["input"], counts.get(rule["input"], 0)
+    narrow = replace(spec, tiers=tuple(rule.get("tiers", spec.tiers)),
+                     pixels=tuple(rule["pixels"]) if "pixels" in rule else spec.pixels)
+    if value in spec.tiers and value not in narrow.tiers:
+        return [_error(("params", spec.name), f"{value} is for text-to-image only: {model.name} takes no {slot} with it "
+                       f"(here {count})", f"with {slot}: {narrow.describe_allowed()}")]
+    return [replace(finding, message=f"{finding.message} (with {slot}: {narrow.describe_allowed()})")
+            for finding in check_size(narrow, value) if finding.severity == "error"]
 
 
 # --- params --------------------------------------------------------------------------------------

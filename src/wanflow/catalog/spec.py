@@ -51,6 +51,8 @@ class ParamSpec:
     same_length_as: str | None = None  # type list: as many items as this input has (VACE's obj_or_bg)
     at_most: Mapping[Any, int] = field(default_factory=dict)  # type list: an item value's largest count
     from_input: str | None = None  # set from this input's seconds, rounded up (s2v's duration is its audio's)
+    # narrower rules while an input has items: {input, tiers, pixels} (2.7-image-pro: 4K only without images)
+    with_inputs: Mapping[str, Any] = field(default_factory=dict)
 
     def applies_in(self, mode: str) -> bool:
         """Whether the parameter means anything in ``mode`` (``"default"`` when no mode is selected)."""
@@ -345,6 +347,7 @@ def parse_param(name: str, data: Mapping[str, Any]) -> ParamSpec:
         same_length_as=data.get("same_length_as"),
         at_most=data.get("at_most") or {},
         from_input=data.get("from_input"),
+        with_inputs=data.get("with_inputs") or {},
     )
 
 

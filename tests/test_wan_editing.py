@@ -198,7 +198,7 @@ def test_the_face_check_runs_before_each_paid_s2v_create_with_its_cost_in_the_pl
     monkeypatch.setenv("WANFLOW_POLL_INTERVAL", "0.05")
     plan = wanflow.plan(s2v, provider="dashscope")
     talk = next(unit for unit in plan.units["default"] if unit.step_id == "talk")
-    assert "wan2.2-s2v-detect check" in talk.estimate_basis and talk.estimated_usd == pytest.approx(4 * 0.071 + 0.0006)
+    assert "wan2.2-s2v-detect check" in talk.estimate_basis and talk.estimated_usd == pytest.approx(4 * 0.07 + 0.0006)
     result = wanflow.run(s2v, provider="dashscope", allow_paid=True, confirm=lambda *_: True)
     assert result.ok, {step: info.error for step, info in result.steps.items()}
     stats = server.stats()

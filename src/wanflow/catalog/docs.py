@@ -78,7 +78,9 @@ def model_markdown(model: ModelSpec, catalog: Catalog) -> str:
                      + ", ".join(f"`{o}`" for o in mode.outputs))
     if model.price:
         defaults = model.with_defaults({})
-        lines.append(f"- Estimated price with defaults: ${list_price(model, defaults).usd:.2f} ({list_price(model, defaults).basis}); public list prices, not from the API documents.")
+        lines.append(f"- Estimated price with defaults: ${list_price(model, defaults).usd:.2f} ({list_price(model, defaults).basis}); "
+                     + (f"checked against public material: {model.price.source}." if model.price.source else
+                        "**an estimate**: not verified against public material (override in wanflow.toml)."))
     lines += ["", "| param | type | allowed | default | notes |", "|---|---|---|---|---|"]
     for spec in model.params.values():
         lines.append(_param_row(model, spec))
@@ -102,6 +104,10 @@ def models_markdown() -> str:
         "wav or mp3, 3–30 s, up to 15 MB; reference clips are MP4 or MOV, 2–30 s, up to 100 MB. Inputs that break a model's pixel bounds, transparency or size",
         "rule are conformed (resized keeping the aspect ratio, flattened, re-encoded) unless the step",
         "says `conform: false`.",
+        "",
+        "Prices: the API documents carry none. Each model says whether its figures were checked against",
+        "public material (and which) or are **estimates**; every figure can be replaced in wanflow.toml",
+        "(`[prices.\"<model>\"]`), and the run record marks costs as estimated unless the service reports them.",
         "",
     ]
     return "\n".join(header) + "\n".join(model_markdown(model, catalog) for model in catalog.models.values())

@@ -55,6 +55,7 @@ def parse_model(name: str, data: Mapping[str, Any]) -> ModelSpec:
             usd=price.get("usd"),
             usd_by=price.get("usd_by", {}),
             mode_counts={mode: spec["count"] for mode, spec in price.get("modes", {}).items()},
+            source=str(price.get("source", "")),
         ) if price else None,
         providers={
             provider: ProviderModel(

@@ -38,7 +38,7 @@ def _price_for(model: ModelSpec, overrides: Mapping[str, Any]) -> PriceSpec | No
         usd_by = {param: {str(k): float(v) for k, v in values.items()} for param, values in usd_by.items()}
     except (TypeError, ValueError, AttributeError):
         raise UsageError(f"wanflow.toml [prices.\"{model.name}\"]: prices must be numbers") from None
-    return PriceSpec(price.per, price.count_param, usd, usd_by, price.mode_counts)
+    return PriceSpec(price.per, price.count_param, usd, usd_by, price.mode_counts, "wanflow.toml [prices]")
 
 
 def list_price(model: ModelSpec, params: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Estimate:

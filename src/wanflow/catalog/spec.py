@@ -144,6 +144,7 @@ class PriceSpec:
     usd: float | None = None
     usd_by: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     mode_counts: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""  # the public material the figures were checked against; empty: an unverified estimate
 
 
 @dataclass(frozen=True)

@@ -295,3 +295,16 @@ def test_vace_image_reference_through_the_sdk_with_function_in_input(sdk_sim, me
     task = next(iter(sim.state.tasks.values()))
     assert task.request.params["function"] == "image_reference" and task.request.params["obj_or_bg"] == ["obj"]
     assert len(task.request.inputs["references"]) == 1 and sim.stats()["rejected"] == 0
+
+
+def test_wanx21_imageedit_through_image_synthesis_with_a_local_base_image(sdk_sim, tmp_path):
+    sim = sdk_sim()
+    base = tmp_path / "base.png"  # at least 512 px a side, as the model documents
+    Image.new("RGB", (640, 640), (30, 120, 200)).save(base)
+    response = ImageSynthesis.call(model="wanx2.1-imageedit", api_key=KEY, prompt="as a watercolour",
+                                   function="stylization_all", base_image_url=f"file://{base}", n=1)
+    _ok(response)
+    assert response.output.task_status == "SUCCEEDED" and len(response.output.results) == 1
+    task = next(iter(sim.state.tasks.values()))
+    assert task.request.params["function"] == "stylization_all" and set(task.request.inputs) == {"image"}
+    assert sim.stats()["uploads"] == 1

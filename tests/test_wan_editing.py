@@ -526,3 +526,23 @@ def test_the_simulator_refuses_a_4k_edit_on_wan27_image_pro(sim, tmp_path):
                         headers={"Authorization": f"Bearer {SECRET}", "X-DashScope-Async": "enable"}, timeout=30)
     assert answer.status_code == 400 and "text-to-image only" in answer.json()["message"], answer.text
     assert not server.state.tasks
+
+
+def test_wanflow_models_lists_the_newer_kinds_and_their_rules(capsys):
+    from wanflow.cli.main import main
+
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("wan2.1-vace-plus", "wan2.2-s2v", "wan2.2-animate-move", "wan2.2-animate-mix", "wan2.7-i2v",
+                 "wan2.7-videoedit", "wanx2.1-imageedit"):
+        assert name in listing, name
+    for title in ("video editing functions (VACE)", "speech-to-video", "animate a character from a driving video",
+                  "video editing"):
+        assert title in listing
+    assert main(["models", "wan2.2-s2v"]) == 0
+    detail = capsys.readouterr().out
+    assert "wan2.2-s2v-detect check" in detail and "set from the length of `audio`" in detail
+    assert "checked against public material" in detail and "Text: none" in detail
+    assert main(["models", "wan2.1-vace-plus"]) == 0
+    vace = capsys.readouterr().out
+    assert "at least one of `first_frame`, `last_frame`, `first_clip`" in vace and "**an estimate**" in vace

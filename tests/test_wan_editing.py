@@ -546,3 +546,8 @@ def test_wanflow_models_lists_the_newer_kinds_and_their_rules(capsys):
     assert main(["models", "wan2.1-vace-plus"]) == 0
     vace = capsys.readouterr().out
     assert "at least one of `first_frame`, `last_frame`, `first_clip`" in vace and "**an estimate**" in vace
+
+
+def test_a_length_set_from_an_input_cannot_be_written(s2v):
+    assert "duration is set from the length of audio: leave it out" in _refusal(
+        s2v.parent, "{model: wan2.2-s2v, image: face.png, audio: speech.wav, params: {duration: 4}}")

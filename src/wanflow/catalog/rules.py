@@ -259,6 +259,10 @@ def check_params(model: ModelSpec, params: Mapping[str, Any], explicit: set[str]
         spec = model.param_spec(name, params)
         if spec is None or name == "seed":
             continue
+        if spec.from_input and name in explicit:  # s2v's duration is its audio's: a written one would be ignored
+            findings.append(_error(("params", name), f"{name} is set from the length of {spec.from_input}: leave it out",
+                                   f"the {spec.from_input}'s seconds, rounded up"))
+            continue
         if not spec.applies_in(mode) and name in explicit:
             wanted = " or ".join(f"mode '{m}'" for m in spec.modes)
             condition = mode_condition(model, spec.modes)

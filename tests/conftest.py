@@ -245,6 +245,15 @@ SLOW_TIER = {
     "test_sim_dashscope.py::test_ignored_parameters_give_a_1080p_video",
     "test_sim_dashscope.py::test_ignored_parameters_give_four_images",
     "test_sim_dialects.py::test_novel_words_are_unknown_while_running",
+    "test_official_sdk.py::test_wan27_i2v_with_a_media_list_of_local_files",
+    "test_official_sdk.py::test_vace_image_reference_through_the_sdk_with_function_in_input",
+    "test_wan_editing.py::test_the_vace_functions_run_on_the_dashscope_simulator",
+    "test_wan_editing.py::test_each_vace_function_previews_offline_at_720p_for_5_s_silent_then_all_cached",
+    "test_wan_editing.py::test_wan27_i2v_previews_offline_and_runs_on_the_dashscope_simulator",
+    "test_wan_editing.py::test_animate_previews_last_as_long_as_the_driving_clip_offline_then_run_on_the_simulator",
+    "test_wan_editing.py::test_video_and_image_edits_preview_offline_and_run_on_the_dashscope_simulator",
+    "test_wan_editing.py::test_the_face_check_runs_before_each_paid_s2v_create_with_its_cost_in_the_plan",
+    "test_wan_editing.py::test_s2v_previews_as_long_as_its_speech_with_the_speech_as_sound",
 }
 
 

@@ -268,3 +268,43 @@ def test_older_t2i_models_through_image_synthesis(sdk_sim):
     _ok(response)
     assert response.output.task_status == "SUCCEEDED" and len(response.output.results) == 2
     assert httpx.get(response.output.results[0].url).status_code == 200
+
+
+def test_wan27_i2v_with_a_media_list_of_local_files(sdk_sim, media):
+    sim = sdk_sim()
+    items = [{"type": VideoSynthesis.MediaType.FIRST_FRAME, "url": f"file://{media['frame']}"},
+             {"type": VideoSynthesis.MediaType.LAST_FRAME, "url": f"file://{media['photo']}"},
+             {"type": VideoSynthesis.MediaType.DRIVING_AUDIO, "url": f"file://{media['voice']}"}]
+    response = VideoSynthesis.call(model="wan2.7-i2v", api_key=KEY, prompt="dusk falls", media=items,
+                                   resolution="720P", duration=3, audio=True)
+    _ok(response)
+    assert response.output.task_status == "SUCCEEDED"
+    task = next(iter(sim.state.tasks.values()))
+    assert set(task.request.inputs) == {"first_frame", "last_frame", "audio"} and task.request.params["duration"] == 3
+    assert sim.stats()["uploads"] == 3 and sim.stats()["rejected"] == 0
+
+
+def test_vace_image_reference_through_the_sdk_with_function_in_input(sdk_sim, media):
+    # The SDK's call() takes `function` for its own routing, so VACE's input.function goes in extra_input.
+    sim = sdk_sim()
+    url = sim.url + sim.state.publish(media["photo"], "image/png")
+    response = VideoSynthesis.call(model="wan2.1-vace-plus", api_key=KEY, prompt="a girl in a forest",
+                                   extra_input={"function": "image_reference", "ref_images_url": [url]},
+                                   obj_or_bg=["obj"], size="1280*720")
+    _ok(response)
+    task = next(iter(sim.state.tasks.values()))
+    assert task.request.params["function"] == "image_reference" and task.request.params["obj_or_bg"] == ["obj"]
+    assert len(task.request.inputs["references"]) == 1 and sim.stats()["rejected"] == 0
+
+
+def test_wanx21_imageedit_through_image_synthesis_with_a_local_base_image(sdk_sim, tmp_path):
+    sim = sdk_sim()
+    base = tmp_path / "base.png"  # at least 512 px a side, as the model documents
+    Image.new("RGB", (640, 640), (30, 120, 200)).save(base)
+    response = ImageSynthesis.call(model="wanx2.1-imageedit", api_key=KEY, prompt="as a watercolour",
+                                   function="stylization_all", base_image_url=f"file://{base}", n=1)
+    _ok(response)
+    assert response.output.task_status == "SUCCEEDED" and len(response.output.results) == 1
+    task = next(iter(sim.state.tasks.values()))
+    assert task.request.params["function"] == "stylization_all" and set(task.request.inputs) == {"image"}
+    assert sim.stats()["uploads"] == 1

@@ -6,7 +6,7 @@ import pytest
 
 import wanflow
 from wanflow.cli.main import main
-from wanflow.pipelines.resolve import condition_value
+from wanflow.pipelines.conditions import condition_value
 
 PIPE = "name: y\nsteps:\n  a: {model: wan2.6-t2i, prompt: a teapot, params: {n: 1}}\n"
 

@@ -17,17 +17,23 @@ def _value(value: Any) -> str:
 
 
 def _param_row(model: ModelSpec, spec: ParamSpec, mode: str | None = None) -> str:
-    notes = []
+    notes = ["required"] if spec.required else []
     if spec.affects_cost:
         notes.append("affects cost")
     if spec.modes:
         notes.append("only " + mode_condition(model, spec.modes))
     for value, needs in spec.requires.items():
         notes.append(f"{value} needs " + ", ".join(f"{k}={_value(v)}" for k, v in needs.items()))
-    if not spec.send:
+    if spec.from_input:
+        notes.append(f"set from the length of `{spec.from_input}`, not sent")
+    elif not spec.send:
         notes.append("fixed by the model, not sent")
     if spec.effective_only_with:
         notes.append("needs " + ", ".join(f"{k}={_value(v)}" for k, v in spec.effective_only_with.items()))
+    if spec.with_inputs:
+        narrow = spec.with_inputs
+        notes.append(f"with {narrow['input']}: " + " / ".join(narrow.get("tiers", ())) + " or W*H up to "
+                     + f"{round(narrow['pixels'][1] ** 0.5)}*{round(narrow['pixels'][1] ** 0.5)}" if "pixels" in narrow else "")
     if spec.options:
         notes.append("documented options " + ", ".join(map(str, spec.options)))
     if spec.disputed:
@@ -48,12 +54,15 @@ def model_markdown(model: ModelSpec, catalog: Catalog) -> str:
                           for name, ids in model.providers.items())
     lines += [f"Providers: {providers}, and `local` previews.", ""]
     prompt = f"prompt up to {model.prompt.max_chars} characters" + ("" if model.prompt.required else " (optional)")
-    lines.append(f"- Text: {prompt}; negative_prompt up to {model.negative_prompt.max_chars}. Longer text is truncated by the service; wanflow warns (error with `--strict`).")
+    if model.prompt.max_chars == 0:
+        lines.append("- Text: none (the model has no prompt field; a `prompt:` is an error).")
+    else:
+        lines.append(f"- Text: {prompt}; negative_prompt up to {model.negative_prompt.max_chars}. Longer text is truncated by the service; wanflow warns (error with `--strict`).")
     if model.prompt.names:
         named, word = model.prompt.names
         lines.append(f"- The prompt calls the `{named}` {word}1, {word}2, ... in their order; a name past their count is an error.")
     for slot in model.inputs.values():
-        rules = catalog.media[slot.media]
+        rules = catalog.media[slot.rules_key]
         count = f"{slot.minimum}–{slot.maximum}" if slot.many else ("required" if slot.minimum else "optional")
         sides = f", {slot.min_side}–{slot.max_side} px per side" if slot.min_side else ""
         lines.append(f"- Input `{slot.name}`: {count}; {', '.join(f.split('/')[1] for f in rules.formats)}; "
@@ -62,11 +71,16 @@ def model_markdown(model: ModelSpec, catalog: Catalog) -> str:
     lines.append("- Outputs: " + ", ".join(f"`{name}`" for name in model.outputs))
     for mode in model.modes:
         switches = ", ".join(f"`{k}: {_value(v)}`" for k, v in mode.when.items())
-        inputs = "; ".join(f"`{s.name}` {s.minimum}–{s.maximum}" for s in mode.inputs.values())
-        lines.append(f"- Mode `{mode.name}` ({switches}): inputs {inputs}; outputs " + ", ".join(f"`{o}`" for o in mode.outputs))
+        inputs = "; ".join(f"`{s.name}` " + (f"{s.minimum}–{s.maximum}" if s.many else "required" if s.minimum else "optional")
+                           for s in mode.inputs.values())
+        groups = "".join(f"; at least one of {', '.join(f'`{name}`' for name in group)}" for group in mode.any_of)
+        lines.append(f"- Mode `{mode.name}` ({switches}): inputs {inputs or 'none'}{groups}; outputs "
+                     + ", ".join(f"`{o}`" for o in mode.outputs))
     if model.price:
         defaults = model.with_defaults({})
-        lines.append(f"- Estimated price with defaults: ${list_price(model, defaults).usd:.2f} ({list_price(model, defaults).basis}); public list prices, not from the API documents.")
+        lines.append(f"- Estimated price with defaults: ${list_price(model, defaults).usd:.2f} ({list_price(model, defaults).basis}); "
+                     + (f"checked against public material: {model.price.source}." if model.price.source else
+                        "**an estimate**: not verified against public material (override in wanflow.toml)."))
     lines += ["", "| param | type | allowed | default | notes |", "|---|---|---|---|---|"]
     for spec in model.params.values():
         lines.append(_param_row(model, spec))
@@ -91,6 +105,10 @@ def models_markdown() -> str:
         "rule are conformed (resized keeping the aspect ratio, flattened, re-encoded) unless the step",
         "says `conform: false`.",
         "",
+        "Prices: the API documents carry none. Each model says whether its figures were checked against",
+        "public material (and which) or are **estimates**; every figure can be replaced in wanflow.toml",
+        "(`[prices.\"<model>\"]`), and the run record marks costs as estimated unless the service reports them.",
+        "",
     ]
     return "\n".join(header) + "\n".join(model_markdown(model, catalog) for model in catalog.models.values())
 
@@ -98,6 +116,8 @@ def models_markdown() -> str:
 KIND_TITLES = {
     "t2i": "text-to-image", "edit": "image editing", "i2v": "image-to-video (first frame)",
     "t2v": "text-to-video", "kf2v": "first and last frame to video", "r2v": "reference-to-video",
+    "vace": "video editing functions (VACE)", "videoedit": "video editing", "s2v": "speech-to-video",
+    "animate": "animate a character from a driving video",
 }
 
 

@@ -13,13 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from wanflow.catalog.parse import parse_media, parse_model
 from wanflow.catalog.services import ServiceSpec, parse_service
-from wanflow.catalog.spec import (
-    MediaRules,
-    ModelSpec,
-    parse_media,
-    parse_model,
-)
+from wanflow.catalog.spec import MediaRules, ModelSpec
 
 OUTPUT_FIELDS = ("images", "video", "text")
 

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import yaml
 
+from wanflow.catalog.parse import parse_media
 from wanflow.catalog.spec import (
     Kind,
     MediaRules,
@@ -27,7 +28,6 @@ from wanflow.catalog.spec import (
     ProviderModel,
     TextSpec,
     parse_inputs,
-    parse_media,
     parse_outputs,
     parse_param,
 )
@@ -93,7 +93,7 @@ def _spec(name: str, title: str, kind: Kind, defaults: Mapping[str, Any], weight
     if image == "optional":
         inputs["image"] = {}
     local_rules = _media_rules()
-    slots = {slot_name: replace(slot, rules=local_rules) for slot_name, slot in parse_inputs(inputs).items()}
+    slots = {slot_name: replace(slot, local_rules=local_rules) for slot_name, slot in parse_inputs(inputs).items()}
     return ModelSpec(
         name=name, kind=kind, title=title, aliases=(),
         prompt=TextSpec(True, 10_000), negative_prompt=TextSpec(False, 10_000), seed_code=None,

@@ -38,7 +38,7 @@ def _price_for(model: ModelSpec, overrides: Mapping[str, Any]) -> PriceSpec | No
         usd_by = {param: {str(k): float(v) for k, v in values.items()} for param, values in usd_by.items()}
     except (TypeError, ValueError, AttributeError):
         raise UsageError(f"wanflow.toml [prices.\"{model.name}\"]: prices must be numbers") from None
-    return PriceSpec(price.per, price.count_param, usd, usd_by, price.mode_counts)
+    return PriceSpec(price.per, price.count_param, usd, usd_by, price.mode_counts, "wanflow.toml [prices]")
 
 
 def list_price(model: ModelSpec, params: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Estimate:
@@ -61,7 +61,10 @@ def list_price(model: ModelSpec, params: Mapping[str, Any], overrides: Mapping[s
         return Estimate(0.0, "no price known")
     noun = {"image": "image", "second": "s"}.get(price.per, price.per)
     plural = "s" if price.per == "image" and count != 1 else ""
-    return Estimate(round(count * unit, 6), f"{count} {noun}{plural}{label} x ${unit:g}")
+    basis, usd = f"{count} {noun}{plural}{label} x ${unit:g}", count * unit
+    if model.precheck is not None:  # run before every paid create (s2v's face check)
+        basis, usd = f"{basis} + {model.precheck.model} check ${model.precheck.usd:g}", usd + model.precheck.usd
+    return Estimate(round(usd, 6), basis)
 
 
 def estimate(model: ModelSpec, params: Mapping[str, Any], provider: str, overrides: Mapping[str, Any] | None = None) -> Estimate:

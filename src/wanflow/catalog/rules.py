@@ -7,9 +7,10 @@ documents define one. The pipeline resolver places them in the file.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from wanflow.catalog.spec import InputSpec, MediaRules, ModelSpec, ParamSpec, TextSpec
@@ -58,6 +59,8 @@ def check_text(spec: TextSpec, field: str, text: str | None) -> list[Finding]:
     """
     if text is None:
         return []
+    if spec.max_chars == 0:
+        return [_error((field,), "is not taken by this model: it has no such field", "leave it out")]
     allowed = f"1 to {spec.max_chars} characters" if field == "prompt" else f"at most {spec.max_chars} characters"
     if field == "prompt" and not text.strip():
         return [_error((field,), "is empty", allowed, spec.code)]
@@ -94,6 +97,58 @@ def check_prompt_names(model: ModelSpec, prompt: str | None, counts: Mapping[str
     return []
 
 
+def check_cross_inputs(model: ModelSpec, prompt: str | None, params: Mapping[str, Any],
+                       counts: Mapping[str, int]) -> list[Finding]:
+    """Rules across a step's inputs: the prompt's names for them, the groups of which one is needed
+    (VACE's video_extension: a first frame, a last frame or a first clip), and list params that
+    describe each item of an input (VACE's obj_or_bg, one per reference image)."""
+    findings = check_prompt_names(model, prompt, counts)
+    mode = model.mode_for(params)
+    groups = mode or model
+    condition = f" {mode_condition(model, [mode.name])}" if mode is not None else ""
+    for group in groups.any_of:
+        if not any(counts.get(name) for name in group):
+            wanted = ", ".join(f"{name}:" for name in group)
+            findings.append(_error((group[0],), f"{model.name} needs at least one of {wanted}{condition}", " or ".join(group)))
+    for group in groups.exclusive:
+        given = [name for name in group if counts.get(name)]
+        if len(given) > 1:
+            findings.append(_error((given[1],), f"{model.name} takes {' or '.join(given)}, not both{condition}",
+                                   "one of " + ", ".join(f"{name}:" for name in group)))
+    for name, value in params.items():
+        spec = model.param_spec(name, params)
+        if spec is not None and spec.with_inputs and counts.get(spec.with_inputs["input"]) and isinstance(value, str):
+            findings.extend(_check_with_inputs(model, spec, value, counts))
+        if spec is not None and spec.same_length_as and isinstance(value, list) and len(value) != counts.get(spec.same_length_as, 0):
+            findings.append(_error(("params", name), f"has {len(value)} items for {counts.get(spec.same_length_as, 0)} "
+                                   f"{spec.same_length_as}", spec.describe_allowed(), spec.code))
+    return findings
+
+
+def params_from_inputs(model: ModelSpec, params: Mapping[str, Any], seconds: Mapping[str, float | None]) -> dict[str, Any]:
+    """``params`` with each ``from_input`` param set from its input's length (s2v's duration is its
+    audio's, rounded up to whole seconds); kept at its default when the length is not known yet."""
+    completed = dict(params)
+    for name, spec in model.params.items():
+        length = seconds.get(spec.from_input) if spec.from_input else None
+        if length:
+            completed[name] = max(1, math.ceil(length - 0.05))  # 4.02 s of audio bills as 4 s, not 5
+    return completed
+
+
+def _check_with_inputs(model: ModelSpec, spec: ParamSpec, value: str, counts: Mapping[str, int]) -> list[Finding]:
+    """A size while an input has items, under the narrower rules the catalog gives for that case."""
+    rule = spec.with_inputs
+    slot, count = rule["input"], counts.get(rule["input"], 0)
+    narrow = replace(spec, tiers=tuple(rule.get("tiers", spec.tiers)),
+                     pixels=tuple(rule["pixels"]) if "pixels" in rule else spec.pixels)
+    if value in spec.tiers and value not in narrow.tiers:
+        return [_error(("params", spec.name), f"{value} is for text-to-image only: {model.name} takes no {slot} with it "
+                       f"(here {count})", f"with {slot}: {narrow.describe_allowed()}")]
+    return [replace(finding, message=f"{finding.message} (with {slot}: {narrow.describe_allowed()})")
+            for finding in check_size(narrow, value) if finding.severity == "error"]
+
+
 # --- params --------------------------------------------------------------------------------------
 
 def parse_size(text: str) -> tuple[int, int] | None:
@@ -125,6 +180,12 @@ def coerce_param(spec: ParamSpec, value: Any) -> tuple[Any, Finding | None]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return value, _error(field, f"expected a number, got {value!r}", spec.describe_allowed(), code)
         return float(value), None
+    if spec.type == "list":
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)):
+            return value, _error(field, f"expected a list, got {value!r}", spec.describe_allowed(), code)
+        return list(value), None
     if spec.type == "boolean":
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             value = value.strip().lower() == "true"
@@ -139,6 +200,12 @@ def coerce_param(spec: ParamSpec, value: Any) -> tuple[Any, Finding | None]:
 def check_param_value(spec: ParamSpec, value: Any) -> list[Finding]:
     """Range, enum, size and option rules for one (already coerced) value."""
     field: FieldPath = ("params", spec.name)
+    if spec.type == "list":
+        wrong = [item for item in value if spec.items is not None and item not in spec.items]
+        if wrong:
+            return [_error(field, f"{wrong[0]!r} is not allowed", spec.describe_allowed(), spec.code)]
+        return [_error(field, f"has {value.count(item)} {item!r} (at most {most})", spec.describe_allowed(), spec.code)
+                for item, most in spec.at_most.items() if value.count(item) > most]
     if spec.type in ("integer", "number"):
         if spec.fixed and value != spec.minimum:
             return [_error(field, f"{value} is not possible: this model is fixed at {spec.minimum}",
@@ -192,6 +259,10 @@ def check_params(model: ModelSpec, params: Mapping[str, Any], explicit: set[str]
         spec = model.param_spec(name, params)
         if spec is None or name == "seed":
             continue
+        if spec.from_input and name in explicit:  # s2v's duration is its audio's: a written one would be ignored
+            findings.append(_error(("params", name), f"{name} is set from the length of {spec.from_input}: leave it out",
+                                   f"the {spec.from_input}'s seconds, rounded up"))
+            continue
         if not spec.applies_in(mode) and name in explicit:
             wanted = " or ".join(f"mode '{m}'" for m in spec.modes)
             condition = mode_condition(model, spec.modes)
@@ -202,7 +273,7 @@ def check_params(model: ModelSpec, params: Mapping[str, Any], explicit: set[str]
                 findings.append(_warning(("params", name), message + "; it has no effect here"))
             continue
         findings.extend(check_param_value(spec, value))
-        for other, needed in (spec.requires.get(value) or {}).items():
+        for other, needed in ((spec.requires.get(value) if spec.requires else None) or {}).items():
             if params.get(other) != needed:
                 findings.append(_error(("params", name), f"{name}: {value} needs {other}: {_yaml(needed)}; "
                                                          f"here {other} is {_yaml(params.get(other))}"))
@@ -213,6 +284,9 @@ def check_params(model: ModelSpec, params: Mapping[str, Any], explicit: set[str]
                                                                f"here {other} is {_yaml(params.get(other))}"))
     for name, spec in model.params.items():
         effective = model.param_spec(name, params) or spec
+        if effective.required and params.get(name) is None:
+            findings.append(_error(("params", name), f"{model.name} needs params.{name}", effective.describe_allowed(),
+                                   effective.code))
         if effective.warn_default and name not in explicit and effective.applies_in(mode):
             findings.append(_warning(("params", name), effective.warn_default, effective.describe_allowed()))
     if model.open_weights is not None:

@@ -9,8 +9,10 @@ from typing import Any, Literal
 # t2i text-to-image, edit image editing, i2v image-to-video, t2v text-to-video, kf2v first/last
 # frame to video, r2v reference clips to video. The kind picks the preview renderer only: request
 # shapes, input fields and rules are data.
-Kind = Literal["t2i", "edit", "i2v", "t2v", "kf2v", "r2v", "flf2v", "vace", "op"]
-# flf2v, vace: open weights only; op: a local media operation (wanflow.ops)
+Kind = Literal["t2i", "edit", "i2v", "t2v", "kf2v", "r2v", "vace", "s2v", "animate", "videoedit", "flf2v", "op"]
+# vace: VACE editing functions (wan2.1-vace-plus, and open weights); s2v speech-to-video; animate a
+# character from a driving clip; videoedit: instruction edit of a clip; flf2v: open weights only;
+# op: a local media operation (wanflow.ops)
 DEFAULT_MODE = "default"
 
 
@@ -44,6 +46,13 @@ class ParamSpec:
     requires: Mapping[Any, Mapping[str, Any]] = field(default_factory=dict)  # value -> other params it needs
     fixed: bool = False  # the model has one value (kf2v's 5 s)
     send: bool = True  # false for a value the model fixes (kf2v's 5 s): checked and recorded, never sent
+    required: bool = False  # the step must set it (VACE's ``function``)
+    items: tuple[Any, ...] | None = None  # type list: the allowed values of each item
+    same_length_as: str | None = None  # type list: as many items as this input has (VACE's obj_or_bg)
+    at_most: Mapping[Any, int] = field(default_factory=dict)  # type list: an item value's largest count
+    from_input: str | None = None  # set from this input's seconds, rounded up (s2v's duration is its audio's)
+    # narrower rules while an input has items: {input, tiers, pixels} (2.7-image-pro: 4K only without images)
+    with_inputs: Mapping[str, Any] = field(default_factory=dict)
 
     def applies_in(self, mode: str) -> bool:
         """Whether the parameter means anything in ``mode`` (``"default"`` when no mode is selected)."""
@@ -51,6 +60,9 @@ class ParamSpec:
 
     def describe_allowed(self) -> str:
         """Human wording of the allowed values, for messages and docs."""
+        if self.type == "list":
+            return "a list of " + ", ".join(map(str, self.items or ())) + (
+                f", one per item of {self.same_length_as}" if self.same_length_as else "")
         if self.fixed and self.minimum is not None:
             return f"{self.minimum} only (fixed by the model)"
         if self.by_tier:
@@ -71,6 +83,8 @@ class ParamSpec:
             if self.minimum == self.maximum:
                 return f"exactly {self.minimum}"
             return f"{'a number' if self.type == 'number' else 'an integer'} from {self.minimum} to {self.maximum}"
+        if self.minimum is not None:
+            return f"{'a number' if self.type == 'number' else 'an integer'} of at least {self.minimum}"
         return f"a {self.type}"
 
 
@@ -104,9 +118,15 @@ class InputSpec:
     code: str | None = None
     ignored_when: Mapping[str, Any] = field(default_factory=dict)
     many: bool = False  # a list in the DSL and the request (images, references)
+    rules: str = ""  # the media rules entry that applies (default: the one named after ``media``)
     # Open weights run locally: their own media rules by kind, not the services' upload limits.
     # ``media`` may then name two kinds ("video or image": VACE's mask, a clip or one still).
-    rules: Mapping[str, MediaRules] | None = None
+    local_rules: Mapping[str, MediaRules] | None = None
+
+    @property
+    def rules_key(self) -> str:
+        """Key of the catalog's media rules for this slot."""
+        return self.rules or self.media
 
     def accepts(self, kind: str) -> bool:
         """Whether an item of media ``kind`` (``image``, ``video``) fits this slot."""
@@ -131,6 +151,7 @@ class PriceSpec:
     usd: float | None = None
     usd_by: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     mode_counts: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""  # the public material the figures were checked against; empty: an unverified estimate
 
 
 @dataclass(frozen=True)
@@ -142,6 +163,8 @@ class Mode:
     inputs: Mapping[str, InputSpec]
     outputs: Mapping[str, OutputSpec]
     params: Mapping[str, ParamSpec]
+    any_of: tuple[tuple[str, ...], ...] = ()  # input groups of which at least one must be given
+    exclusive: tuple[tuple[str, ...], ...] = ()  # input groups of which at most one may be given
 
 
 @dataclass(frozen=True)
@@ -167,6 +190,22 @@ class ProviderModel:
     fields: Mapping[str, str] = field(default_factory=dict)
     # other field names public clients send for the same input; the simulator accepts them too
     field_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # params the service reads from ``input`` rather than ``parameters`` (VACE's ``function``)
+    input_params: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()  # the only regions that serve the model (s2v: beijing); empty: every region
+    concurrent: int | None = None  # the documented tasks at once per account, when lower than the service's
+
+
+@dataclass(frozen=True)
+class PreCheck:
+    """A cheap synchronous check run before the paid create (s2v's face check): a failed one stops the step."""
+
+    model: str
+    path: str
+    input: str  # the step input it checks
+    field: str  # that input's field in the check's body
+    passed: str  # the output field that says it passed
+    usd: float
 
 
 @dataclass(frozen=True)
@@ -205,6 +244,9 @@ class ModelSpec:
     price: PriceSpec | None = None
     providers: Mapping[str, ProviderModel] = field(default_factory=dict)
     open_weights: OpenWeights | None = None
+    precheck: PreCheck | None = None
+    any_of: tuple[tuple[str, ...], ...] = ()  # as Mode.any_of, when no mode is selected
+    exclusive: tuple[tuple[str, ...], ...] = ()
 
     @property
     def video(self) -> bool:
@@ -308,6 +350,12 @@ def parse_param(name: str, data: Mapping[str, Any]) -> ParamSpec:
         requires=data.get("requires") or {},
         fixed=bool(data.get("fixed", False)),
         send=bool(data.get("send", True)),
+        required=bool(data.get("required", False)),
+        items=tuple(data["items"]) if "items" in data else None,
+        same_length_as=data.get("same_length_as"),
+        at_most=data.get("at_most") or {},
+        from_input=data.get("from_input"),
+        with_inputs=data.get("with_inputs") or {},
     )
 
 
@@ -331,6 +379,7 @@ def parse_inputs(raw: Mapping[str, Any]) -> dict[str, InputSpec]:
             code=data.get("code"),
             ignored_when=data.get("ignored_when", {}),
             many=many,
+            rules=data.get("rules", ""),
         )
     return specs
 
@@ -340,66 +389,4 @@ def parse_outputs(raw: Mapping[str, Any]) -> dict[str, OutputSpec]:
     return {
         name: OutputSpec(name, (data or {}).get("count"), bool((data or {}).get("up_to", False)))
         for name, data in raw.items()
-    }
-
-
-def parse_model(name: str, data: Mapping[str, Any]) -> ModelSpec:
-    """Build a ModelSpec from its YAML mapping."""
-    modes = tuple(
-        Mode(
-            name=mode_name,
-            when=mode["when"],
-            inputs=parse_inputs(mode.get("inputs", data.get("inputs", {}))),
-            outputs=parse_outputs(mode.get("outputs", data.get("outputs", {}))),
-            params={param: parse_param(param, spec) for param, spec in (mode.get("params") or {}).items()},
-        )
-        for mode_name, mode in (data.get("modes") or {}).items()
-    )
-    prompt = data.get("prompt", {})
-    negative = data.get("negative_prompt", {})
-    price = data.get("price")
-    return ModelSpec(
-        name=name,
-        kind=data["kind"],
-        title=data.get("title", name),
-        aliases=tuple(data.get("aliases", ())),
-        prompt=TextSpec(bool(prompt.get("required", True)), int(prompt.get("max_chars", 2000)), prompt.get("code"),
-                        (prompt["names"]["input"], prompt["names"]["word"]) if "names" in prompt else None),
-        negative_prompt=TextSpec(False, int(negative.get("max_chars", 500)), negative.get("code")),
-        seed_code=data.get("seed_code"),
-        inputs=parse_inputs(data.get("inputs") or {}),
-        outputs=parse_outputs(data.get("outputs") or {}),
-        params={param: parse_param(param, spec) for param, spec in (data.get("params") or {}).items()},
-        modes=modes,
-        price=PriceSpec(
-            per=price["per"],
-            count_param=price["count"],
-            usd=price.get("usd"),
-            usd_by=price.get("usd_by", {}),
-            mode_counts={mode: spec["count"] for mode, spec in price.get("modes", {}).items()},
-        ) if price else None,
-        providers={
-            provider: ProviderModel(
-                ids["model"], ids.get("path"), ids.get("shape", "messages"),
-                ids.get("negative_prompt_in", "parameters"), ids.get("result"),
-                ids.get("fields", {}),
-                {name: tuple(aliases) for name, aliases in (ids.get("aliases") or {}).items()},
-            )
-            for provider, ids in (data.get("providers") or {}).items()
-        },
-    )
-
-
-def parse_media(raw: Mapping[str, Any]) -> dict[str, MediaRules]:
-    """Build the shared media rules."""
-    return {
-        kind: MediaRules(
-            kind=kind,
-            formats=tuple(data["formats"]),
-            max_bytes=int(data["max_bytes"]),
-            alpha=bool(data.get("alpha", True)),
-            min_seconds=data.get("min_seconds"),
-            max_seconds=data.get("max_seconds"),
-        )
-        for kind, data in raw.items()
     }

@@ -247,6 +247,8 @@ def add_sim_parser(commands: Any) -> None:
     sim.add_argument("--input-fields", choices=["any", "catalog", "aliases"], default="any",
                      help="input field names where public clients disagree (r2v reference_video_urls or "
                           "reference_urls): any (default), catalog (only wanflow's choice) or aliases (only the others)")
+    sim.add_argument("--face-check-fails", action="store_true",
+                     help="the wan2.2-s2v-detect face check finds no usable face in any image (check_pass: false)")
     sim.add_argument("--ignore-params", action="store_true",
                      help="the service drops `parameters` and renders its defaults (t2i: 4 images, i2v: 1080P)")
     sim.add_argument("--poll-throttle-rps", type=non_negative_float, default=0.0, metavar="R",

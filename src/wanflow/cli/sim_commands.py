@@ -43,6 +43,7 @@ def dispatch(args: argparse.Namespace) -> int:
             list_clock_offset=args.list_clock_offset,
             upload_ttl=args.upload_ttl,
             ignore_params=args.ignore_params,
+            face_check_fails=args.face_check_fails,
             input_fields=args.input_fields,
             poll_throttle_rps=args.poll_throttle_rps,
             lose_rate=args.lose_rate,

@@ -20,8 +20,10 @@ from wanflow import _fs_errors as fs_errors
 from wanflow._exceptions import StepFailed, TemplateProblem, WanflowError
 from wanflow.artifacts import Artifact
 from wanflow.execute.shared import SharedState
+from wanflow.pipelines.conditions import evaluate_for_each, evaluate_when
+from wanflow.pipelines.located import base_context
 from wanflow.pipelines.model import Pipeline, StepSpec
-from wanflow.pipelines.resolve import base_context, evaluate_for_each, evaluate_when, pipeline_seed
+from wanflow.pipelines.resolve import pipeline_seed
 from wanflow.pipelines.static_checks import fan_in
 from wanflow.pipelines.templating import StepOutputs, referenced_steps, render
 from wanflow.planning.options import RunOptions

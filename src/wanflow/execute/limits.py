@@ -31,6 +31,14 @@ from wanflow.execute.pacing import TokenBucket, submit_burst
 DEFAULT_LIMITS: Mapping[str, tuple[float, int]] = {"dashscope": (2.0, 2), "vtrix": (2.0, 2)}
 
 
+def _documented_concurrency(provider: str, model: str) -> int | None:
+    from wanflow.catalog.loader import load_catalog
+
+    spec = load_catalog().get(model)
+    ids = spec.providers.get(provider) if spec is not None else None
+    return ids.concurrent if ids is not None else None
+
+
 @dataclass(frozen=True)
 class QueueState:
     """One gate at one moment, for progress displays."""
@@ -68,6 +76,9 @@ class ProviderLimits:
 
     def _settings(self, provider: str, model: str) -> tuple[float | None, int | None]:
         rate, concurrent = DEFAULT_LIMITS.get(provider, (None, None))
+        documented = _documented_concurrency(provider, model)  # the catalog's lower limit (s2v: 1 at a time)
+        if documented is not None and concurrent is not None:
+            concurrent = min(concurrent, documented)
         section = self._config.get(provider, {})
         for scope in (section, section.get(model, {}) if isinstance(section.get(model), Mapping) else {}):
             if "submits_per_second" in scope:

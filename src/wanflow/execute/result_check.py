@@ -91,8 +91,8 @@ def _check_video(check: ResultCheck, video: Artifact, params: dict, tier: str | 
         area = VIDEO_TIERS[tier]
         if abs(video.width * video.height - area) > VIDEO_TIER_SHARE * area:
             check.mismatches.append(f"the video is {video.width}*{video.height}, not {tier}")
-    seconds = params.get("duration")
-    if isinstance(seconds, (int, float)) and video.duration is not None:
+    seconds = params.get("duration")  # 0 (wan2.7-videoedit): as long as the input, nothing to compare
+    if isinstance(seconds, (int, float)) and seconds > 0 and video.duration is not None:
         off = abs(video.duration - seconds)
         if off > DURATION_WARN:
             check.mismatches.append(f"the video lasts {video.duration:.1f} s, asked {seconds} s")

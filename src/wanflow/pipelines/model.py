@@ -12,7 +12,7 @@ from wanflow.pipelines.yaml_source import DataPath, SourceDocument
 
 # Step fields whose strings are templates, in the order they are resolved.
 # Media inputs are named after the service's fields, less ``_url`` (the catalog maps them back).
-MEDIA_FIELDS = ("images", "image", "first_frame", "last_frame", "references", "video", "mask", "audio")
+MEDIA_FIELDS = ("images", "image", "first_frame", "last_frame", "first_clip", "references", "video", "mask", "audio")
 TEMPLATED_STEP_FIELDS = ("when", "for_each", "prompt", "negative_prompt", *MEDIA_FIELDS, "videos", "params", "seed")
 OP_MEDIA_FIELDS = ("video", "videos", "image", "images", "audio")  # what an ``op:`` step may take
 
@@ -30,6 +30,7 @@ class StepSpec:
     image: str | None = None
     first_frame: str | None = None
     last_frame: str | None = None
+    first_clip: str | None = None
     references: list[str] | str | None = None
     video: str | None = None
     mask: str | None = None

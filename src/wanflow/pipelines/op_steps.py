@@ -20,7 +20,7 @@ OP_SEED_SOURCE = "none (an op is deterministic)"
 
 
 class Findings(Protocol):
-    """Where resolving puts located problems (``resolve._Collector``)."""
+    """Where resolving puts located problems (``located.StepDiagnostics``)."""
 
     diagnostics: list[Diagnostic]
     pipeline: Pipeline

@@ -11,28 +11,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from wanflow._diagnostics import Diagnostic, Location, format_path
+from wanflow._diagnostics import Diagnostic
 from wanflow._exceptions import TemplateProblem
 from wanflow.artifacts import Artifact, MediaInput
 from wanflow.catalog.open_weights import PROVIDER as OPEN_WEIGHTS_PROVIDER
 from wanflow.catalog.rules import (
-    Finding,
+    check_cross_inputs,
     check_ignored_inputs,
     check_input_count,
     check_params,
-    check_prompt_names,
     check_seed,
     check_text,
     coerce_param,
+    params_from_inputs,
     truncate_text,
 )
 from wanflow.catalog.spec import InputSpec
 from wanflow.ops.specs import OP_PROVIDER
+from wanflow.pipelines.located import FAILED, StepDiagnostics, base_context
 from wanflow.pipelines.model import MEDIA_FIELDS, Pipeline, StepSpec
 from wanflow.pipelines.op_steps import resolve_op_step
 from wanflow.pipelines.request import SEED_MAX, StepRequest, derive_seed
-from wanflow.pipelines.templating import StepOutputs, StepsNamespace, VarsNamespace, render
-from wanflow.pipelines.variables import BOOLEAN_WORDS, parse_boolean_word
+from wanflow.pipelines.templating import StepOutputs, render
 from wanflow.pipelines.yaml_source import DataPath
 
 DEFAULT_PROVIDER = "local"
@@ -75,15 +75,6 @@ def _as_seed(value: Any) -> int | None:
     return value
 
 
-def base_context(pipeline: Pipeline, upstream: Mapping[str, StepOutputs]) -> dict[str, Any]:
-    """The names templates can use: ``vars``, ``steps`` and ``pipeline``."""
-    return {
-        "vars": VarsNamespace(pipeline.vars),
-        "steps": StepsNamespace(upstream),
-        "pipeline": {"name": pipeline.name},
-    }
-
-
 def choose_provider(pipeline: Pipeline, step: StepSpec, override: str | None) -> str:
     """``--provider`` beats the step's provider, which beats ``defaults.provider``; else local.
     An ``op:`` step always runs here, on the free ``op`` provider. An open-weights step the file
@@ -95,44 +86,6 @@ def choose_provider(pipeline: Pipeline, step: StepSpec, override: str | None) ->
     if step.model.open_weights is not None and own == OPEN_WEIGHTS_PROVIDER:
         return own
     return override or own
-
-
-_FAILED = object()
-
-
-class _Collector:
-    """Gathers located diagnostics (errors and warnings) while one step is resolved."""
-
-    def __init__(self, pipeline: Pipeline, step: StepSpec) -> None:
-        self.pipeline = pipeline
-        self.step = step
-        self.diagnostics: list[Diagnostic] = []
-
-    @property
-    def failed(self) -> bool:
-        return any(d.severity == "error" for d in self.diagnostics)
-
-    def add(self, path: DataPath, message: str, allowed: str | None = None, code: str | None = None,
-            severity: str = "error") -> None:
-        location: Location = self.pipeline.locate(path)
-        self.diagnostics.append(
-            Diagnostic(message, location, path=format_path(path), allowed=allowed, code=code, severity=severity)  # type: ignore[arg-type]
-        )
-
-    def finding(self, finding: Finding) -> None:
-        # A rule about a param the user did not write (a costly default) is placed at the
-        # nearest written ancestor: the step's params, or the step itself.
-        self.add(self.step.path(*finding.field), finding.message, finding.allowed, finding.code, finding.severity)
-
-    def render(self, text: str, context: Mapping[str, Any], path: DataPath) -> Any:
-        try:
-            return render(text, context)
-        except TemplateProblem as problem:
-            location = self.pipeline.locate(path)
-            if problem.line and problem.line > 1:
-                location = Location(location.file, location.line + problem.line - 1, location.column)
-            self.diagnostics.append(Diagnostic(problem.message, location, path=format_path(path)))
-            return _FAILED
 
 
 def resolve_step(
@@ -149,14 +102,14 @@ def resolve_step(
     ``index`` and ``item``, and the sub-task gets a seed of its own. Returns the request (None
     when there are errors) and every diagnostic, warnings included.
     """
-    collector = _Collector(pipeline, step)
+    collector = StepDiagnostics(pipeline, step)
     context = base_context(pipeline, {dep: upstream[dep] for dep in step.depends_on if dep in upstream})
     if item is not None:
         context["index"], context["item"] = item
     if step.op is not None:
         rendered = {name: collector.render(value, context, step.path("params", name)) if isinstance(value, str) else value
                     for name, value in step.params.items()}
-        return resolve_op_step(collector, step, {k: v for k, v in rendered.items() if v is not _FAILED},
+        return resolve_op_step(collector, step, {k: v for k, v in rendered.items() if v is not FAILED},
                                lambda name, written: _media_items(collector, step, name, step.model.inputs[name],
                                                                   written, context, media),
                                unit=f"{step.id}[{item[0]}]" if item else step.id)
@@ -171,7 +124,7 @@ def resolve_step(
     seed, seed_source = _resolve_seed(collector, pipeline, step, context, f"{step.id}[{item[0]}]" if item else step.id)
     params["seed"] = seed
     inputs, adaptations = _resolve_inputs(collector, step, params, context, media)
-    for finding in [] if collector.failed else check_prompt_names(model, prompt, {k: len(v) for k, v in inputs.items()}):
+    for finding in [] if collector.failed else check_cross_inputs(model, prompt, params, {k: len(v) for k, v in inputs.items()}):
         collector.finding(finding)
 
     provider = choose_provider(pipeline, step, provider_override)
@@ -193,7 +146,7 @@ def resolve_step(
         prompt=prompt,
         negative_prompt=negative,
         inputs=inputs,
-        params=params,
+        params=params_from_inputs(model, params, {name: getattr(items[0], "duration", None) for name, items in inputs.items()}),
         explicit_params=frozenset(explicit),
         seed_source=seed_source,
         adaptations=tuple(adaptations),
@@ -202,70 +155,12 @@ def resolve_step(
     return request, collector.diagnostics
 
 
-def evaluate_for_each(pipeline: Pipeline, step: StepSpec, upstream: Mapping[str, StepOutputs]) -> tuple[list[Any] | None, list[Diagnostic]]:
-    """The items of a ``for_each`` step (None when the step has none)."""
-    if step.for_each is None:
-        return None, []
-    if isinstance(step.for_each, list):
-        return list(step.for_each), []
-    collector = _Collector(pipeline, step)
-    context = base_context(pipeline, {dep: upstream[dep] for dep in step.depends_on if dep in upstream})
-    value = collector.render(step.for_each, context, step.path("for_each"))
-    if value is _FAILED:
-        return None, collector.diagnostics
-    if not isinstance(value, (list, tuple)):
-        collector.add(step.path("for_each"), f"for_each must give a list, got {type(value).__name__}",
-                      allowed="a list, a var that is a list, or an upstream step's images")
-        return None, collector.diagnostics
-    if len(value) > MAX_ITEMS:
-        collector.add(step.path("for_each"), f"for_each gave {len(value)} items", allowed=f"at most {MAX_ITEMS}")
-        return None, collector.diagnostics
-    return list(value), []
-
-
-MAX_ITEMS = 10_000
-
-
-def evaluate_when(pipeline: Pipeline, step: StepSpec, upstream: Mapping[str, StepOutputs]) -> tuple[bool, list[Diagnostic]]:
-    """Whether ``step`` should run: a boolean, 0 or 1, or one of the documented words ("false", "no",
-    "0" from a CSV, say). Anything else (``flase``, ``maybe``) is an error, never a silent yes."""
-    if step.when is None or isinstance(step.when, bool):
-        return step.when is not False, []
-    collector = _Collector(pipeline, step)
-    context = base_context(pipeline, {dep: upstream[dep] for dep in step.depends_on if dep in upstream})
-    value = collector.render(step.when, context, step.path("when"))
-    if value is _FAILED:
-        return False, collector.diagnostics
-    if isinstance(value, Artifact) and value.kind == "text":
-        if value.pending:  # a stand-in before the run: its text is not known yet
-            return True, []
-        value = value.read_text()
-    decided = condition_value(value)
-    if decided is None:
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        collector.add(step.path("when"), f"{shown} is neither true nor false",
-                      allowed=f"a boolean, or {BOOLEAN_WORDS}")
-        return False, collector.diagnostics
-    return decided, []
-
-
-def condition_value(value: Any) -> bool | None:
-    """A ``when:`` value as a boolean: booleans, 0 and 1, and the true/false words; else None."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        return parse_boolean_word(value)
-    return None
-
-
-def _render_text(collector: _Collector, step: StepSpec, name: str, context: Mapping[str, Any]) -> str | None:
+def _render_text(collector: StepDiagnostics, step: StepSpec, name: str, context: Mapping[str, Any]) -> str | None:
     source = getattr(step, name)
     if source is None:
         return None
     value = collector.render(source, context, step.path(name))
-    if value is _FAILED:
+    if value is FAILED:
         return None
     if isinstance(value, Artifact):
         if value.kind != "text":
@@ -281,7 +176,7 @@ def _render_text(collector: _Collector, step: StepSpec, name: str, context: Mapp
 
 
 def _resolve_params(
-    collector: _Collector, pipeline: Pipeline, step: StepSpec, context: Mapping[str, Any]
+    collector: StepDiagnostics, pipeline: Pipeline, step: StepSpec, context: Mapping[str, Any]
 ) -> tuple[dict[str, Any], set[str]]:
     model = step.model
     given: dict[str, tuple[Any, DataPath]] = {}
@@ -296,7 +191,7 @@ def _resolve_params(
     for name, (value, path) in given.items():
         if isinstance(value, str):
             value = collector.render(value, context, path)
-            if value is _FAILED:
+            if value is FAILED:
                 continue
         spec = model.params.get(name)
         if spec is None:
@@ -314,7 +209,7 @@ def _resolve_params(
     return completed, explicit
 
 
-def _resolve_seed(collector: _Collector, pipeline: Pipeline, step: StepSpec, context: Mapping[str, Any],
+def _resolve_seed(collector: StepDiagnostics, pipeline: Pipeline, step: StepSpec, context: Mapping[str, Any],
                   seed_name: str) -> tuple[int, str]:
     pinned = pipeline.pinned_seeds.get(step.id)
     if step.seed is None and pinned is not None:
@@ -329,7 +224,7 @@ def _resolve_seed(collector: _Collector, pipeline: Pipeline, step: StepSpec, con
             return 0, "invalid"
         return derive_seed(parent, seed_name), "derived from the pipeline seed and step id"
     value = step.seed if isinstance(step.seed, int) else collector.render(step.seed, context, step.path("seed"))
-    if value is _FAILED:
+    if value is FAILED:
         return 0, "invalid"
     chosen = _as_seed(value)
     if chosen is None:
@@ -340,7 +235,7 @@ def _resolve_seed(collector: _Collector, pipeline: Pipeline, step: StepSpec, con
 
 
 def _resolve_inputs(
-    collector: _Collector,
+    collector: StepDiagnostics,
     step: StepSpec,
     params: Mapping[str, Any],
     context: Mapping[str, Any],
@@ -381,7 +276,7 @@ def _resolve_inputs(
 
 
 def _media_items(
-    collector: _Collector,
+    collector: StepDiagnostics,
     step: StepSpec,
     name: str,
     slot: InputSpec,
@@ -395,7 +290,7 @@ def _media_items(
     for index, text in entries:
         path = step.path(name) if index is None else step.path(name, index)
         value = collector.render(text, context, path)
-        if value is _FAILED:
+        if value is FAILED:
             ok = False
             continue
         for item in (list(value) if isinstance(value, (list, tuple)) else [value]):
@@ -408,7 +303,7 @@ def _media_items(
 
 
 def _media_item(
-    collector: _Collector, step: StepSpec, name: str, slot: InputSpec, value: Any, path: DataPath, media: MediaResolver
+    collector: StepDiagnostics, step: StepSpec, name: str, slot: InputSpec, value: Any, path: DataPath, media: MediaResolver
 ) -> MediaInput | None:
     wanted = slot.media
     if isinstance(value, Artifact):

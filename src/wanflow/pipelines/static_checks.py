@@ -17,10 +17,12 @@ from wanflow._exceptions import TemplateProblem
 from wanflow.artifacts import Artifact
 from wanflow.catalog.loader import OUTPUT_FIELDS, load_catalog
 from wanflow.pipelines.collisions import output_collisions
+from wanflow.pipelines.conditions import evaluate_for_each, evaluate_when
 from wanflow.pipelines.graph import template_strings
+from wanflow.pipelines.located import base_context
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.request import StepRequest
-from wanflow.pipelines.resolve import base_context, evaluate_for_each, evaluate_when, resolve_step
+from wanflow.pipelines.resolve import resolve_step
 from wanflow.pipelines.static_media import StaticMedia
 from wanflow.pipelines.templating import OutputList, StepOutputs, render
 from wanflow.pipelines.yaml_source import DataPath

@@ -82,7 +82,7 @@ class StaticMedia:
 
 def slot_rules(item: Artifact, slot: InputSpec) -> MediaRules:
     """The media rules ``item`` meets in ``slot``: the slot's own (open weights), else the catalog's."""
-    return slot.rules[item.kind] if slot.rules else load_catalog().media[slot.media]
+    return slot.local_rules[item.kind] if slot.local_rules else load_catalog().media[slot.rules_key]
 
 
 def media_verdict(item: Artifact, slot: InputSpec) -> MediaVerdict:

@@ -21,10 +21,11 @@ from typing import Any
 
 from wanflow._exceptions import TemplateProblem
 from wanflow.catalog.pricing import estimate
+from wanflow.pipelines.conditions import evaluate_for_each, evaluate_when
 from wanflow.pipelines.graph import template_strings
 from wanflow.pipelines.instances import Instance, RejectedRow
 from wanflow.pipelines.model import MEDIA_FIELDS, Pipeline, StepSpec
-from wanflow.pipelines.resolve import evaluate_for_each, evaluate_when, resolve_step
+from wanflow.pipelines.resolve import resolve_step
 from wanflow.pipelines.static_checks import fan_in, placeholder_outputs
 from wanflow.pipelines.templating import StepOutputs, referenced_steps
 from wanflow.planning.decision import SPENDS, Status, decide

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypedDict, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 from wanflow.pipelines.request import StepRequest
 from wanflow.state.journal import JournalEntry
@@ -43,6 +43,7 @@ class TaskInfo(TypedDict, total=False):
     extra_outputs: list[dict[str, str]]  # outputs kept only by URL (a vtrix audio item)
     op: str  # an op: step's operation (the op provider)
     ops_version: str  # the ops' version (salts their cache keys)
+    precheck: dict[str, Any]  # the documented check run before the paid create (s2v's face check)
     adaptations: list[dict[str, object]]  # what an op did to fit its inputs (a concat's scaled clip)
     warnings: list[str]
     urls_expire_at: float  # when the result URLs stop working

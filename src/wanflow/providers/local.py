@@ -65,7 +65,7 @@ def _render_t2i(request: StepRequest, workdir: Path) -> list[ProducedFile]:
 def _render_edit(request: StepRequest, workdir: Path) -> list[ProducedFile]:
     from wanflow.preview.images import edit_output_size, interleaved_text, render_edit, save_png
 
-    inputs = _open_images(request, "images")
+    inputs = _open_images(request, "images") or _open_images(request, "image")  # wanx2.1-imageedit: one base image
     size = edit_output_size(str(request.params.get("size", "1K")), inputs)
     count = request.model.image_count(request.params)
     files = []
@@ -127,7 +127,8 @@ def _render_video(request: StepRequest, workdir: Path, first: Any, last: Any = N
         path,
         seed=request.seed,
         resolution=request.model.resolution_tier(request.params) or "720P",
-        seconds=int(request.params.get("duration", 5)),
+        # duration 0 (wan2.7-videoedit): as long as the input clip
+        seconds=int(request.params.get("duration") or request.params.get("input_seconds") or 5),
         with_audio=with_audio,
         audio_path=audio_path,
         model=request.model.name,
@@ -139,8 +140,43 @@ def _render_video(request: StepRequest, workdir: Path, first: Any, last: Any = N
 
 
 def _render_i2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
-    (first,) = _open_images(request, "image")
-    return _render_video(request, workdir, first)
+    """The first frame (``image`` or ``first_frame``, else a first clip's opening picture) set in
+    motion, morphing into ``last_frame`` when there is one."""
+    starts = (_open_images(request, "image") or _open_images(request, "first_frame")
+              or _first_pictures(request, "first_clip") or _first_pictures(request, "video"))
+    lasts = _open_images(request, "last_frame")
+    size = _video_size(request) or (1280, 720)
+    first = starts[0] if starts else _sheet(lasts, size)
+    return _render_video(request, workdir, first, lasts[0] if lasts and starts else None)
+
+
+def _render_s2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """The portrait set in motion for as long as its speech, with the speech as its sound track."""
+    return _render_i2v(request, workdir)
+
+
+def _render_animate(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """The character image set in motion for as long as the driving clip, whose first picture is
+    inset in a corner (the motion it follows)."""
+    (character,) = _open_images(request, "image")
+    driving = _first_pictures(request, "video")
+    frame = character.copy()
+    if driving:
+        inset = driving[0].copy()
+        inset.thumbnail((max(1, frame.width // 4), max(1, frame.height // 4)))
+        frame.paste(inset, (frame.width - inset.width - 8, frame.height - inset.height - 8))
+    return _render_video(request, workdir, frame)
+
+
+def _render_videoedit(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """The clip's opening picture set in motion, with the reference images inset along its top."""
+    (frame,) = _first_pictures(request, "video")
+    references = _open_images(request, "images")
+    for index, reference in enumerate(references):
+        inset = reference.copy()
+        inset.thumbnail((max(1, frame.width // 5), max(1, frame.height // 5)))
+        frame.paste(inset, (8 + index * (frame.width // 5 + 8), 8))
+    return _render_video(request, workdir, frame)
 
 
 def _render_t2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
@@ -159,25 +195,45 @@ def _render_kf2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
     return _render_video(request, workdir, first, last[0] if last else None)
 
 
-def _render_r2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
-    """The references' first frames side by side (character1, character2, ...), set in motion."""
-    from PIL import Image
-
+def _first_pictures(request: StepRequest, slot: str) -> list[Any]:
+    """The first picture of each clip given to ``slot``."""
     from wanflow.preview.video import first_picture
 
     pictures = []
-    for item in request.inputs.get("references", ()):
+    for item in request.inputs.get(slot, ()):
         if isinstance(item, RemoteInput):
             raise ProviderError(f"the local provider works offline and cannot fetch {item.url}")
         assert isinstance(item, Artifact) and item.path is not None
         pictures.append(first_picture(item.path).convert("RGB"))
-    width, height = _video_size(request) or (1280, 720)
+    return pictures
+
+
+def _sheet(pictures: list[Any], size: tuple[int, int]) -> Any:
+    """Pictures side by side on a dark frame of ``size`` (character1, character2, ...)."""
+    from PIL import Image
+
+    width, height = size
     sheet = Image.new("RGB", (width, height), (24, 24, 32))
     cell = width // max(1, len(pictures))
     for index, picture in enumerate(pictures):
+        picture = picture.copy()
         picture.thumbnail((cell, height))
         sheet.paste(picture, (index * cell + (cell - picture.width) // 2, (height - picture.height) // 2))
-    return _render_video(request, workdir, sheet)
+    return sheet
+
+
+def _render_r2v(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """The references' first frames side by side (character1, character2, ...), set in motion."""
+    return _render_video(request, workdir, _sheet(_first_pictures(request, "references"), _video_size(request) or (1280, 720)))
+
+
+def _render_vace(request: StepRequest, workdir: Path) -> list[ProducedFile]:
+    """VACE by function: the reference images side by side (image_reference), the input clip's
+    first picture (repaint, edit, outpaint), or a morph from the first frame or clip into the last
+    frame (extension)."""
+    if request.inputs.get("references") and not request.inputs.get("video"):
+        return _render_video(request, workdir, _sheet(_open_images(request, "references"), _video_size(request) or (1280, 720)))
+    return _render_i2v(request, workdir)
 
 
 _RENDERERS: dict[str, Callable[[StepRequest, Path], list[ProducedFile]]] = {
@@ -187,6 +243,10 @@ _RENDERERS: dict[str, Callable[[StepRequest, Path], list[ProducedFile]]] = {
     "t2v": _render_t2v,
     "kf2v": _render_kf2v,
     "r2v": _render_r2v,
+    "vace": _render_vace,
+    "s2v": _render_s2v,
+    "animate": _render_animate,
+    "videoedit": _render_videoedit,
 }
 
 

@@ -34,14 +34,15 @@ class PollPolicy:
         return max(0.0, base * (1 + rng.uniform(-self.jitter, self.jitter)))
 
 
-# Images take 1-2 minutes, video 1-5 (DashScope suggests ~5 s and ~10-15 s polls).
+# Images take 1-2 minutes, video 1-5 (DashScope suggests ~5 s and ~10-15 s polls); VACE takes
+# 5-10 minutes, and speech and animate videos follow their input (up to 30 s of output): an hour.
+_IMAGE = PollPolicy(first_delay=4.0, interval=5.0, jitter=0.2, deadline=15 * 60)
+_VIDEO = PollPolicy(first_delay=15.0, interval=10.0, jitter=0.2, deadline=30 * 60)
+_LONG_VIDEO = PollPolicy(first_delay=30.0, interval=15.0, jitter=0.2, deadline=60 * 60)
 POLL_POLICIES: Mapping[str, PollPolicy] = {
-    "t2i": PollPolicy(first_delay=4.0, interval=5.0, jitter=0.2, deadline=15 * 60),
-    "edit": PollPolicy(first_delay=4.0, interval=5.0, jitter=0.2, deadline=15 * 60),
-    "i2v": PollPolicy(first_delay=15.0, interval=10.0, jitter=0.2, deadline=30 * 60),
-    "t2v": PollPolicy(first_delay=15.0, interval=10.0, jitter=0.2, deadline=30 * 60),
-    "kf2v": PollPolicy(first_delay=15.0, interval=10.0, jitter=0.2, deadline=30 * 60),
-    "r2v": PollPolicy(first_delay=15.0, interval=10.0, jitter=0.2, deadline=30 * 60),
+    "t2i": _IMAGE, "edit": _IMAGE,
+    "i2v": _VIDEO, "t2v": _VIDEO, "kf2v": _VIDEO, "r2v": _VIDEO, "videoedit": _VIDEO,
+    "vace": _LONG_VIDEO, "s2v": _LONG_VIDEO, "animate": _LONG_VIDEO,
 }
 
 

@@ -39,6 +39,7 @@ from wanflow.providers.durations import DurationBook
 from wanflow.providers.failures import classify
 from wanflow.providers.policies import RetryPolicy
 from wanflow.providers.polling import TaskPolling
+from wanflow.providers.prechecks import region_problem, run_precheck
 from wanflow.providers.protocol import (
     CreateCall,
     ServiceProtocol,
@@ -122,12 +123,17 @@ class RemoteProvider(TaskPolling, CreateCalls, JournalRecovery):
 
     async def generate(self, request: StepRequest, context: GenerationContext) -> GenerationResult:
         """Submit (or resume), wait for and download one generation."""
+        problem = region_problem(request, self.name, self.config.base_url)
+        if problem is not None:  # before any upload: a region that cannot serve the model gets nothing
+            raise ProviderError(problem, code="region")
         api, downloads = self._clients()
         call, passed_urls = await self._create_call(api, request, context, use_urls=True)
         info: TaskInfo = {"request_ids": [], "task_ids": [], "request_fingerprint": call.fingerprint}
         if self.config.envelope != self.protocol.spec.default_envelope:
             info["envelope"] = self.config.envelope
         task_id = await self._recover(api, call, request, info, context)
+        if task_id is None and (check := await run_precheck(api, self.name, request, call, self._auth(), context.log)):
+            info["precheck"] = check  # the documented check before a paid create (s2v's face check) passed
         for attempt in range(1, MAX_TASK_ATTEMPTS + 1):
             if task_id is None:
                 try:

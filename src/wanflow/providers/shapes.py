@@ -55,6 +55,21 @@ def _fields(request: StepRequest, ids: ProviderModel, inputs: dict[str, list[str
         if values:
             body_input[ids.fields.get(name, name)] = list(values) if slots[name].many else values[0]
     parameters = _parameters(request)
+    for name in ids.input_params:  # read by the service from ``input`` (VACE's function)
+        if name in parameters:
+            body_input[name] = parameters.pop(name)
+    _place_negative(request, ids, body_input, parameters)
+    return {"model": ids.model, "input": body_input, "parameters": parameters}
+
+
+def _media(request: StepRequest, ids: ProviderModel, inputs: dict[str, list[str]]) -> dict[str, Any]:
+    """``input: {prompt, media: [{type, url}]}`` (wan2.7-i2v): each DSL input as an item whose
+    ``type`` the catalog's ``fields`` names (``audio: driving_audio``), in the catalog's order."""
+    body_input: dict[str, Any] = {}
+    if request.prompt is not None:
+        body_input["prompt"] = request.prompt
+    body_input["media"] = [{"type": kind, "url": url} for name, kind in ids.fields.items() for url in inputs.get(name, [])]
+    parameters = _parameters(request)
     _place_negative(request, ids, body_input, parameters)
     return {"model": ids.model, "input": body_input, "parameters": parameters}
 
@@ -69,6 +84,7 @@ SHAPES: dict[str, Callable[[StepRequest, ProviderModel, dict[str, list[str]]], d
     "images_list": _images_list,
     "first_frame": _first_frame,
     "fields": _fields,
+    "media": _media,
 }
 
 

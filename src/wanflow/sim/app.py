@@ -109,6 +109,8 @@ def create_app(knobs: Knobs | None = None, workdir: Path | None = None) -> tuple
     paths = sorted({ids.path for model in load_catalog().models.values()
                     for name, ids in model.providers.items() if name == "dashscope" and ids.path})
     routes += [Route(PREFIX + path, dashscope.create, methods=["POST"]) for path in paths]
+    checks = sorted({model.precheck.path for model in load_catalog().models.values() if model.precheck is not None})
+    routes += [Route(PREFIX + path, dashscope.precheck, methods=["POST"]) for path in checks]
     routes += [
         Route(PREFIX + SYNC_PATH, dashscope.sync_generation, methods=["POST"]),
         Route(PREFIX + "/tasks/{task_id}/cancel", dashscope.cancel, methods=["POST"]),

@@ -18,11 +18,12 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from wanflow.catalog.loader import load_catalog
 from wanflow.catalog.pricing import list_price
 from wanflow.sim.clock import parse_list_time, parse_offset, service_time
 from wanflow.sim.core import Core, base_url, lost_answer, lost_request
 from wanflow.sim.envelopes import Rejection, dashscope_error
-from wanflow.sim.inputs import Caller
+from wanflow.sim.inputs import Caller, decode_media
 from wanflow.sim.requests import Interpreted, interpret
 from wanflow.sim.state import SimTask
 from wanflow.sim.uploads import RESOLVE_HEADER
@@ -109,6 +110,33 @@ class DashScope:
         output, usage = await self._result(task, base_url(request))
         output["finished"] = True
         return JSONResponse({"request_id": task.request_id, "output": output, "usage": usage})
+
+    async def precheck(self, request: Request) -> Response:
+        """A model's synchronous pre-check (wan2.2-s2v-detect on image2video/face-detect): ``check_pass``
+        for any readable image, false for every image with ``--face-check-fails``."""
+        try:
+            key = self.core.gate(request, create=True)
+            try:
+                body = await request.json()
+            except ValueError:
+                raise Rejection(400, "InvalidParameter", "request body is not JSON") from None
+            check = next((model.precheck for model in load_catalog().models.values() if model.precheck is not None
+                          and model.precheck.model == (body.get("model") if isinstance(body, dict) else None)), None)
+            if check is None or not request.url.path.endswith(check.path):
+                raise Rejection(400, "InvalidParameter", f"Model not exist: {body.get('model') if isinstance(body, dict) else body}")
+            value = (body.get("input") or {}).get(check.field) if isinstance(body.get("input"), dict) else None
+            if not value:
+                raise Rejection(400, "InvalidParameter", f"Missing required field input.{check.field}")
+            caller = Caller("dashscope", key, base_url(request), _header_enabled(request, RESOLVE_HEADER))
+            await anyio.to_thread.run_sync(decode_media, value, "image", check.model, caller, self.state)
+        except Rejection as rejection:
+            if rejection.status == 400:
+                self.state.stats["rejected"] += 1
+            return _error(rejection)
+        self.state.stats["prechecks"] += 1
+        passed = not self.state.knobs.face_check_fails
+        return JSONResponse({"request_id": f"sim-check-{self.state.stats['prechecks']}",
+                             "output": {check.passed: passed, "humanoid": passed}, "usage": {"image_count": 1}})
 
     async def task(self, request: Request) -> Response:
         """``GET /api/v1/tasks/{id}``: UNKNOWN (HTTP 200) for an id this account does not have."""

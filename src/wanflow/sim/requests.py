@@ -15,7 +15,15 @@ from typing import Any
 
 from wanflow.artifacts import Artifact
 from wanflow.catalog.loader import load_catalog
-from wanflow.catalog.rules import MediaFacts, check_input_count, check_media, check_params, truncate_text
+from wanflow.catalog.rules import (
+    MediaFacts,
+    check_cross_inputs,
+    check_input_count,
+    check_media,
+    check_params,
+    params_from_inputs,
+    truncate_text,
+)
 from wanflow.catalog.spec import InputSpec, ModelSpec, ParamSpec
 from wanflow.pipelines.request import StepRequest
 from wanflow.sim.codes import vtrix_code
@@ -81,6 +89,10 @@ def interpret(caller: Caller, path: str | None, body: Any, state: SimState) -> I
         raise reader.reject("parameters must be an object")
     # --ignore-params: the service drops what was asked and renders its defaults.
     parameters = {} if state.knobs.ignore_params else dict(raw_parameters or {})
+    for name in ids.input_params:  # read from ``input`` (VACE's function), not from parameters
+        parameters.pop(name, None)
+        if name in body_input and not state.knobs.ignore_params:
+            parameters[name] = body_input[name]
     if ids.shape == "messages":
         prompt, images = _messages(reader, body_input)
         media: dict[str, list[Any]] = {"images": images}
@@ -88,6 +100,8 @@ def interpret(caller: Caller, path: str | None, body: Any, state: SimState) -> I
         prompt, media = body_input.get("prompt"), {"images": list(body_input.get("images") or [])}
     elif ids.shape == "fields":
         prompt, media = body_input.get("prompt"), _fields(reader, state, body_input)
+    elif ids.shape == "media":
+        prompt, media = body_input.get("prompt"), _media_list(reader, body_input)
     else:
         prompt = body_input.get("prompt")
         media = {"image": [body_input["img_url"]] if body_input.get("img_url") else []}
@@ -98,7 +112,7 @@ def interpret(caller: Caller, path: str | None, body: Any, state: SimState) -> I
 
     params: dict[str, Any] = {}
     for name, value in parameters.items():
-        spec = model.params.get(name)
+        spec = model.param_spec(name, parameters)
         if spec is None:
             continue  # like the services: unknown parameters are ignored
         problem = _type_problem(spec, value)
@@ -114,7 +128,13 @@ def interpret(caller: Caller, path: str | None, body: Any, state: SimState) -> I
     completed["seed"] = seed if seed is not None else random.randrange(SEED_MAX + 1)
 
     prompt, negative = _texts(reader, state, prompt, negative)
+    # Groups of inputs and per-item lists, before any input is fetched (the r2v prompt's names are
+    # wanflow's check, not the service's).
+    for finding in check_cross_inputs(model, None, completed, {name: len(items) for name, items in media.items()}):
+        if finding.severity == "error":
+            raise reader.reject(f"{'.'.join(map(str, finding.field))}: {finding.message}", code=finding.code)
     inputs = _inputs(reader, caller, state, completed, media)
+    completed = params_from_inputs(model, completed, {name: items[0].duration for name, items in inputs.items()})
     request = StepRequest(
         step_id="sim",
         model=model,
@@ -136,6 +156,11 @@ def _type_problem(spec: ParamSpec, value: Any) -> str | None:
         return None if ok else f"must be an integer, got {value!r}"
     if spec.type == "boolean":
         return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if spec.type == "number":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else f"must be a number, got {value!r}"
+    if spec.type == "list":
+        return None if isinstance(value, list) else f"must be an array, got {value!r}"
     return None if isinstance(value, str) else f"must be a string, got {value!r}"
 
 
@@ -189,7 +214,7 @@ def _check_media(reader: _Reader, name: str, slot: InputSpec, artifact: Artifact
         if (slot.min_side is not None and small < slot.min_side) or (slot.max_side is not None and large > slot.max_side):
             raise reader.reject(f"{name}: {width}x{height} is outside {slot.min_side}-{slot.max_side} pixels per side",
                                 check="image_side")
-    rules = load_catalog().media[slot.media]
+    rules = load_catalog().media[slot.rules_key]
     verdict = check_media(slot, rules, MediaFacts(artifact.media_type, artifact.size, width, height,
                                                   artifact.duration, artifact.has_alpha))
     problems = verdict.fatal + verdict.fixable
@@ -201,7 +226,7 @@ def _fields(reader: _Reader, state: SimState, body_input: dict[str, Any]) -> dic
     """Inputs under the field names the catalog gives (and, per the ``input_fields`` knob, their aliases)."""
     ids = reader.model.providers[reader.protocol]
     media: dict[str, list[Any]] = {}
-    for name, slot in reader.model.inputs.items():
+    for name, slot in _all_slots(reader.model).items():
         primary, aliases = ids.fields.get(name, name), ids.field_aliases.get(name, ())
         accepted = {"any": (primary, *aliases), "catalog": (primary,), "aliases": aliases or (primary,)}[state.knobs.input_fields]
         found = [field for field in accepted if body_input.get(field)]
@@ -213,6 +238,31 @@ def _fields(reader: _Reader, state: SimState, body_input: dict[str, Any]) -> dic
         if slot.many and not isinstance(value, list):
             raise reader.reject(f"{found[0]} must be an array of URLs")
         media[name] = list(value) if slot.many else [value]
+    return media
+
+
+def _all_slots(model: ModelSpec) -> dict[str, InputSpec]:
+    """Every input slot the model has in any mode (a body names inputs before its mode is known)."""
+    return {name: slot for mode in model.modes for name, slot in mode.inputs.items()} | dict(model.inputs)
+
+
+def _media_list(reader: _Reader, body_input: dict[str, Any]) -> dict[str, list[Any]]:
+    """``input.media``: a list of ``{type, url}`` items, each type once (wan2.7-i2v)."""
+    ids = reader.model.providers[reader.protocol]
+    names = {kind: name for name, kind in ids.fields.items()}
+    items = body_input.get("media")
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise reader.reject("input.media must be an array of {type, url} objects")
+    media: dict[str, list[Any]] = {}
+    for item in items:
+        kind = item.get("type")
+        if kind not in names:
+            raise reader.reject(f"media type {kind!r} is not supported by {reader.provider_model} "
+                                f"(supported: {', '.join(names)})")
+        slot = _all_slots(reader.model).get(names[kind])
+        if names[kind] in media and not (slot and slot.many):
+            raise reader.reject(f"media type {kind} is given more than once")
+        media.setdefault(names[kind], []).append(item.get("url"))
     return media
 
 

@@ -51,6 +51,7 @@ class Knobs:
     # any (default) takes every documented name, catalog only wanflow's choice, aliases only the others.
     input_fields: str = "any"
     ignore_params: bool = False  # the service drops `parameters` (tests the client's result-vs-request check)
+    face_check_fails: bool = False  # wan2.2-s2v-detect finds no usable face in any image (check_pass: false)
     poll_throttle_rps: float = 0.0  # per-key task-poll rate; 0 = unlimited
     # --- result downloads that go wrong (a proxy's faults, a storage's bad day) ---
     corrupt_rate: float = 0.0  # downloads with 256 flipped bytes and the right length
@@ -186,6 +187,7 @@ class SimState:
             "upload_policies": 0,
             "uploads": 0,
             "sync_calls": 0,
+            "prechecks": 0,  # synchronous pre-checks answered (wan2.2-s2v-detect)
             "suspended_polls": 0,
             "downloads_with_auth": 0,
             "dropped": 0,

@@ -157,3 +157,19 @@ def test_each_item_of_a_pick_that_fans_out_is_picked_on_its_own(project: Path, w
     for unit, index in (("best[1]", 0), ("best[0]", 2)):  # quoted for the shell: [ ] are glob characters
         assert html.escape(f"wanflow pick {path} '{unit}' {index}") + "</code>" in page
     assert page.count("✓ chosen") == 2
+
+
+@pytest.mark.parametrize("value", ['"x"', "-1", "1.7", "true", "[1]"])
+def test_a_hand_edited_pick_in_the_lockfile_is_a_clear_error_never_a_guess(project: Path, write_pipeline, capsys,
+                                                                          value: str) -> None:
+    path = write_pipeline(PIPELINE)
+    assert wanflow.run(path, report=False).ok
+    lock_file = path.with_suffix(".lock")
+    lock_file.write_text(lock_file.read_text().replace('"picked": {}', "").replace(
+        '"default": {', '"default": {"picked": {"best": ' + value + '}, ', 1))
+    assert '"picked": {"best": ' + value in lock_file.read_text()
+    capsys.readouterr()
+    assert main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "the lockfile's picked value of step 'best'" in err and "allowed: a whole number from 0" in err
+    assert "Traceback" not in err and "internal error" not in err

@@ -210,6 +210,32 @@ def test_the_face_check_runs_before_each_paid_s2v_create_with_its_cost_in_the_pl
     assert '"precheck"' in record and "wan2.2-s2v-detect" in record
 
 
+def test_a_large_portrait_is_checked_through_an_upload_made_for_the_check_model(s2v, sim, monkeypatch):
+    """An upload serves one model: the face check gets its own (and never a data: URI, which the
+    check's page does not take), so a portrait over the inline limit reaches the paid create."""
+    import numpy as np
+
+    noise = np.random.default_rng(7).integers(0, 255, (1100, 1400, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(s2v.parent / "face.png")
+    assert (s2v.parent / "face.png").stat().st_size > 1_000_000
+    server = sim(task_seconds=0.2)
+    (s2v.parent / "wanflow.toml").write_text(f'[providers.dashscope]\nbase_url = "{server.dashscope_url}"\n')
+    monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
+    monkeypatch.setenv("WANFLOW_POLL_INTERVAL", "0.05")
+    result = wanflow.run(s2v, provider="dashscope", allow_paid=True, confirm=lambda *_: True)
+    assert result.ok, {step: info.error for step, info in result.steps.items()}
+    stats = server.stats()
+    assert stats["prechecks"] == 2 and stats["creates"] == 2 and stats["rejected"] == 0
+
+
+def test_a_provider_wide_limit_does_not_lift_s2vs_one_task_at_a_time():
+    from wanflow.execute.limits import ProviderLimits
+
+    assert ProviderLimits({"dashscope": {"concurrent": 4}})._settings("dashscope", "wan2.2-s2v")[1] == 1
+    assert ProviderLimits({"dashscope": {"concurrent": 4}})._settings("dashscope", "wan2.6-i2v")[1] == 4
+    assert ProviderLimits({"dashscope": {"wan2.2-s2v": {"concurrent": 2}}})._settings("dashscope", "wan2.2-s2v")[1] == 2
+
+
 def test_s2v_bodies_send_image_url_and_audio_url_and_no_duration():
     request = replace(_request("wan2.2-s2v", {"resolution": "480P", "duration": 4}), prompt=None, negative_prompt=None)
     body = build_body(request, "dashscope", {"image": ["i"], "audio": ["a"]})
@@ -231,8 +257,8 @@ def test_a_failed_face_check_stops_before_the_paid_create(s2v, sim, monkeypatch)
 def test_s2v_outside_beijing_is_refused_before_anything_is_sent(s2v, monkeypatch):
     monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
     monkeypatch.setenv("DASHSCOPE_REGION", "singapore")
-    result = wanflow.run(s2v, provider="dashscope", allow_paid=True, confirm=lambda *_: True)
-    assert not result.ok and "served only in the beijing region" in (result.steps["talk"].error or "")
+    with pytest.raises(wanflow.UsageError, match="steps sing, talk: wan2.2-s2v is served only in the beijing region"):
+        wanflow.run(s2v, provider="dashscope", allow_paid=True, confirm=lambda *_: True)
 
 
 @pytest.mark.parametrize(("step", "expected"), [

@@ -187,10 +187,27 @@ def _admit(prepared: Prepared, budget: float | None, confirm: Callable[[Plan], N
         ready = getattr(made, "check_ready", None)
         if ready is not None:
             ready()
+    _refuse_unserved(the_plan, prepared.pipeline, providers)
     if paid and confirm is not None and budget is None:
         confirm(the_plan)
     prepare_run(workspace, prepared.pipeline, [instance.name for instance in the_plan.instances if the_plan.batch],
                 prepared.options.write_lock)
+
+
+def _refuse_unserved(the_plan: Plan, pipeline: Pipeline, providers: Mapping[str, Provider]) -> None:
+    """Refuse the run, before anything is spent, when a unit that would run goes to a provider that
+    cannot serve its model as configured (s2v outside Beijing): earlier steps must not be paid for."""
+    from wanflow.planning.decision import SPENDS
+
+    problems: dict[str, list[str]] = {}
+    for units in the_plan.units.values():
+        for unit in units:
+            serving = getattr(providers.get(unit.provider), "serving_problem", None)
+            step = pipeline.steps.get(unit.step_id.split("[")[0])
+            if unit.status in SPENDS and serving is not None and step is not None and (problem := serving(step.model)):
+                problems.setdefault(problem, []).append(unit.step_id)
+    if problems:
+        raise UsageError("; ".join(f"steps {', '.join(sorted(set(steps)))}: {problem}" for problem, steps in problems.items()))
 
 
 def _prepared(pipeline: PipelineLike | Prepared, choices: Mapping[str, Any]) -> Prepared:

@@ -200,6 +200,7 @@ class ProviderModel:
 class PreCheck:
     """A cheap synchronous check run before the paid create (s2v's face check): a failed one stops the step."""
 
+    service: str  # the service that documents the check
     model: str
     path: str
     input: str  # the step input it checks

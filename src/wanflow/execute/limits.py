@@ -76,15 +76,18 @@ class ProviderLimits:
 
     def _settings(self, provider: str, model: str) -> tuple[float | None, int | None]:
         rate, concurrent = DEFAULT_LIMITS.get(provider, (None, None))
-        documented = _documented_concurrency(provider, model)  # the catalog's lower limit (s2v: 1 at a time)
-        if documented is not None and concurrent is not None:
-            concurrent = min(concurrent, documented)
         section = self._config.get(provider, {})
-        for scope in (section, section.get(model, {}) if isinstance(section.get(model), Mapping) else {}):
+        own = section.get(model, {}) if isinstance(section.get(model), Mapping) else {}
+        for scope in (section, own):
             if "submits_per_second" in scope:
                 rate = float(scope["submits_per_second"])
             if "concurrent" in scope:
                 concurrent = int(scope["concurrent"])
+        # The catalog's lower limit (s2v: 1 task at a time) beats the provider-wide setting; only the
+        # model's own section may raise it (docs/decisions.md).
+        documented = _documented_concurrency(provider, model)
+        if documented is not None and concurrent is not None and "concurrent" not in own:
+            concurrent = min(concurrent, documented)
         if (rate is not None and rate <= 0) or (concurrent is not None and concurrent < 1):
             raise UsageError(f"wanflow.toml [limits.{provider}]: submits_per_second must be > 0 and concurrent >= 1")
         return rate, concurrent

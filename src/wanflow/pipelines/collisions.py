@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from wanflow._diagnostics import Diagnostic, format_path
 from wanflow._exceptions import TemplateProblem
 from wanflow.artifacts import Artifact
+from wanflow.pipelines.located import base_context
 from wanflow.pipelines.model import Pipeline
 from wanflow.pipelines.naming import safe_name
-from wanflow.pipelines.located import base_context
 from wanflow.pipelines.templating import StepOutputs, render
 
 _CASE_NOTE = " (on macOS and Windows, where letter case does not count)"

@@ -97,9 +97,7 @@ class JournalRecovery:
 
     async def _submit(self, client: httpx.AsyncClient, call: CreateCall, request: StepRequest, info: TaskInfo,
                       context: GenerationContext) -> str:
-        blocked = context.create_blocked() if context.create_blocked is not None else None
-        if blocked:
-            raise ProviderError(f"not submitted: {blocked}", code="creates-stopped")
+        refuse_if_creates_stopped(context)
         journal = context.journal
         if context.before_create is not None:
             # The submit token first, then the intent: a Ctrl-C while waiting for the token must
@@ -191,6 +189,14 @@ class JournalRecovery:
             f"A create call for this step was sent at {sent} (request fingerprint {entry.fingerprint[:16]}) and its "
             f"outcome is unknown: {why}. wanflow will not risk paying twice. Check the service's console for a task "
             "of that time; to pay for a new one on purpose, rerun with --resubmit-unknown", code="create-outcome-unknown")
+
+
+def refuse_if_creates_stopped(context: GenerationContext) -> None:
+    """Raise when the run stopped paid creates for this model (a result that did not match what was
+    asked): nothing billable, a pre-check included, is sent after that."""
+    blocked = context.create_blocked() if context.create_blocked is not None else None
+    if blocked:
+        raise ProviderError(f"not submitted: {blocked}", code="creates-stopped")
 
 
 def clear_journal(context: GenerationContext) -> None:

@@ -30,6 +30,7 @@ from wanflow._exceptions import ProviderError, ResultGone
 from wanflow._version import __version__
 from wanflow.artifacts import Artifact, RemoteInput
 from wanflow.catalog.pricing import list_price
+from wanflow.catalog.spec import ModelSpec
 from wanflow.pipelines.request import StepRequest
 from wanflow.project.settings import ServiceConfig
 from wanflow.providers.base import GenerationContext, GenerationResult, ProducedFile, TaskInfo
@@ -45,7 +46,7 @@ from wanflow.providers.protocol import (
     ServiceProtocol,
     TaskState,
 )
-from wanflow.providers.recovery import JournalRecovery, clear_journal, lost_message
+from wanflow.providers.recovery import JournalRecovery, clear_journal, lost_message, refuse_if_creates_stopped
 from wanflow.providers.uploads import upload_file
 
 MAX_TASK_ATTEMPTS = 3  # one task, plus two new ones after internal failures
@@ -111,6 +112,11 @@ class RemoteProvider(TaskPolling, CreateCalls, JournalRecovery):
         self.config.require_key()
         self.config.url_for(self.protocol.spec.envelope(self.config.envelope).base)
 
+    def serving_problem(self, model: ModelSpec) -> str | None:
+        """Why this provider, as configured, cannot serve ``model`` (a region that does not have it), or None.
+        Asked for every paid unit before a run starts, and again before each step's first upload."""
+        return region_problem(model, self.name, self.config.base_url)
+
     async def aclose(self) -> None:
         """Close the HTTP clients and save what was learned about durations (idempotent)."""
         self.durations.flush()
@@ -123,7 +129,7 @@ class RemoteProvider(TaskPolling, CreateCalls, JournalRecovery):
 
     async def generate(self, request: StepRequest, context: GenerationContext) -> GenerationResult:
         """Submit (or resume), wait for and download one generation."""
-        problem = region_problem(request, self.name, self.config.base_url)
+        problem = self.serving_problem(request.model)
         if problem is not None:  # before any upload: a region that cannot serve the model gets nothing
             raise ProviderError(problem, code="region")
         api, downloads = self._clients()
@@ -132,8 +138,12 @@ class RemoteProvider(TaskPolling, CreateCalls, JournalRecovery):
         if self.config.envelope != self.protocol.spec.default_envelope:
             info["envelope"] = self.config.envelope
         task_id = await self._recover(api, call, request, info, context)
-        if task_id is None and (check := await run_precheck(api, self.name, request, call, self._auth(), context.log)):
-            info["precheck"] = check  # the documented check before a paid create (s2v's face check) passed
+        check = request.model.precheck
+        if task_id is None and check is not None and check.service == self.name:
+            refuse_if_creates_stopped(context)  # the check is billed too
+            value, headers = await self._precheck_input(api, request, context, check.input, check.model)
+            # The documented check before a paid create (s2v's face check) passed.
+            info["precheck"] = await run_precheck(api, request, call, value, {**self._auth(), **headers}, context.log)
         for attempt in range(1, MAX_TASK_ATTEMPTS + 1):
             if task_id is None:
                 try:
@@ -266,10 +276,7 @@ class RemoteProvider(TaskPolling, CreateCalls, JournalRecovery):
                     continue
                 kind = item.media_type.split("/")[0]
                 if uploads is not None and (kind in uploads.always or item.size > uploads.inline_max_bytes):
-                    values.append(await upload_file(
-                        client, lambda path, params: self._get_json(client, path, context, auth=True, params=params),
-                        lambda attempt, what: self._retry_wait(attempt, None, context, what),
-                        uploads, self.name, request, item, context.uploads, context.log))
+                    values.append(await self._upload(client, request, item, context))
                     headers[uploads.resolve_header] = "enable"
                     continue
                 if slot in self.protocol.spec.url_only_inputs:
@@ -279,6 +286,32 @@ class RemoteProvider(TaskPolling, CreateCalls, JournalRecovery):
                 values.append(f"data:{item.media_type};base64,{data}")
             encoded[slot] = values
         return encoded, headers, passed
+
+    async def _upload(self, client: httpx.AsyncClient, request: StepRequest, item: Artifact, context: GenerationContext,
+                      model: str | None = None) -> str:
+        uploads = self.protocol.spec.uploads
+        assert uploads is not None
+        return await upload_file(
+            client, lambda path, params: self._get_json(client, path, context, auth=True, params=params),
+            lambda attempt, what: self._retry_wait(attempt, None, context, what),
+            uploads, self.name, request, item, context.uploads, context.log, model=model)
+
+    async def _precheck_input(self, client: httpx.AsyncClient, request: StepRequest, context: GenerationContext,
+                              slot: str, model: str) -> tuple[str, dict[str, str]]:
+        """The checked input as a pre-check takes it, and the headers that needs: a URL as is (a
+        still-valid result URL of this service too); a file uploaded for the check's own model."""
+        item = request.inputs[slot][0]
+        if isinstance(item, RemoteInput):
+            return item.url, {}
+        assert isinstance(item, Artifact)
+        known = context.known_urls.get(item.sha256)
+        if known is not None and known.provider == self.name and known.expires_at > time.time():
+            return known.url, {}
+        uploads = self.protocol.spec.uploads
+        if uploads is None:
+            raise ProviderError(f"the {model} pre-check takes {slot} only as a URL, and {self.name} documents no upload; "
+                                "give an http(s) URL; nothing was sent", code="input-needs-url")
+        return await self._upload(client, request, item, context, model=model), {uploads.resolve_header: "enable"}
 
     # --- HTTP ----------------------------------------------------------------------------------
 

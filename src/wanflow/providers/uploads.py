@@ -77,8 +77,9 @@ Backoff = Callable[[int, str], Awaitable[bool]]
 
 async def upload_file(client: httpx.AsyncClient, get_json: GetJson, backoff: Backoff, spec: UploadSpec,
                       service: str, request: StepRequest, artifact: Artifact, cache: UploadRecords | None,
-                      log: Callable[[str], None]) -> str:
-    """Upload ``artifact`` for ``request``'s model and return its ``oss://`` name.
+                      log: Callable[[str], None], model: str | None = None) -> str:
+    """Upload ``artifact`` for ``request``'s model (or ``model``: an upload serves one model only)
+    and return its ``oss://`` name.
 
     Nothing here creates a billable task, so every step may be retried; a failure is a clear
     ProviderError before the create call is sent.
@@ -86,7 +87,7 @@ async def upload_file(client: httpx.AsyncClient, get_json: GetJson, backoff: Bac
     import httpx  # here, not at the top: the runner imports UploadCache for every run, even a local one
 
     assert artifact.path is not None
-    model = request.model.providers[service].model
+    model = model or request.model.providers[service].model
     if cache is not None:
         known = cache.get(artifact.sha256, model)
         if known is not None:

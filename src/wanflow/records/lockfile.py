@@ -67,7 +67,7 @@ def locked_instance(data: Mapping[str, Any] | None, instance: str = DEFAULT_INST
 
 def pinned_seeds(data: Mapping[str, Any] | None, instance: str = DEFAULT_INSTANCE) -> dict[str, int]:
     """Seeds drawn by ``--reseed`` for an instance: kept until the next ``--reseed``."""
-    return {str(k): int(v) for k, v in (locked_instance(data, instance).get("reseeded") or {}).items()}
+    return _whole_numbers(locked_instance(data, instance).get("reseeded"), "reseeded", instance, 2**31 - 1)
 
 
 # What made an open-weights result, beside its request: the lockfile says which weights, library
@@ -77,7 +77,23 @@ _ENGINE_KEYS = ("weights", "diffusers", "torch", "device", "dtype")
 
 def picks(data: Mapping[str, Any] | None, instance: str = DEFAULT_INSTANCE) -> dict[str, int]:
     """``wanflow pick`` choices for an instance (op: pick steps): kept until the next pick."""
-    return {str(k): int(v) for k, v in (locked_instance(data, instance).get("picked") or {}).items()}
+    return _whole_numbers(locked_instance(data, instance).get("picked"), "picked", instance, 10_000)
+
+
+def _whole_numbers(entries: Any, what: str, instance: str, largest: int) -> dict[str, int]:
+    """A lockfile mapping of step -> whole number, as written by wanflow; a hand-edited or hostile
+    value (text, a fraction, a boolean, a negative number) is a clear error, never a guess."""
+    if entries is None:
+        return {}
+    if not isinstance(entries, Mapping):
+        raise UsageError(f"the lockfile's {what} entries of instance {instance!r} are not a mapping; "
+                         "fix or delete the lockfile (wanflow writes it anew)")
+    for step, value in entries.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= largest:
+            raise UsageError(f"the lockfile's {what} value of step {str(step)[:80]!r} (instance {instance!r}) is "
+                             f"{str(value)[:40]!r} (allowed: a whole number from 0 to {largest}); fix it, or "
+                             "rerun the command that writes it")
+    return {str(step): value for step, value in entries.items()}
 
 
 def record_pick(path: Path, pipeline_name: str, step: str, index: int, instance: str = DEFAULT_INSTANCE) -> None:

@@ -127,6 +127,8 @@ class DashScope:
             value = (body.get("input") or {}).get(check.field) if isinstance(body.get("input"), dict) else None
             if not value:
                 raise Rejection(400, "InvalidParameter", f"Missing required field input.{check.field}")
+            if isinstance(value, str) and value.startswith("data:"):  # the check's page: a URL only
+                raise Rejection(400, "InvalidParameter", f"input.{check.field} must be a URL; a data: URI is not supported")
             caller = Caller("dashscope", key, base_url(request), _header_enabled(request, RESOLVE_HEADER))
             await anyio.to_thread.run_sync(decode_media, value, "image", check.model, caller, self.state)
         except Rejection as rejection:

@@ -44,7 +44,10 @@ def _oss_error(status: int, code: str, message: str) -> Response:
 
 
 def _dashscope_models() -> set[str]:
-    return {model.providers["dashscope"].model for model in load_catalog().models.values() if "dashscope" in model.providers}
+    """Every DashScope model id: the generation models and their pre-check models (s2v's detect)."""
+    models = load_catalog().models.values()
+    return ({model.providers["dashscope"].model for model in models if "dashscope" in model.providers}
+            | {model.precheck.model for model in models if model.precheck is not None and model.precheck.service == "dashscope"})
 
 
 class Uploads:

@@ -70,7 +70,7 @@ def test_two_project_folders_sharing_a_file_store_create_each_task_once(sim, tmp
     assert server.stats()["creates"] == 2
     final = sorted((third / "out" / "paid").glob("final*"))
     assert final and final[0].stat().st_size > 0
-    runs_on_store = list((tmp_path / "team-store" / "runs").glob("*.json"))
+    runs_on_store = list((tmp_path / "team-store" / "runs").glob("*/*.json"))
     assert len(runs_on_store) == 3
     assert not list((tmp_path / "team-store" / "journal").glob("*/*.json"))  # nothing left in flight
 

@@ -53,6 +53,14 @@ class Workspace:
         return dict(self.config().get("prices", {}))
 
     @functools.cached_property
+    def identity(self) -> str:
+        """A short name of this state folder on this machine (its run records' folder on a shared store)."""
+        import hashlib
+        import socket
+
+        return hashlib.sha256(f"{socket.gethostname()}\0{self.state_dir.resolve()}".encode()).hexdigest()[:16]
+
+    @functools.cached_property
     def shared(self) -> SharedStore | None:
         """The shared store (``--store``), opened on first use; None without one."""
         if not self.store_url:

@@ -14,13 +14,16 @@ from the store. A killed run stops renewing; its marker counts until it expires
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -80,22 +83,66 @@ def sweep_lease(store: SharedStore) -> KeyLease:
     return KeyLease(store, SWEEP_KEY, number_setting("WANFLOW_LEASE_SECONDS", LEASE_SECONDS))
 
 
+@dataclass
+class _Held:
+    marker: UseMarker
+    count: int
+    marked: float
+
+
+# One marker per process and store, shared by every run in it (a batch's instances, a cluster
+# worker's units): a unit must not pay four store requests for it.
+_markers: dict[str, _Held] = {}
+_guard = threading.Lock()
+
+
+def _enter(store: SharedStore, seconds: float) -> bool:
+    """Join this process's marker, or write one and look for a sweep: False while a gc sweeps."""
+    with _guard:
+        held = _markers.get(store.url)
+        if held is not None:  # marked and renewed since before any sweep could have begun
+            held.count += 1
+            return True
+        marker = UseMarker(store, seconds)
+        marker.mark()
+        if sweeping(store):
+            marker.clear()  # the sweep must not wait for us, nor we for it
+            return False
+        _markers[store.url] = _Held(marker, 1, time.monotonic())
+        return True
+
+
+def _renew(store: SharedStore) -> None:
+    with _guard:
+        held = _markers.get(store.url)
+        if held is not None and time.monotonic() - held.marked >= held.marker.seconds / 5:
+            held.marker.mark()
+            held.marked = time.monotonic()
+
+
+def _leave(store: SharedStore) -> None:
+    with _guard:
+        held = _markers.get(store.url)
+        if held is None:
+            return
+        held.count -= 1
+        if held.count == 0:
+            del _markers[store.url]
+            held.marker.clear()
+
+
 @asynccontextmanager
 async def using_store(store: SharedStore | None, on_wait: Callable[[], None] | None = None) -> AsyncIterator[None]:
-    """Hold a use marker on the shared store for the block (waiting while a gc sweeps it)."""
+    """Hold this process's use marker on the shared store for the block (waiting while a gc sweeps it)."""
     if store is None:
         yield
         return
-    marker = UseMarker(store, number_setting("WANFLOW_LEASE_SECONDS", LEASE_SECONDS))
+    seconds = number_setting("WANFLOW_LEASE_SECONDS", LEASE_SECONDS)
     told = False
-    while True:
-        await anyio.to_thread.run_sync(marker.mark)
-        if not await anyio.to_thread.run_sync(sweeping, store):
-            break
-        await anyio.to_thread.run_sync(marker.clear)  # the sweep must not wait for us, nor we for it
+    while not await anyio.to_thread.run_sync(_enter, store, seconds):
         if not told and on_wait is not None:
             on_wait()
             told = True
         await anyio.sleep(POLL_SECONDS)
-    async with renewed(marker.seconds / 4, marker.mark, marker.clear):
+    async with renewed(seconds / 4, functools.partial(_renew, store), functools.partial(_leave, store)):
         yield

@@ -74,6 +74,9 @@ def test_gc_on_an_s3_store_keeps_what_any_machines_records_use_and_removes_the_r
     report = _gc(alice, env)
     assert sorted(report["removed_entries"]) == sorted(dry["removed_entries"])
     assert _entries(store) == before - set(dry["removed_entries"]) and len(store.object_names()) == 4
+    said = subprocess.run([sys.executable, "-m", "wanflow", "cache", "gc", "--keep-days", "0"], cwd=alice, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert said.returncode == 0 and f"shared store {url}: removed 0 cache entries and 0 objects" in said.stdout
     # A third machine (an empty state folder) finds trials 1 and 2 on the store; trial 0 runs again.
     carol = project_folder(tmp_path, "carol", TWO_STEPS)
     assert set(_run(carol, env, 2).values()) == {"cached"}

@@ -49,14 +49,14 @@ def dispatch(args: argparse.Namespace) -> int:
     if gc.shared is not None:
         if gc.shared.skipped:
             print(f"shared store {gc.shared.store}: nothing removed, because {gc.shared.skipped}")
-        _print_sweep(gc.shared, "shared ", gc.dry_run)
+        _print_sweep(gc.shared, "shared ", gc.dry_run, f"shared store {gc.shared.store}: ")
     return EXIT_OK
 
 
-def _print_sweep(sweep: Any, label: str, dry_run: bool) -> None:
+def _print_sweep(sweep: Any, label: str, dry_run: bool, heading: str = "") -> None:
     """One store's lines of ``cache gc`` (the workspace's, or the shared store's with ``label``)."""
     if not getattr(sweep, "skipped", None):
-        print(f"{label}{'would remove' if dry_run else 'removed'} {len(sweep.removed_entries)} cache entries and "
+        print(f"{heading}{'would remove' if dry_run else 'removed'} {len(sweep.removed_entries)} cache entries and "
               f"{len(sweep.removed_objects)} objects ({sweep.freed_bytes / 1048576:.1f} MB); "
               f"kept {sweep.kept_entries} entries and {sweep.kept_objects} objects")
     for problem in sweep.damaged:

@@ -75,7 +75,8 @@ class InputStamps:
             return MediaInfo(facts["media_type"], facts.get("width"), facts.get("height"), facts.get("duration"),
                              bool(facts.get("has_alpha")))
         info = probe(path)
-        if stamp is not None and stamp == stamp_of(path):  # unchanged while it was probed
+        # Kept only for a stamp unchanged while it was probed and old enough to trust (the racy rule).
+        if stamp is not None and stamp == stamp_of(path) and time.time_ns() - stamp[4] > RACY_NS:
             self.known[stamp] = {"media_type": info.media_type, "width": info.width, "height": info.height,
                                  "duration": info.duration, "has_alpha": info.has_alpha}
         return info

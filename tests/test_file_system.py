@@ -198,3 +198,40 @@ def test_frozen_with_a_corrupt_lockfile_says_it_is_not_json(project, write_pipel
     assert code == 2
     assert f"--frozen: {path.with_suffix('.lock')} is not valid JSON (line 1, column 35" in err
     assert "restore it from version control" in err
+
+
+def test_concurrent_folder_fsyncs_are_grouped_and_each_caller_waits_for_one_that_began_after_it(tmp_path, monkeypatch):
+    """Group commit (``_fs.fsync_dir``): many threads that fsync the journal's folder at once pay
+    fewer fsyncs than callers, and none returns before an fsync that started after its call."""
+    import threading
+    import time
+
+    real = fsutil._fsync_folder
+    syncs: list[tuple[float, float]] = []
+
+    def slow_disk(folder: str) -> None:  # the real fsync, on a disk that takes 20 ms per flush
+        began = time.monotonic()
+        time.sleep(0.02)
+        real(folder)
+        syncs.append((began, time.monotonic()))
+
+    monkeypatch.setattr(fsutil, "_fsync_folder", slow_disk)
+    calls: list[tuple[float, float]] = []
+    start = threading.Barrier(24)
+
+    def caller(index: int) -> None:
+        start.wait()
+        time.sleep(index * 0.003)  # arrivals spread over a few flushes
+        (tmp_path / f"entry-{index}").write_bytes(b"x")
+        called = time.monotonic()
+        fsutil.fsync_dir(tmp_path)
+        calls.append((called, time.monotonic()))
+
+    threads = [threading.Thread(target=caller, args=(index,)) for index in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 24 and 1 < len(syncs) < 24
+    for called, returned in calls:
+        assert any(called <= began and ended <= returned for began, ended in syncs), (called, returned, syncs)

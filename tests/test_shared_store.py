@@ -70,7 +70,7 @@ def test_two_project_folders_sharing_a_file_store_create_each_task_once(sim, tmp
     assert server.stats()["creates"] == 2
     final = sorted((third / "out" / "paid").glob("final*"))
     assert final and final[0].stat().st_size > 0
-    runs_on_store = list((tmp_path / "team-store" / "runs").glob("*.json"))
+    runs_on_store = list((tmp_path / "team-store" / "runs").glob("*/*.json"))
     assert len(runs_on_store) == 3
     assert not list((tmp_path / "team-store" / "journal").glob("*/*.json"))  # nothing left in flight
 
@@ -135,3 +135,31 @@ def test_cache_verify_checks_the_shared_store_and_quarantines_its_corrupt_object
     statuses = sorted(step["status"] for step in json.loads(capsys.readouterr().out)["steps"].values())
     assert "ran" in statuses  # the corrupt object was never served
     assert main(["cache", "verify"]) == 0
+
+
+def test_runs_of_one_process_share_one_use_marker_and_none_starts_while_a_gc_sweeps(tmp_path):
+    import anyio
+
+    from wanflow.state import store_use
+
+    pytest.importorskip("fsspec", reason="the shared store needs fsspec; pip install -e '.[store]'")
+    store = SharedStore(f"file://{tmp_path / 'team'}")
+    seen: list[list[str]] = []
+
+    async def two_runs() -> None:
+        async with store_use.using_store(store):
+            async with store_use.using_store(store):  # a batch's second instance, a worker's next unit
+                seen.append(store.names("uses"))
+            seen.append(store.names("uses"))
+        seen.append(store.names("uses"))
+
+    anyio.run(two_runs)
+    assert len(seen[0]) == 1 and seen[1] == seen[0] and seen[2] == []  # one marker, gone with the last run
+    assert store_use.live_uses(store) == []
+    lease = store_use.sweep_lease(store)
+    assert lease.try_take()
+    assert store_use._enter(store, 60) is False and store.names("uses") == []  # it waits, leaving no marker
+    lease.release()
+    assert store_use._enter(store, 60) is True and len(store_use.live_uses(store)) == 1
+    store_use._leave(store)
+    assert store.names("uses") == []

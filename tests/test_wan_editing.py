@@ -257,7 +257,7 @@ def test_a_failed_face_check_stops_before_the_paid_create(s2v, sim, monkeypatch)
 def test_s2v_outside_beijing_is_refused_before_anything_is_sent(s2v, monkeypatch):
     monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
     monkeypatch.setenv("DASHSCOPE_REGION", "singapore")
-    with pytest.raises(wanflow.UsageError, match="steps sing, talk: wan2.2-s2v is served only in the beijing region"):
+    with pytest.raises(wanflow.UsageError, match=r"steps sing, talk: wan2\.2-s2v is served only in the beijing region"):
         wanflow.run(s2v, provider="dashscope", allow_paid=True, confirm=lambda *_: True)
 
 

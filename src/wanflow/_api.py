@@ -236,7 +236,7 @@ def _finish(prepared: Prepared, outcome: BatchResult, report: bool) -> RunResult
     run = record_run(workspace, the_plan, outcome, prepared.batch_file)
     if workspace.shared is not None:
         for one in outcome.instances.values():
-            workspace.shared.push_run(workspace.runs_dir / f"{one.run_id}.json")
+            workspace.shared.push_run(workspace.runs_dir / f"{one.run_id}.json", workspace.identity)
     if report and run is not None and (workspace.config().get("run") or {}).get("report") is not False:
         outcome.report_path, outcome.report_error = _write_report(workspace, run, the_plan.pipeline)
     if the_plan.batch:

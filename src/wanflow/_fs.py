@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,10 +38,41 @@ def _temp_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a folder's entries (new, renamed, removed files) durable."""
+class _DirSyncs:
+    """Group commit of one folder's fsyncs: a caller needs an fsync that *starts* after its own
+    change (rename, new file); while one is running, callers that arrive wait for the next, and
+    one fsync then serves them all. Each caller still returns only once its change is durable,
+    but a batch whose threads fsync the same folder (the journal's) pays one fsync per group."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = threading.Condition(self.lock)
+        self.started: dict[str, int] = {}  # folder -> generation of the last fsync begun
+        self.finished: dict[str, int] = {}  # folder -> generation of the last fsync ended
+        self.running: set[str] = set()
+
+    def sync(self, folder: str) -> None:
+        with self.lock:
+            ticket = self.started.get(folder, 0) + 1  # the first fsync to begin after this change
+            while self.finished.get(folder, 0) < ticket:
+                if folder in self.running:
+                    self.done.wait()
+                    continue
+                self.running.add(folder)
+                generation = self.started[folder] = self.started.get(folder, 0) + 1
+                self.lock.release()
+                try:
+                    _fsync_folder(folder)
+                finally:
+                    self.lock.acquire()
+                    self.running.discard(folder)
+                    self.finished[folder] = generation
+                    self.done.notify_all()
+
+
+def _fsync_folder(folder: str) -> None:
     try:
-        fd = os.open(directory, os.O_RDONLY)
+        fd = os.open(folder, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory fds
         return
     try:
@@ -49,6 +81,15 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+_DIR_SYNCS = _DirSyncs()
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a folder's entries (new, renamed, removed files) durable (grouped with concurrent
+    callers for the same folder: see ``_DirSyncs``)."""
+    _DIR_SYNCS.sync(str(directory))
 
 
 def _create(path: Path) -> BinaryIO:

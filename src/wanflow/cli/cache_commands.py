@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from wanflow._exceptions import UsageError
 from wanflow.cli.exit_codes import EXIT_OK, EXIT_STEP_FAILED
@@ -43,15 +44,25 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.json:
         print_json(asdict(gc))
         return EXIT_OK
-    verb = "would remove" if gc.dry_run else "removed"
     print(f"policy: {gc.policy}")
-    print(f"{verb} {len(gc.removed_entries)} cache entries and {len(gc.removed_objects)} objects "
-          f"({gc.freed_bytes / 1048576:.1f} MB); kept {gc.kept_entries} entries and {gc.kept_objects} objects")
-    for problem in gc.damaged:
-        print(f"  kept because of a damaged state file: {problem}")
-    if gc.dry_run:
-        for key in gc.removed_entries:
-            print(f"  entry  {key}")
-        for name in gc.removed_objects:
-            print(f"  object {name}")
+    _print_sweep(gc, "", gc.dry_run)
+    if gc.shared is not None:
+        if gc.shared.skipped:
+            print(f"shared store {gc.shared.store}: nothing removed, because {gc.shared.skipped}")
+        _print_sweep(gc.shared, "shared ", gc.dry_run, f"shared store {gc.shared.store}: ")
     return EXIT_OK
+
+
+def _print_sweep(sweep: Any, label: str, dry_run: bool, heading: str = "") -> None:
+    """One store's lines of ``cache gc`` (the workspace's, or the shared store's with ``label``)."""
+    if not getattr(sweep, "skipped", None):
+        print(f"{heading}{'would remove' if dry_run else 'removed'} {len(sweep.removed_entries)} cache entries and "
+              f"{len(sweep.removed_objects)} objects ({sweep.freed_bytes / 1048576:.1f} MB); "
+              f"kept {sweep.kept_entries} entries and {sweep.kept_objects} objects")
+    for problem in sweep.damaged:
+        print(f"  kept because of a damaged state file: {problem}")
+    if dry_run:
+        for key in sweep.removed_entries:
+            print(f"  {label}entry  {key}")
+        for name in sweep.removed_objects:
+            print(f"  {label}object {name}")

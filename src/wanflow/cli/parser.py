@@ -189,7 +189,9 @@ def add_cache_parser(commands: Any) -> None:
     """``cache verify`` and ``cache gc``."""
     cache = commands.add_parser("cache", help="check or clean the artifact store and step cache",
                                 description="verify: rehash every stored object (corrupt ones are quarantined, never served). "
-                                            "gc: remove what no recent run record, lockfile or in-flight task refers to.")
+                                            "gc: remove what no recent run record, lockfile or in-flight task refers to. "
+                                            "With a shared store (--store), both cover the store too; gc removes "
+                                            "nothing there while a run on any machine uses it.")
     cache.add_argument("action", choices=["verify", "gc"])
     cache.add_argument("--dry-run", action="store_true", help="gc: show what would be removed, remove nothing")
     cache.add_argument("--keep-days", type=non_negative_float, default=30.0, metavar="N",

@@ -24,6 +24,7 @@ from wanflow.planning.planner import Plan
 from wanflow.providers.base import Provider
 from wanflow.records.abandoned import running_in
 from wanflow.records.results import RunResult, StepResult
+from wanflow.state.store_use import using_store
 from wanflow.state.workspace import Workspace
 
 
@@ -121,7 +122,8 @@ async def run_instances(the_plan: Plan, workspace: Workspace, providers: Mapping
             runner.result.interrupted = True
         outer.cancel_scope.cancel()
 
-    async with running_in(workspace), anyio.create_task_group() as outer:
+    # A use marker on the shared store too: a ``cache gc`` on another machine sweeps nothing meanwhile.
+    async with running_in(workspace), using_store(workspace.shared), anyio.create_task_group() as outer:
         if options.handle_signals:
             outer.start_soon(stop_on_signal, stop)
         async with anyio.create_task_group() as group:

@@ -64,7 +64,7 @@ class UnitRunner:
         self.store = workspace.store
         self.cache = workspace.cache
         self.journal = workspace.journal
-        self.media = RuntimeMedia(pipeline, options.provider_override, self.store)
+        self.media = RuntimeMedia(pipeline, options.provider_override, self.store, workspace.input_stamps)
         self.prices = workspace.price_overrides
         self.workdir = workspace.tmp_dir / run_id
 

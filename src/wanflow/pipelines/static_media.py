@@ -4,6 +4,8 @@ acceptable to the model's slot; nothing is stored (the run stores and, if needed
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from wanflow._exceptions import ConformError, MediaError, TemplateProblem
@@ -12,7 +14,7 @@ from wanflow.catalog.loader import load_catalog
 from wanflow.catalog.rules import MediaFacts, MediaVerdict, check_media
 from wanflow.catalog.spec import InputSpec, MediaRules
 from wanflow.media.conform import target_size
-from wanflow.media.probe import probe
+from wanflow.media.probe import MediaInfo, probe
 from wanflow.pipelines.input_paths import local_input_path
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import choose_provider
@@ -28,9 +30,11 @@ class StaticMedia:
     time) unless the step says ``conform: false``.
     """
 
-    def __init__(self, pipeline: Pipeline, provider_override: str | None) -> None:
+    def __init__(self, pipeline: Pipeline, provider_override: str | None,
+                 probe_file: Callable[[Path], MediaInfo] = probe) -> None:
         self._pipeline = pipeline
         self._provider_override = provider_override
+        self._probe = probe_file  # the plan's stamped probe (state/input_stamps.py) skips unchanged files
 
     def resolve_path(self, text: str, step: StepSpec, path: DataPath) -> MediaInput:
         if text.startswith(("http://", "https://")):
@@ -42,7 +46,7 @@ class StaticMedia:
             return RemoteInput(text)
         file = local_input_path(self._pipeline, text)
         try:
-            info = probe(file)
+            info = self._probe(file)
         except MediaError as error:
             raise TemplateProblem(str(error)) from None
         return Artifact(

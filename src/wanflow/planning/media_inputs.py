@@ -15,15 +15,18 @@ from wanflow.media.trim import trim_video
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.static_media import StaticMedia, media_verdict, slot_rules
 from wanflow.pipelines.yaml_source import DataPath
+from wanflow.state.input_stamps import InputStamps, stamp_of
 from wanflow.state.store import ArtifactStore
 
 
 class RuntimeMedia:
     """Media resolver yielding real artifacts: stored when ``store`` is given, else only hashed (for plans)."""
 
-    def __init__(self, pipeline: Pipeline, provider_override: str | None, store: ArtifactStore | None) -> None:
-        self._static = StaticMedia(pipeline, provider_override)
+    def __init__(self, pipeline: Pipeline, provider_override: str | None, store: ArtifactStore | None,
+                 stamps: InputStamps | None = None) -> None:
+        self._static = StaticMedia(pipeline, provider_override, stamps.probe) if stamps else StaticMedia(pipeline, provider_override)
         self._store = store
+        self._stamps = stamps  # probe results and hashes of unchanged input files (plan and run alike)
         self._conformed: dict[tuple[Any, ...], tuple[Artifact, dict[str, Any]]] = {}
 
     def resolve_path(self, text: str, step: StepSpec, path: DataPath) -> MediaInput:
@@ -31,10 +34,18 @@ class RuntimeMedia:
         if isinstance(checked, RemoteInput) or checked.path is None:
             return checked
         meta = {key: getattr(checked, key) for key in ("width", "height", "duration", "has_alpha")}
+        stamp = stamp_of(checked.path) if self._stamps is not None else None
+        known = self._stamps.sha256(checked.path) if self._stamps is not None else None
         if self._store is None:
-            digest = sha256_file(checked.path)
+            digest = known or sha256_file(checked.path)
+            if self._stamps is not None and known is None:
+                self._stamps.remember(checked.path, stamp, digest)
             return Artifact(digest, checked.media_type, checked.size, checked.path, origin=checked.origin, **meta)
+        if known is not None and self._store.remote is None and self._store.has(known, checked.size):  # stored: no copy
+            return Artifact(known, checked.media_type, checked.size, self._store.path_for(known), origin=checked.origin, **meta)
         stored = self._store.put_file(checked.path, checked.media_type)
+        if self._stamps is not None:
+            self._stamps.remember(checked.path, stamp, stored.sha256)
         return Artifact(stored.sha256, stored.media_type, stored.size, stored.path, origin=checked.origin, **meta)
 
     def fit(self, item: MediaInput, slot: InputSpec, step: StepSpec, path: DataPath) -> tuple[MediaInput, dict[str, Any] | None]:

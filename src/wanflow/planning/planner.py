@@ -174,7 +174,7 @@ class _Planner:
         self.providers = providers
         self.options = options
         self.first_makers = first_makers  # cache key -> the unit planned to generate it
-        self.media = RuntimeMedia(pipeline, options.provider_override, store=None)
+        self.media = RuntimeMedia(pipeline, options.provider_override, store=None, stamps=workspace.input_stamps)
         self.history = RequestHistory(workspace.index_dir, history_name(pipeline, options.instance))
         self.locked = locked
         self.cache = workspace.cache

@@ -19,6 +19,7 @@ from wanflow.state.state_files import DamagedState, parse_json, read_state
 from wanflow.state.workspace import Workspace
 
 if TYPE_CHECKING:
+    from wanflow.records.shared_gc import SharedGcReport
     from wanflow.state.shared_store import SharedStore
 
 DEFAULT_KEEP_DAYS = 30.0
@@ -107,8 +108,7 @@ def verify(workspace: Workspace) -> VerifyReport:
 def _verify_shared(store: SharedStore, report: VerifyReport) -> None:
     """The same checks on the shared store: every object rehashed (a corrupt one moves to the
     store's ``quarantine/``, where no machine's lookup finds it), every cache entry's objects present."""
-    scheme, _, rest = store.url.partition("://")
-    report.shared_store = f"{scheme}://{rest.rpartition('@')[2]}" if rest else store.url  # never a password in a URL
+    report.shared_store = store.public_url
     for name in store.object_names():
         report.shared_objects_checked += 1
         if store.object_hash(name) != name:
@@ -138,6 +138,7 @@ class GcReport:
     freed_bytes: int = 0
     dry_run: bool = False
     damaged: list[str] = field(default_factory=list)  # state files that made gc keep everything
+    shared: SharedGcReport | None = None  # the shared store's sweep, when the workspace has one
 
 
 def _record_references(record: dict[str, Any]) -> tuple[set[str], set[str]]:
@@ -197,9 +198,28 @@ def collect_garbage(workspace: Workspace, keep_days: float = DEFAULT_KEEP_DAYS, 
     lock = WorkspaceLock(workspace.locks_dir)
     lock.hold_exclusive("cache gc")
     try:
-        return _collect(workspace, keep_days, dry_run, report)
+        _collect(workspace, keep_days, dry_run, report)
+        if workspace.shared is not None:
+            _collect_shared(workspace, keep_days, dry_run, report)
+        return report
     finally:
         lock.release()
+
+
+def _collect_shared(workspace: Workspace, keep_days: float, dry_run: bool, report: GcReport) -> None:
+    """The shared store's sweep (``shared_gc.py``), keeping what this workspace keeps too."""
+    from wanflow.records.shared_gc import SharedGcReport, collect_shared
+
+    assert workspace.shared is not None
+    damaged: list[str] = []
+    keep_keys, keep_objects = _references(workspace, keep_days, damaged)
+    if damaged or report.damaged:
+        report.shared = SharedGcReport(store=workspace.shared.public_url, skipped="this workspace's state files are damaged")
+        return
+    for path, entry in _entries(workspace):
+        if path.stem in keep_keys:
+            keep_objects.update(_entry_objects(entry))
+    report.shared = collect_shared(workspace.shared, keep_keys, keep_objects, keep_days, dry_run, _record_references)
 
 
 def _collect(workspace: Workspace, keep_days: float, dry_run: bool, report: GcReport) -> GcReport:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from wanflow._fs import atomic_write_json
 from wanflow.artifacts import Artifact
+from wanflow.state.input_stamps import stamp_of
 from wanflow.state.store import ArtifactStore
 
 if TYPE_CHECKING:
@@ -69,13 +70,7 @@ _loaded: set[Path] = set()
 
 
 def _stamp(path: Path | None) -> tuple[str, int, int, int, int] | None:
-    if path is None:
-        return None
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return str(path), found.st_size, found.st_mtime_ns, found.st_ino, found.st_ctime_ns
+    return stamp_of(path) if path is not None else None
 
 
 class StepCache:

@@ -11,7 +11,8 @@ Layout under the URL::
     cache/<2 hex>/<key>.json          the step cache entry
     journal/<key>/<seq>.json          one object per journal event, each created if absent
     leases/<key>/<epoch>.json         who generates <key> now (see ``KeyLease``)
-    runs/<run-id>.json                run records
+    runs/<workspace>/<run-id>.json    finished runs' records (what ``cache gc`` keeps on the store)
+    uses/<owner>.json                 runs using the store now (``store_use.py``)
 
 Two machines never both create a paid task: a key is generated under a lease, an object taken with
 create-if-absent (S3 ``If-None-Match: *``; on a local or mounted file system an exclusive hard
@@ -94,6 +95,12 @@ class SharedStore:
         except Exception as error:  # botocore, aiohttp and gcsfs raise their own kinds
             raise UsageError(f"--store {self.url}: the store did not answer ({type(error).__name__}: "
                              f"{str(error)[:200]}); check the URL, the network and the credentials") from None
+
+    @property
+    def public_url(self) -> str:
+        """The URL to show: never a password written into it."""
+        scheme, _, rest = self.url.partition("://")
+        return f"{scheme}://{rest.rpartition('@')[2]}" if rest else self.url
 
     def _path(self, relative: str) -> str:
         return f"{self.root}/{relative}"
@@ -208,9 +215,23 @@ class SharedStore:
 
     # --- run records -------------------------------------------------------------------------
 
-    def push_run(self, record: Path) -> None:
+    def push_run(self, record: Path, workspace_id: str) -> None:
+        """Keep a finished run's record on the store as ``runs/<workspace>/<run-id>.json``: what
+        the records there refer to is what ``cache gc`` keeps on the store (best effort: a record
+        that did not get there only leaves its workspace's own copies to protect it)."""
         with contextlib.suppress(OSError):
-            self.write(f"runs/{record.name}", record.read_bytes())
+            self.write(f"runs/{workspace_id}/{record.name}", record.read_bytes())
+
+    def sizes(self, folder: str) -> dict[str, int]:
+        """Name -> size of the files directly inside ``folder`` ({} when it does not exist)."""
+        path = self._path(folder)
+        try:
+            listed = self.fs.ls(path, detail=True, **({} if self.local else {"refresh": True}))
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        found = {str(item["name"]).rstrip("/").rsplit("/", 1)[-1]: int(item.get("size") or 0)
+                 for item in listed if item.get("type") == "file"}
+        return {name: size for name, size in found.items() if not name.startswith(".")}
 
 
 def _precondition_failed(error: BaseException) -> bool:
@@ -348,21 +369,29 @@ async def lease(store: SharedStore, key: str, on_wait: Callable[[], None] | None
             on_wait()
             told = True
         await anyio.sleep(POLL_SECONDS)
+    async with renewed(held.seconds / 4, held.renew, held.release):
+        yield
+
+
+@asynccontextmanager
+async def renewed(every: float, renew: Callable[[], None], release: Callable[[], None]) -> AsyncIterator[None]:
+    """The block, while ``renew`` runs every ``every`` seconds in a thread; then ``release``
+    (shielded: a cancelled run still gives its lease or marker back)."""
     try:
         async with anyio.create_task_group() as group:
-            async def renew() -> None:
+            async def again() -> None:
                 while True:
-                    await anyio.sleep(held.seconds / 4)
-                    await anyio.to_thread.run_sync(held.renew)
+                    await anyio.sleep(every)
+                    await anyio.to_thread.run_sync(renew)
 
-            group.start_soon(renew)
+            group.start_soon(again)
             try:
                 yield
             finally:
                 group.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(held.release)
+            await anyio.to_thread.run_sync(release)
 
 
 @asynccontextmanager

@@ -83,6 +83,10 @@ class ArtifactStore:
             self.remote.push_object(digest, final)
         return final
 
+    def has(self, digest: str, size: int) -> bool:
+        """Whether the object is already stored with this size (one stat)."""
+        return self._has(digest, size)
+
     def _has(self, digest: str, size: int) -> bool:
         """Whether the object is already stored with this size (one stat)."""
         try:

@@ -14,6 +14,7 @@ from wanflow.state.journal import Journal
 from wanflow.state.store import ArtifactStore
 
 if TYPE_CHECKING:
+    from wanflow.state.input_stamps import InputStamps
     from wanflow.state.shared_store import SharedStore
 
 @dataclass(frozen=True)
@@ -51,6 +52,21 @@ class Workspace:
     def price_overrides(self) -> dict[str, Any]:
         """``[prices]`` from wanflow.toml: per-model price overrides."""
         return dict(self.config().get("prices", {}))
+
+    @functools.cached_property
+    def input_stamps(self) -> InputStamps:
+        """Probe results and hashes of unchanged local input files (``state/input_stamps.py``)."""
+        from wanflow.state.input_stamps import InputStamps
+
+        return InputStamps(self.state_dir / "cache")
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """A short name of this state folder on this machine (its run records' folder on a shared store)."""
+        import hashlib
+        import socket
+
+        return hashlib.sha256(f"{socket.gethostname()}\0{self.state_dir.resolve()}".encode()).hexdigest()[:16]
 
     @functools.cached_property
     def shared(self) -> SharedStore | None:

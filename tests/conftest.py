@@ -254,6 +254,12 @@ SLOW_TIER = {
     "test_wan_editing.py::test_video_and_image_edits_preview_offline_and_run_on_the_dashscope_simulator",
     "test_wan_editing.py::test_the_face_check_runs_before_each_paid_s2v_create_with_its_cost_in_the_plan",
     "test_wan_editing.py::test_s2v_previews_as_long_as_its_speech_with_the_speech_as_sound",
+    "test_wan_editing.py::test_a_large_portrait_is_checked_through_an_upload_made_for_the_check_model",
+    "test_cluster.py::test_the_schedulers_key_locks_do_not_grow_with_the_rows",
+    "test_api_workflow.py::test_the_api_with_provider_dashscope_from_another_folder_uses_the_same_project",
+    "test_report_browser.py::test_matrix_report_is_a_three_by_two_grid",
+    "test_wan_family.py::test_the_example_runs_on_dashscope_with_the_documented_routes_and_fields",
+    "test_wan_family.py::test_the_example_chain_runs_offline_with_the_asked_shapes_then_all_cached",
 }
 
 

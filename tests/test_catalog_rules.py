@@ -407,3 +407,15 @@ def test_models_doc_is_generated_from_the_catalog():
 
     page = (Path(__file__).parent.parent / "docs" / "models.md").read_text("utf-8")
     assert page == models_markdown(), "regenerate with: wanflow models --markdown > docs/models.md"
+
+
+def test_a_price_that_depends_on_a_param_not_given_yet_is_the_dearest_never_zero():
+    """A paid model priced by a param the request does not carry yet (animate's required mode) is
+    estimated at its dearest value, so a budget is never checked against $0."""
+    from wanflow.catalog.loader import load_catalog
+    from wanflow.catalog.pricing import list_price
+
+    model = load_catalog().models["wan2.2-animate-move"]
+    unknown = list_price(model, {"duration": 10})
+    assert unknown.usd == pytest.approx(10 * 0.09) and "up to wan-pro" in unknown.basis
+    assert list_price(model, {"duration": 10, "mode": "wan-std"}).usd == pytest.approx(10 * 0.06)

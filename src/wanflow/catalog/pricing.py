@@ -57,6 +57,9 @@ def list_price(model: ModelSpec, params: Mapping[str, Any], overrides: Mapping[s
         value = str(params[param] if param in params else model.resolution_tier(params) if param == "resolution" else None)
         if value in table:
             unit, label = table[value], f" at {value}"
+        elif table and unit is None:  # not known yet (a required param not given): never guess low
+            dearest = max(table, key=lambda key: table[key])
+            unit, label = table[dearest], f" at up to {dearest}"
     if unit is None:
         return Estimate(0.0, "no price known")
     noun = {"image": "image", "second": "s"}.get(price.per, price.per)

@@ -44,10 +44,11 @@ def _written(folder: Path) -> dict[str, Any]:
     def read(path: Path) -> Any:
         return _stable(json.loads(path.read_text().replace(json.dumps(str(folder))[1:-1], "<project>")))
 
-    runs = sorted((folder / ".wanflow" / "runs").glob("*.json"))
+    # Every record, in a stable order: run ids carry only the second, and a matrix's instances start
+    # together, so no order by name or time says which record is whose.
+    runs = list((folder / ".wanflow" / "runs").glob("*.json"))
     state = {
-        "newest record": read(runs[-1]),
-        "records": len(runs),
+        "records": sorted(json.dumps(read(path), sort_keys=True) for path in runs),
         "out": sorted(str(path.relative_to(folder / "out")) for path in (folder / "out").rglob("*")
                       if "index_files" not in path.parts),
         "history": {path.name: read(path) for path in (folder / ".wanflow" / "index").glob("*.json")},

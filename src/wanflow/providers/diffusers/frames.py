@@ -47,14 +47,15 @@ def write_image(frames: Any, path: Path) -> None:
 
 def read_clip(path: Path, count: int, size: tuple[int, int]) -> tuple[list[Any], int]:
     """The first ``count`` frames of the clip at ``path`` as RGB images of ``size`` (width, height),
-    and how many frames the clip has."""
+    and how many frames the clip has: decoding stops once ``count`` are read, so a long clip costs
+    no more than its first frames (the total is then the container's count, at least ``count``)."""
     from PIL import Image
 
     stills: list[Any] = []
-    total = 0
     with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            total += 1
-            if len(stills) < count:
-                stills.append(frame.to_image().convert("RGB").resize(size, Image.Resampling.BICUBIC))
-    return stills, total
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            stills.append(frame.to_image().convert("RGB").resize(size, Image.Resampling.BICUBIC))
+            if len(stills) == count:
+                return stills, max(count, int(stream.frames or 0))
+    return stills, len(stills)

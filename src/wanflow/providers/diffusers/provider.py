@@ -154,6 +154,8 @@ async def _vace_inputs(request: StepRequest, context: GenerationContext) -> dict
                                 f"give a clip of at least {count} frames, or set num_frames to at most {total} (4k + 1)")
         if total > count:
             context.log(f"{slot}: using the first {count} of {total} frames")
+        elif total == count and count > 1:
+            context.log(f"{slot}: using the first {count} frames")
         found[slot] = stills
     references = [_image(request, "references", index) for index in range(len(request.inputs.get("references", ())))]
     if references:

@@ -260,6 +260,14 @@ SLOW_TIER = {
     "test_report_browser.py::test_matrix_report_is_a_three_by_two_grid",
     "test_wan_family.py::test_the_example_runs_on_dashscope_with_the_documented_routes_and_fields",
     "test_wan_family.py::test_the_example_chain_runs_offline_with_the_asked_shapes_then_all_cached",
+    "test_fanout_matrix_lock.py::test_explain_names_exactly_the_affected_steps_and_fields",
+    "test_fanout_matrix_lock.py::test_frozen_refuses_with_a_diff_when_a_var_would_change_a_request",
+    "test_one_plan.py::test_budget_counts_only_what_can_run",
+    "test_one_plan.py::test_reseeded_steps_run_with_the_seeds_the_plan_drew",
+    "test_bad_setup.py::test_an_unreachable_s3_store_is_exit_2_within_seconds",
+    "test_wan_family.py::test_vtrix_ids_run_on_the_vtrix_simulator",
+    "test_official_sdk.py::test_r2v_with_local_reference_clips_under_either_documented_field",
+    "test_media_and_cost.py::test_image_over_10_mb_is_re_encoded_under_the_limit",
 }
 
 

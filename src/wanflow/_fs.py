@@ -17,6 +17,7 @@ import os
 import secrets
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -101,12 +102,13 @@ def _create(path: Path) -> BinaryIO:
         return open(path, "wb")
 
 
-def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` via a temporary file and an atomic rename (fsync'd when ``durable``)."""
+def _replace_with(path: Path, fill: Callable[[BinaryIO], object], durable: bool) -> None:
+    """Write a temporary file beside ``path`` with ``fill``, then rename it over ``path``: readers see
+    the old file or the whole new one, never half of it (the file fsync'd first when ``durable``)."""
     temp = _temp_beside(path)
     try:
         with _create(temp) as handle:
-            handle.write(data)
+            fill(handle)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -116,6 +118,11 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
         if raised is error:
             raise
         raise raised from error
+
+
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` via a temporary file and an atomic rename (fsync'd when ``durable``)."""
+    _replace_with(path, lambda handle: handle.write(data), durable)
     if durable:
         fsync_dir(path.parent)
 
@@ -159,21 +166,10 @@ def sha256_file(path: Path) -> str:
 
 def atomic_copy(source: Path, target: Path, durable: bool = True) -> None:
     """Copy ``source`` to ``target`` so ``target`` is never seen half-written."""
-    temp = _temp_beside(target)
-    try:
-        # Opened directly rather than with shutil.copyfile, whose four stats (same file? special
-        # files?) cannot apply to a fresh temporary name and cost more than copying a small file.
-        with open(source, "rb") as reader, _create(temp) as writer:
-            _copy_stream(reader, writer)
-            if durable:
-                writer.flush()
-                os.fsync(writer.fileno())
-        os.replace(temp, target)
-    except BaseException as error:
-        raised = _discard(temp, error, target)
-        if raised is error:
-            raise
-        raise raised from error
+    # Opened directly rather than with shutil.copyfile, whose four stats (same file? special
+    # files?) cannot apply to a fresh temporary name and cost more than copying a small file.
+    with open(source, "rb") as reader:
+        _replace_with(target, lambda writer: _copy_stream(reader, writer), durable)
 
 
 def _copy_stream(reader: BinaryIO, writer: BinaryIO) -> None:

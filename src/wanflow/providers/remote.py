@@ -269,9 +269,9 @@ class RemoteProvider(TaskPolling, CreateCalls, JournalRecovery):
                     values.append(item.url)
                     continue
                 assert isinstance(item, Artifact) and item.path is not None
-                known = context.known_urls.get(item.sha256) if use_urls else None
-                if known is not None and known.provider == self.name and known.expires_at > now:
-                    values.append(known.url)
+                known = self._still_valid_url(item, context, now) if use_urls else None
+                if known is not None:
+                    values.append(known)
                     passed = True
                     continue
                 kind = item.media_type.split("/")[0]
@@ -286,6 +286,11 @@ class RemoteProvider(TaskPolling, CreateCalls, JournalRecovery):
                 values.append(f"data:{item.media_type};base64,{data}")
             encoded[slot] = values
         return encoded, headers, passed
+
+    def _still_valid_url(self, item: Artifact, context: GenerationContext, now: float) -> str | None:
+        """This service's own result URL for ``item``'s bytes while it is still valid, else None."""
+        known = context.known_urls.get(item.sha256)
+        return known.url if known is not None and known.provider == self.name and known.expires_at > now else None
 
     async def _upload(self, client: httpx.AsyncClient, request: StepRequest, item: Artifact, context: GenerationContext,
                       model: str | None = None) -> str:
@@ -304,9 +309,9 @@ class RemoteProvider(TaskPolling, CreateCalls, JournalRecovery):
         if isinstance(item, RemoteInput):
             return item.url, {}
         assert isinstance(item, Artifact)
-        known = context.known_urls.get(item.sha256)
-        if known is not None and known.provider == self.name and known.expires_at > time.time():
-            return known.url, {}
+        known = self._still_valid_url(item, context, time.time())
+        if known is not None:
+            return known, {}
         uploads = self.protocol.spec.uploads
         if uploads is None:
             raise ProviderError(f"the {model} pre-check takes {slot} only as a URL, and {self.name} documents no upload; "

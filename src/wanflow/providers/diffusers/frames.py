@@ -37,7 +37,6 @@ def write_video(frames: Any, path: Path, fps: int, comment: str = "") -> None:
             container.mux(packet)
 
 
-
 def write_image(frames: Any, path: Path) -> None:
     """The one frame of ``frames`` (1 x H x W x 3 in 0..1) as a PNG."""
     from PIL import Image

@@ -419,3 +419,31 @@ def test_a_price_that_depends_on_a_param_not_given_yet_is_the_dearest_never_zero
     unknown = list_price(model, {"duration": 10})
     assert unknown.usd == pytest.approx(10 * 0.09) and "up to wan-pro" in unknown.basis
     assert list_price(model, {"duration": 10, "mode": "wan-std"}).usd == pytest.approx(10 * 0.06)
+
+
+def test_the_parsed_catalog_is_kept_like_bytecode_and_follows_edits(tmp_path, monkeypatch):
+    """models.yaml's parsed copy sits in __pycache__ under the file's size and mtime: an edit is
+    read at once (the stale copy goes), a damaged copy is parsed again, and nothing is written
+    where Python would write no bytecode."""
+    import sys
+
+    import yaml
+
+    from wanflow.catalog import loader
+
+    source = tmp_path / "models.yaml"
+    source.write_text("models: {a: {kind: t2i}}\n")
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    assert loader._raw_catalog(source) == {"models": {"a": {"kind": "t2i"}}}
+    assert not (tmp_path / "__pycache__").exists()
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    assert loader._raw_catalog(source) == {"models": {"a": {"kind": "t2i"}}}
+    [kept] = (tmp_path / "__pycache__").glob("models.*.marshal")
+    source.write_text("models: {a: {kind: t2i}, b: {kind: t2v}}\n")
+    assert loader._raw_catalog(source) == {"models": {"a": {"kind": "t2i"}, "b": {"kind": "t2v"}}}
+    [fresh] = (tmp_path / "__pycache__").glob("models.*.marshal")
+    assert fresh != kept
+    fresh.write_bytes(b"\x00damaged")
+    assert loader._raw_catalog(source) == yaml.safe_load(source.read_text())
+    shipped = loader.Path(loader.__file__).with_name("models.yaml")
+    assert loader._raw_catalog(shipped) == yaml.safe_load(shipped.read_text("utf-8"))

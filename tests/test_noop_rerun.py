@@ -13,7 +13,8 @@ import pytest
 from conftest import CHAIN, EXAMPLES
 from wanflow._exceptions import PipelineError
 from wanflow.pipelines import schema_check, yaml_source
-from wanflow.pipelines.yaml_source import load_yaml_file, load_yaml_text
+from wanflow.pipelines.source_file import load_yaml_file
+from wanflow.pipelines.yaml_source import load_yaml_text
 
 needs_libyaml = pytest.mark.skipif(yaml_source._CLoader is None, reason="PyYAML without libyaml 0.2.6+")
 
@@ -280,3 +281,64 @@ def test_a_fresh_stamp_is_not_kept_and_a_damaged_stamps_file_only_costs_a_hash(w
     stamps.write_bytes(b'not json\n["a", 1]\n\xff\xfe\n[1, 2, 3, 4, "x"]\n')
     _new_process(monkeypatch)
     assert workspace.cache.lookup(key) is not None
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*/*.yaml"))[:3] + [None], ids=lambda path: getattr(path, "name", "odd"))
+def test_a_recalled_document_has_the_data_and_positions_of_a_fresh_parse(tmp_path, path):
+    """The parsed cache (pipelines/parsed_cache.py): a second load of the same bytes is recalled
+    from the user's cache folder, equal in data and every position to parsing it again, under the
+    name it is loaded by now."""
+    from wanflow.pipelines import parsed_cache
+
+    text = path.read_text("utf-8") if path else "a: .inf\nb: [1, 2.5, null, true, {c: '7'}]\nd: {}\n'8': x\n"
+    source = tmp_path / "p.yaml"
+    source.write_text(text, "utf-8")
+    first = load_yaml_file(source)
+    assert (parsed_cache.cache_dir() / "parsed" / f"{first.digest}.json").is_file()
+    assert not list(tmp_path.rglob("*.json"))  # nothing in the project
+    again = parsed_cache.recall(first.digest, "renamed.yaml")
+    assert again is not None and again.digest == first.digest
+    fresh = load_yaml_text(text, "renamed.yaml")
+    assert _shape(again) == _shape(fresh)
+    assert load_yaml_file(source, "renamed.yaml").locate(("b", 4, "c")) == fresh.locate(("b", 4, "c"))
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x00\xff", b"[]", b'{"parser": 1}', b"{}",
+                                    "kept"])  # "kept": the right parser, marks of the wrong shape
+def test_a_damaged_or_foreign_kept_document_is_parsed_again(tmp_path, damage):
+    from wanflow.pipelines import parsed_cache
+
+    source = tmp_path / "p.yaml"
+    source.write_text("steps:\n  a: {model: wan2.6-t2i}\n")
+    first = load_yaml_file(source)
+    kept = parsed_cache.cache_dir() / "parsed" / f"{first.digest}.json"
+    if damage == "kept":
+        data = json.loads(kept.read_text())
+        data["values"] = [[["steps", True], "1", None]]
+        damage = json.dumps(data).encode()
+    kept.write_bytes(damage)
+    assert parsed_cache.recall(first.digest, "p.yaml") is None
+    assert _shape(load_yaml_file(source)) == _shape(first)
+    assert parsed_cache.recall(first.digest, "p.yaml") is not None  # kept again by that parse
+
+
+def test_a_changed_parser_or_a_failed_parse_is_never_recalled_and_old_documents_are_pruned(tmp_path, monkeypatch):
+    from wanflow.pipelines import parsed_cache
+
+    monkeypatch.setenv("WANFLOW_CACHE_DIR", str(tmp_path / "user-cache"))
+    source = tmp_path / "p.yaml"
+    source.write_text("a: [1, 2\n")
+    with pytest.raises(PipelineError):
+        load_yaml_file(source)
+    folder = parsed_cache.cache_dir() / "parsed"
+    assert not folder.exists()
+    source.write_text("a: 1\n")
+    document = load_yaml_file(source)
+    monkeypatch.setattr(parsed_cache, "FORMAT", parsed_cache.FORMAT + 1)  # a new parser: parse again
+    assert parsed_cache.recall(document.digest, "p.yaml") is None
+    monkeypatch.setattr(parsed_cache, "MAX_KEPT", 3)
+    for index in range(6):
+        source.write_text(f"a: {index}\n")
+        load_yaml_file(source)
+    assert len(list(folder.glob("*.json"))) == 3
+    assert parsed_cache.recall(load_yaml_file(source).digest, "p.yaml") is not None  # the newest stays

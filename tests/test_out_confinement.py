@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wanflow._confine import confined, is_safe_name, is_sha256, named
+from wanflow._confine import confined, is_inside, is_safe_name, is_sha256, named
 from wanflow.cli.main import main
 from wanflow.state.out_folder import MANIFEST
 
@@ -132,3 +132,21 @@ def test_confined_refuses_climbing_absolute_paths_and_symlinks_out(tmp_path, vic
     assert confined(tmp_path, "inner/file.png") == tmp_path / "inner/file.png"
     assert confined(tmp_path, "in-link/file.png") == tmp_path / "in-link/file.png"
     assert is_safe_name("product-ad") and is_safe_name("ad@row-3") and is_sha256("ab" * 32)
+
+
+def test_a_symlink_deep_in_the_path_or_swapped_in_later_is_still_refused(tmp_path, victim):
+    """The quick check walks only the components below the folder: a link at any depth, one made
+    after an earlier check of the same folder, and a folder reached through a link all get the
+    same answer as resolving the whole path."""
+    project = tmp_path / "project"
+    (project / "a/b").mkdir(parents=True)
+    assert confined(project, "a/b/c/d.png") == project / "a/b/c/d.png"  # not there yet: inside
+    (project / "a/b/c").symlink_to(victim.parent)  # made after the folder was first resolved
+    assert confined(project, "a/b/c/d.png") is None
+    (project / "a/b/loop").symlink_to(project / "a")  # a link that stays inside is fine
+    assert confined(project, "a/b/loop/b/x.png") == project / "a/b/loop/b/x.png"
+    via_link = tmp_path / "project-link"
+    via_link.symlink_to(project)
+    assert confined(via_link, "a/b/x.png") == via_link / "a/b/x.png"
+    assert confined(via_link, "a/b/c/victim.txt") is None
+    assert not is_inside(victim, project) and is_inside(project / "a/../a/b", project)

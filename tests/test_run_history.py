@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 from conftest import CHAIN
@@ -111,3 +112,31 @@ def test_a_matrix_run_is_one_run_with_its_instances(write_pipeline, capsys, proj
     assert legacy["instances"] == 4 and legacy["kind"] == "instances"
     assert main(["runs", "show", "latest"]) == 0
     assert "[style-neon_light-dusk]" in capsys.readouterr().out
+
+
+def test_the_dead_run_check_rereads_only_records_written_since_it_last_saw_them(tmp_path):
+    """The check keeps the stamps of the records it found settled: an unchanged one is not read
+    again (a settled record made unreadable since stays as it is), a rewritten one is, and a
+    damaged or old-style (empty) mark means reading everything."""
+    from wanflow.records.abandoned import CHECKED_MARK, mark_abandoned
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    done, later = runs / "r1.json", runs / "r2.json"
+    done.write_text(json.dumps({"run_id": "r1", "status": "succeeded"}))
+    later.write_text(json.dumps({"run_id": "r2", "status": "succeeded"}))
+    assert mark_abandoned(runs) == []
+    # Proof that an unchanged stamp is not read: same size, mtime put back (a stat cache's limit,
+    # as make's and DVC's; wanflow rewrites records whole, so a real rewrite changes the stamp).
+    stamp = done.stat()
+    done.write_text('{"run_id": "r1",   "status": "running"}')
+    assert done.stat().st_size == stamp.st_size
+    os.utime(done, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert mark_abandoned(runs) == []
+    later.write_text(json.dumps({"run_id": "r2", "status": "running"}))  # a new stamp: read again
+    assert mark_abandoned(runs) == ["r2"]
+    assert json.loads(later.read_text())["status"] == "abandoned"
+    for mark in (b"", b"\x00garbage", b'{"settled": 7}'):
+        (runs / CHECKED_MARK).write_bytes(mark)
+        done.write_text(json.dumps({"run_id": "r1", "status": "running"}))
+        assert mark_abandoned(runs) == ["r1"], mark

@@ -10,8 +10,11 @@ delete: the resolved path would lie outside, so the path is refused.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
-from pathlib import Path, PurePosixPath
+import stat
+from pathlib import Path
 from typing import Any
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -32,10 +35,13 @@ def is_safe_name(value: Any) -> bool:
 
 def is_inside(path: Path, folder: Path) -> bool:
     """Whether ``path``, with every symlink resolved, lies inside ``folder`` (resolved too)."""
-    try:
-        return path.resolve().is_relative_to(folder.resolve())
-    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
-        return False
+    return resolved_inside(path, folder) is not None
+
+
+def resolved_inside(path: Path, folder: Path) -> Path | None:
+    """``path`` with every symlink resolved when that lies inside ``folder`` (resolved too); None
+    when it lies outside or cannot be resolved (a symlink loop, a NUL byte)."""
+    return _resolved_inside(path, folder, _parts_below(os.fspath(path), os.fspath(folder)))
 
 
 def confined(folder: Path, relative: Any) -> Path | None:
@@ -44,13 +50,13 @@ def confined(folder: Path, relative: Any) -> Path | None:
 
     The path returned is not resolved: unlinking it removes a link, never what it points to.
     """
-    if not isinstance(relative, str) or not relative or "\x00" in relative or "\\" in relative:
+    if not isinstance(relative, str) or not relative or "\x00" in relative or "\\" in relative or relative[0] == "/":
         return None
-    parts = PurePosixPath(relative).parts
-    if PurePosixPath(relative).is_absolute() or any(part in ("..", ".") for part in parts) or not parts:
+    parts = [part for part in relative.split("/") if part not in ("", ".")]  # as PurePosixPath reads it
+    if not parts or ".." in parts:
         return None
     candidate = folder.joinpath(*parts)
-    return candidate if is_inside(candidate, folder) and candidate != folder else None
+    return candidate if _resolved_inside(candidate, folder, parts) is not None else None
 
 
 def named(folder: Path, name: Any, suffix: str = "") -> Path | None:
@@ -58,3 +64,47 @@ def named(folder: Path, name: Any, suffix: str = "") -> Path | None:
     if not is_safe_name(name):
         return None
     return confined(folder, f"{name}{suffix}")
+
+
+def _resolved_inside(path: Path, folder: Path, parts: list[str] | None) -> Path | None:
+    try:
+        root = _resolved_folder(os.fspath(folder))
+        quick = _walk(root, parts) if parts is not None else None
+        resolved = quick if quick is not None else path.resolve()
+        return resolved if resolved.is_relative_to(root) else None
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved_folder(folder: str) -> Path:
+    """``folder`` resolved, once per process: the folders wanflow confines to are its own (the
+    project, its state, ``out/``), found from the project's location, never from data read back."""
+    return Path(folder).resolve()
+
+
+def _parts_below(path: str, folder: str) -> list[str] | None:
+    """The components of ``path`` below ``folder``, as written (None when it is not written below it)."""
+    if path == folder:
+        return []
+    prefix = folder if folder.endswith(os.sep) else folder + os.sep
+    if not path.startswith(prefix):
+        return None
+    return [part for part in path[len(prefix):].split(os.sep) if part not in ("", ".")]
+
+
+def _walk(root: Path, parts: list[str]) -> Path | None:
+    """``root`` plus ``parts`` when none of them is ``..`` or a symlink: then that is what
+    resolving the path gives, without resolving every ancestor again (the quick answer for the
+    common case). None means "resolve it in full", never "outside"."""
+    if ".." in parts:
+        return None
+    current = os.fspath(root)
+    for index, part in enumerate(parts):
+        current = os.path.join(current, part)
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                return None
+        except FileNotFoundError:  # the rest does not exist yet: resolved as written
+            return Path(current, *parts[index + 1:])
+    return Path(current)

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import threading
 from collections.abc import Callable
@@ -36,7 +35,7 @@ def _discard(temp: Path, error: BaseException, target: Path) -> BaseException:
 
 
 def _temp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+    return path.with_name(f".{path.name}.tmp-{os.urandom(4).hex()}")
 
 
 class _DirSyncs:

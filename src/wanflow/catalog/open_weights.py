@@ -16,8 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
-import yaml
-
 from wanflow.catalog.parse import parse_media
 from wanflow.catalog.spec import (
     Kind,
@@ -66,6 +64,8 @@ _INPUTS: dict[str, dict[str, Any]] = {
 
 @functools.cache
 def _raw() -> Mapping[str, Any]:
+    import yaml  # PyYAML costs ~30 ms to import: only when an open-weights model is named
+
     text = Path(__file__).with_name("open_weights.yaml").read_text("utf-8")
     return cast(Mapping[str, Any], yaml.safe_load(text))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -80,7 +79,7 @@ def require_folder(folder: Path, role: str, how: str) -> None:
 
 def probe_write(folder: Path, role: str, how: str) -> None:
     """Create ``folder`` and write (then remove) a small file in it: the one test every file system answers."""
-    probe = folder / f".wanflow-probe-{secrets.token_hex(4)}"
+    probe = folder / f".wanflow-probe-{os.urandom(4).hex()}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(probe, "wb") as handle:

@@ -9,8 +9,8 @@ from typing import Any
 from wanflow._diagnostics import Diagnostic, format_path
 from wanflow._exceptions import TemplateProblem
 from wanflow.pipelines.model import TEMPLATED_STEP_FIELDS, Pipeline, StepSpec
+from wanflow.pipelines.source_document import DataPath
 from wanflow.pipelines.templating import referenced_steps
-from wanflow.pipelines.yaml_source import DataPath
 
 
 def template_strings(value: Any, path: DataPath) -> Iterator[tuple[DataPath, str]]:

@@ -22,13 +22,14 @@ from wanflow.pipelines.graph import link_steps
 from wanflow.pipelines.instances import matrix_diagnostics
 from wanflow.pipelines.model import MEDIA_FIELDS, Pipeline, StepSpec
 from wanflow.pipelines.schema_check import check_schema
+from wanflow.pipelines.source_document import DataPath
+from wanflow.pipelines.source_file import load_yaml_file
 from wanflow.pipelines.static_checks import (
     check_default_params,
     check_templates,
 )
 from wanflow.pipelines.variables import resolve_vars
 from wanflow.pipelines.weights import with_identity
-from wanflow.pipelines.yaml_source import DataPath, load_yaml_file
 
 
 def load_pipeline(

@@ -9,8 +9,8 @@ from wanflow._diagnostics import Diagnostic, Location, format_path
 from wanflow._exceptions import TemplateProblem
 from wanflow.catalog.rules import Finding
 from wanflow.pipelines.model import Pipeline, StepSpec
+from wanflow.pipelines.source_document import DataPath
 from wanflow.pipelines.templating import StepOutputs, StepsNamespace, VarsNamespace, render
-from wanflow.pipelines.yaml_source import DataPath
 
 
 def base_context(pipeline: Pipeline, upstream: Mapping[str, StepOutputs]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from wanflow._diagnostics import Diagnostic, Location
 from wanflow.catalog.spec import ModelSpec
-from wanflow.pipelines.yaml_source import DataPath, SourceDocument
+from wanflow.pipelines.source_document import DataPath, SourceDocument
 
 # Step fields whose strings are templates, in the order they are resolved.
 # Media inputs are named after the service's fields, less ``_url`` (the catalog maps them back).

@@ -14,7 +14,7 @@ from wanflow.ops.specs import FONT_TYPE, OP_PROVIDER, OPS, check_op_params, font
 from wanflow.pipelines.input_paths import local_input_path
 from wanflow.pipelines.model import OP_MEDIA_FIELDS, Pipeline, StepSpec
 from wanflow.pipelines.request import StepRequest
-from wanflow.pipelines.yaml_source import DataPath
+from wanflow.pipelines.source_document import DataPath
 
 OP_SEED_SOURCE = "none (an op is deterministic)"
 

@@ -32,8 +32,8 @@ from wanflow.pipelines.located import FAILED, StepDiagnostics, base_context
 from wanflow.pipelines.model import MEDIA_FIELDS, Pipeline, StepSpec
 from wanflow.pipelines.op_steps import resolve_op_step
 from wanflow.pipelines.request import SEED_MAX, StepRequest, derive_seed
+from wanflow.pipelines.source_document import DataPath
 from wanflow.pipelines.templating import StepOutputs, render
-from wanflow.pipelines.yaml_source import DataPath
 
 DEFAULT_PROVIDER = "local"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wanflow._diagnostics import Diagnostic, format_path
-from wanflow.pipelines.yaml_source import DataPath, SourceDocument
+from wanflow.pipelines.source_document import DataPath, SourceDocument
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator

@@ -23,9 +23,9 @@ from wanflow.pipelines.located import base_context
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.request import StepRequest
 from wanflow.pipelines.resolve import resolve_step
+from wanflow.pipelines.source_document import DataPath
 from wanflow.pipelines.static_media import StaticMedia
 from wanflow.pipelines.templating import OutputList, StepOutputs, render
-from wanflow.pipelines.yaml_source import DataPath
 
 _PLACEHOLDER_TYPES = {"images": "image/png", "video": "video/mp4", "text": "text/plain"}
 

@@ -18,7 +18,7 @@ from wanflow.media.probe import MediaInfo, probe
 from wanflow.pipelines.input_paths import local_input_path
 from wanflow.pipelines.model import Pipeline, StepSpec
 from wanflow.pipelines.resolve import choose_provider
-from wanflow.pipelines.yaml_source import DataPath
+from wanflow.pipelines.source_document import DataPath
 
 _LOCAL_ONLY_PROVIDERS = {"local", "diffusers"}  # they read files, never fetch
 

@@ -7,10 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from wanflow._diagnostics import Diagnostic, Location
-from wanflow.pipelines.yaml_source import load_yaml_file
+from wanflow.pipelines.source_file import load_yaml_file
 
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
@@ -57,6 +55,8 @@ def coerce_override(name: str, raw: str, default: Any) -> Any:
         except ValueError:
             raise ValueError(f"var '{name}' is a number; got '{raw}'") from None
     if isinstance(default, (list, dict)):
+        import yaml  # PyYAML costs ~30 ms to import: only for a list or mapping var given as text
+
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:

@@ -10,25 +10,19 @@ are errors at their line and column.
 
 from __future__ import annotations
 
-import hashlib
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from wanflow._bounded import NotARegularFile, TooLarge, read_bounded
 from wanflow._diagnostics import Diagnostic, Location, format_path
 from wanflow._exceptions import PipelineError
+from wanflow.pipelines.source_document import DataPath, SourceDocument, text_position
 
-MAX_DOCUMENT_BYTES = 1_000_000
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq")}
 _STR_TAG = "tag:yaml.org,2002:str"
 MAX_NODES = 100_000
 MAX_DEPTH = 100  # mappings and lists inside each other
-
-DataPath = tuple[str | int, ...]
 
 
 class _Loader(yaml.SafeLoader):
@@ -88,72 +82,6 @@ class _BoundedLoader(_Loader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
-
-
-def _position(text: str, offset: int) -> tuple[int, int]:
-    """1-based line and column of character ``offset`` in ``text``."""
-    line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
-
-
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-
-
-@dataclass
-class SourceDocument:
-    """Plain data loaded from a YAML file plus the position of every value and key in it."""
-
-    file: str
-    data: Any
-    value_marks: dict[DataPath, Location] = field(default_factory=dict)
-    key_marks: dict[DataPath, Location] = field(default_factory=dict)
-    containers: set[DataPath] = field(default_factory=set)
-    digest: str = ""  # sha256 of the file's bytes (load_yaml_file): what a remembered verdict on it is keyed by
-
-    def locate(self, path: DataPath) -> Location:
-        """Position of the value at ``path`` (of its key, for a mapping or list), or of the nearest ancestor.
-
-        A message about a whole step points at ``hero:``, not at the first field under it.
-        """
-        for length in range(len(path), -1, -1):
-            prefix = path[:length]
-            if prefix in self.containers and prefix in self.key_marks:
-                return self.key_marks[prefix]
-            location = self.value_marks.get(prefix)
-            if location is not None:
-                return location
-        return Location(self.file, 1, 1)
-
-    def locate_key(self, path: DataPath) -> Location:
-        """Position of the mapping key that introduces ``path`` (falls back to the value)."""
-        return self.key_marks.get(path) or self.locate(path)
-
-
-def load_yaml_file(path: Path, display_name: str | None = None) -> SourceDocument:
-    """Load one YAML document from ``path``; every problem becomes a located PipelineError."""
-    name = display_name or str(path)
-    try:
-        raw = read_bounded(path, MAX_DOCUMENT_BYTES)
-    except FileNotFoundError:
-        raise PipelineError([Diagnostic(f"file not found: {name}")]) from None
-    except NotARegularFile as error:
-        raise PipelineError([Diagnostic(f"cannot read {name}: {error.strerror}")]) from None
-    except TooLarge:
-        raise PipelineError([Diagnostic(f"file is larger than {MAX_DOCUMENT_BYTES:,} bytes", Location(name, 1, 1),
-                                        allowed=f"at most {MAX_DOCUMENT_BYTES:,} bytes")]) from None
-    except OSError as error:
-        raise PipelineError([Diagnostic(f"cannot read {name}: {error.strerror}")]) from None
-    if raw.startswith(_UTF16_BOMS):
-        raise PipelineError([Diagnostic("the file is UTF-16 text; save it as UTF-8", Location(name, 1, 1))])
-    try:
-        text = raw.decode("utf-8-sig")  # a UTF-8 byte order mark (some Windows editors write one) is fine
-    except UnicodeDecodeError as error:
-        line, column = _position(raw.decode("latin-1"), error.start)
-        raise PipelineError([Diagnostic(f"not UTF-8 text (byte 0x{raw[error.start]:02x}); save the file as UTF-8",
-                                        Location(name, line, column))]) from None
-    document = load_yaml_text(text, name)
-    document.digest = hashlib.sha256(raw).hexdigest()
-    return document
 
 
 def load_yaml_text(text: str, file: str) -> SourceDocument:
@@ -225,7 +153,7 @@ def _load_with_python(text: str, file: str) -> SourceDocument:
 def _unprintable(error: yaml.reader.ReaderError, text: str, file: str) -> Diagnostic:
     character = error.character if isinstance(error.character, int) else ord(str(error.character)[:1] or "\0")
     shown = "a NUL byte (\\0)" if character == 0 else f"the control character U+{character:04X}"
-    line, column = _position(text, error.position)
+    line, column = text_position(text, error.position)
     return Diagnostic(f"{shown} is not allowed in YAML text; remove it", Location(file, line, column))
 
 

@@ -13,8 +13,8 @@ from wanflow.catalog.spec import InputSpec
 from wanflow.media.conform import conform_image
 from wanflow.media.trim import trim_video
 from wanflow.pipelines.model import Pipeline, StepSpec
+from wanflow.pipelines.source_document import DataPath
 from wanflow.pipelines.static_media import StaticMedia, media_verdict, slot_rules
-from wanflow.pipelines.yaml_source import DataPath
 from wanflow.state.input_stamps import InputStamps, stamp_of
 from wanflow.state.store import ArtifactStore
 

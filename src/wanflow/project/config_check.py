@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,8 @@ def _parse(path: Path) -> tuple[dict[str, Any], str] | None:
         raise PipelineError([Diagnostic(str(error), Location(str(path), 1, 1))]) from None
     if text is None:
         return None
+    import tomllib  # about 3 ms to import: only for a config file that exists
+
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as error:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,8 @@ def read_toml(path: Path) -> dict[str, Any]:
     text = read_config_text(path)
     if text is None:
         return {}
+    import tomllib  # about 3 ms to import: only for a config file that exists
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

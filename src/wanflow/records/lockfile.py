@@ -220,14 +220,14 @@ def prepare(pipeline: Pipeline, data: Mapping[str, Any] | None, *, frozen: bool,
     Returns the locked instance for run-time checks under ``--frozen`` (else None). Raises
     FrozenMismatch (nothing has run) when the pipeline or vars would change a locked request.
     """
-    import secrets
-
     pipeline.pinned_seeds = pinned_seeds(data, instance)
     pipeline.picks = picks(data, instance)
     if frozen and (reseed_all or reseed_steps):
         raise UsageError("--frozen reproduces the locked seeds; it cannot be combined with --reseed")
     for step in pipeline.steps.values():
         if (reseed_all or step.id in reseed_steps) and step.seed is None and step.op is None:
+            import secrets  # with hmac and random, ~2 ms to import: only for --reseed
+
             pipeline.pinned_seeds[step.id] = secrets.randbelow(2_147_483_648)
     if not frozen:
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import secrets
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ RUNNING_WRITE_SECONDS = 1.0
 def new_run_id(pipeline_name: str) -> str:
     """Sortable, unique run id: ``20261122T101500Z-product-ad-3f9a``."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{pipeline_name}-{secrets.token_hex(2)}"
+    return f"{stamp}-{pipeline_name}-{os.urandom(2).hex()}"
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from wanflow._confine import resolved_inside
 from wanflow.report.assets import CSS, SCRIPT
 from wanflow.report.grid import Grid
 from wanflow.report.media import Media
@@ -31,7 +32,8 @@ class Page:
 
     def href(self, target: Path) -> str:
         """``target`` as a relative, URL-quoted link from this page."""
-        return quote(Path(os.path.relpath(target.resolve(), self.folder)).as_posix())
+        resolved = resolved_inside(target, self.path.parent) or target.resolve()  # the quick form when below
+        return quote(Path(os.path.relpath(resolved, self.folder)).as_posix())
 
 
 def document(title: str, header: str, body: str) -> str:

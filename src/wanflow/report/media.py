@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wanflow._confine import confined, is_inside, is_sha256
+from wanflow._confine import confined, is_sha256, resolved_inside
 from wanflow.artifacts import EXTENSIONS
 from wanflow.report.thumbs import ThumbCache
 from wanflow.state.out_folder import MANIFEST
@@ -98,9 +97,9 @@ class MediaPlacer:
         if manifest is None:
             manifest = self._manifests[out_root] = _manifest(out_root)
         candidate = confined(out_root, relative)
-        if candidate is not None and is_inside(candidate, self.report_root) and manifest.get(relative) == media.sha256 \
-                and candidate.is_file():
-            return candidate.resolve()
+        resolved = resolved_inside(candidate, self.report_root) if candidate is not None else None
+        if resolved is not None and manifest.get(relative) == media.sha256 and resolved.is_file():
+            return resolved
         stored = self.store.path_for(media.sha256)
         if not stored.is_file():
             # An older run whose file was replaced and collected: say so rather than show other bytes.
@@ -115,6 +114,8 @@ class MediaPlacer:
         pending, self._pending = self._pending, []
         unique = {media.sha256: media for media in pending}
         if len(unique) > 4:
+            from concurrent.futures import ThreadPoolExecutor  # with logging, ~5 ms to import: only when needed
+
             with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 2)) as pool:
                 made = dict(zip(unique, pool.map(self._make, unique.values()), strict=True))
         else:

@@ -8,7 +8,6 @@ nothing again.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +66,7 @@ class ThumbCache:
         picture = image.convert("RGB")
         picture.thumbnail((longest, longest), Image.Resampling.BILINEAR, reducing_gap=2.0)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
+        temp = target.with_name(f".{target.name}.{os.urandom(4).hex()}")
         picture.save(temp, format="JPEG", quality=QUALITY, optimize=False)
         os.replace(temp, target)  # two reports making the same thumbnail: either copy wins
         return target

@@ -16,7 +16,7 @@ from typing import Any
 from wanflow._exceptions import PipelineError, UsageError
 from wanflow._fs import atomic_write_json
 from wanflow.pipelines.model import Pipeline
-from wanflow.pipelines.yaml_source import load_yaml_file
+from wanflow.pipelines.source_file import load_yaml_file
 from wanflow.state.out_folder import MANIFEST, OWNER_KEY
 
 

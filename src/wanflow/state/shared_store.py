@@ -30,8 +30,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -53,7 +51,7 @@ def _complete_beside(target: Path, data: bytes) -> Path:
     """``data`` written whole to a temporary file beside ``target`` (its folder made), for an
     atomic rename or link into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
+    temp = target.with_name(f".{target.name}.{os.urandom(4).hex()}")
     temp.write_bytes(data)
     return temp
 
@@ -174,7 +172,7 @@ class SharedStore:
     def pull_object(self, sha256: str, size: int, dest: Path) -> bool:
         """Fetch object ``sha256`` to ``dest`` if the shared store has it intact (hash and size checked)."""
         relative = f"objects/{sha256[:2]}/{sha256}"
-        temp = dest.with_name(f".pull-{secrets.token_hex(6)}")
+        temp = dest.with_name(f".pull-{os.urandom(6).hex()}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.fs.get_file(self._path(relative), str(temp))
@@ -327,7 +325,7 @@ class KeyLease:
         self.store = store
         self.key = key
         self.seconds = seconds
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
         self.epoch: int | None = None
 
     def _record(self, released: bool = False) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,7 +42,7 @@ class ArtifactStore:
                 return self._move_in(source, media_type, meta)
             except OSError:
                 pass  # another filesystem, or a race: fall back to copying
-        temp = self.root / f".incoming-{secrets.token_hex(6)}"
+        temp = self.root / f".incoming-{os.urandom(6).hex()}"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             with open(source, "rb") as reader, open(temp, "wb") as writer:
@@ -96,7 +95,7 @@ class ArtifactStore:
 
     def put_bytes(self, data: bytes, media_type: str) -> Artifact:
         """Store ``data`` (used for text outputs)."""
-        temp = self.root / f".bytes-{secrets.token_hex(6)}"
+        temp = self.root / f".bytes-{os.urandom(6).hex()}"
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             temp.write_bytes(data)

@@ -17,8 +17,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import secrets
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -43,7 +41,7 @@ class UseMarker:
     def __init__(self, store: SharedStore, seconds: float) -> None:
         self.store = store
         self.seconds = seconds
-        self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.owner = f"{os.uname().nodename}-{os.getpid()}-{os.urandom(4).hex()}"
         self.name = f"uses/{self.owner}.json"
 
     def mark(self) -> None:

@@ -99,7 +99,7 @@ def test_a_fully_cached_run_loads_no_http_client_media_libraries_templates_or_sc
     again, loaded = _cli_modules(["run", "light.yaml"], tmp_path)  # the HTML report too (its thumbnails are kept)
     assert again == 0
     # nor PyYAML: the pipeline is recalled parsed (pipelines/parsed_cache.py), the catalog from its kept copy
-    assert not {name.split(".")[0] for name in loaded} & (HEAVY | {"yaml", "tomllib", "secrets", "socket"})
+    assert not {name.split(".")[0] for name in loaded} & (HEAVY | {"yaml", "tomllib", "secrets", "socket", "concurrent"})
     # the no-op fast path (execute/noop.py): no event loop, and none of the engine's unit machinery
     assert not {"asyncio", "anyio._backends._asyncio", "wanflow.execute.unit"} & loaded
     _, planned = _cli_modules(["plan", "light.yaml"], tmp_path)

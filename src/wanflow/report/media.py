@@ -113,13 +113,15 @@ class MediaPlacer:
         """Make (or take from the cache) every pending thumbnail and poster, a few at a time."""
         pending, self._pending = self._pending, []
         unique = {media.sha256: media for media in pending}
-        if len(unique) > 4:
+        to_make = {sha: media for sha, media in unique.items() if not self.thumbs.has(sha, media.kind == "video")}
+        made = {sha: self._make(media) for sha, media in unique.items() if sha not in to_make}  # copies only
+        if len(to_make) > 4:
             from concurrent.futures import ThreadPoolExecutor  # with logging, ~5 ms to import: only when needed
 
             with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 2)) as pool:
-                made = dict(zip(unique, pool.map(self._make, unique.values()), strict=True))
+                made.update(zip(to_make, pool.map(self._make, to_make.values()), strict=True))
         else:
-            made = {sha: self._make(media) for sha, media in unique.items()}
+            made.update((sha, self._make(media)) for sha, media in to_make.items())
         for media in pending:
             media.thumb, media.poster = made[media.sha256]
 

@@ -25,6 +25,10 @@ class ThumbCache:
     def _path(self, sha256: str, kind: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}-{kind}.jpg"
 
+    def has(self, sha256: str, video: bool) -> bool:
+        """Whether the thumbnail (and a video's poster) of ``sha256`` are made already."""
+        return self._path(sha256, "thumb").is_file() and (not video or self._path(sha256, "poster").is_file())
+
     def thumbnail(self, sha256: str, source: Path, media_type: str) -> Path | None:
         """A small JPEG of an image, or of a video's first frame; None when it cannot be made."""
         target = self._path(sha256, "thumb")

@@ -16,7 +16,7 @@ from cli_helpers import cli_env, wanflow_json
 from wanflow.sim.server import SimServer
 from wanflow.sim.state import Knobs
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from wanflow.cli.main import main
 
-CORPUS = Path(__file__).parent / "bad_batches"
+CORPUS = Path(__file__).parents[1] / "bad_batches"
 
 # file -> (line, fragment of the message): the whole file is refused, nothing runs.
 REFUSED = {

@@ -25,7 +25,7 @@ from wanflow.state.journal import Journal
 
 distributed = pytest.importorskip("distributed", reason="distributed is not installed; pip install -e '.[cluster]'")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # A dead worker's Dask locks and semaphore leases are freed after this (30 s by default).
 FAST_LEASES = {"DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_TIMEOUT": "2s",
                "DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_VALIDATION_INTERVAL": "0.5s"}

@@ -1,6 +1,6 @@
 """The HTML report as files: written after every run, self-contained, cached thumbnails, failures shown.
 
-(tests/test_report_browser.py opens the same pages in Chromium.)
+(tests/report/test_report_browser.py opens the same pages in Chromium.)
 """
 
 from __future__ import annotations

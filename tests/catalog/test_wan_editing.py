@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
+from test_wan_family import _request, clip
 
 import wanflow
 from sim_helpers import SECRET
-from test_wan_family import _request, clip
 from wanflow.media.probe import has_audio_stream
 from wanflow.providers.shapes import build_body
 

@@ -13,7 +13,7 @@ import pytest
 
 from wanflow.cli.main import main
 
-CORPUS = Path(__file__).parent / "bad_pipelines"
+CORPUS = Path(__file__).parents[1] / "bad_pipelines"
 CASES = sorted(CORPUS.glob("*.yaml"))
 
 

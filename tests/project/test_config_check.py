@@ -14,7 +14,7 @@ import pytest
 
 from wanflow.cli.main import main
 
-CORPUS = Path(__file__).parent / "bad_configs"
+CORPUS = Path(__file__).parents[1] / "bad_configs"
 CASES = sorted(CORPUS.glob("*.toml"))
 PIPE = "name: c\nsteps:\n  a: {model: wan2.6-t2i, prompt: a teapot, params: {n: 1}}\n"
 

@@ -148,7 +148,7 @@ def test_a_model_the_provider_does_not_offer_is_rejected_before_running(write_pi
 
 
 def test_console_script_shows_no_traceback_and_plain_progress(write_pipeline, project):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     bad = project / "bad.yaml"
     bad.write_text("name: x\nsteps:\n  a: {model: nope, prompt: x}\n")
     done = subprocess.run([sys.executable, "-m", "wanflow", "run", str(bad)], capture_output=True, text=True, env=env, cwd=project)
@@ -261,7 +261,7 @@ def test_sim_command_serves_stats_and_refuses_non_loopback(capsys, project):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     server = subprocess.Popen([sys.executable, "-m", "wanflow", "sim", "--port", str(port), "--throttle-rps", "2"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

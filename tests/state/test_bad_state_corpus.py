@@ -13,7 +13,7 @@ from wanflow.cli.main import main
 from wanflow.state.journal import Journal
 from wanflow.state.out_folder import MANIFEST
 
-CORPUS = Path(__file__).parent / "bad_state"
+CORPUS = Path(__file__).parents[1] / "bad_state"
 CASES = sorted(CORPUS.glob("*.json"))
 PIPE = """name: st
 steps:

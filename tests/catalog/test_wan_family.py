@@ -22,7 +22,7 @@ from wanflow.media.probe import has_audio_stream, probe
 from wanflow.pipelines.request import StepRequest
 from wanflow.providers.shapes import build_body
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "character-story" / "character-story.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "character-story" / "character-story.yaml"
 
 
 def clip(path: Path, seconds: int, side: int = 64) -> Path:

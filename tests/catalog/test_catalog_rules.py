@@ -405,7 +405,7 @@ def test_every_vtrix_id_is_an_alias():
 def test_models_doc_is_generated_from_the_catalog():
     from wanflow.catalog.docs import models_markdown
 
-    page = (Path(__file__).parent.parent / "docs" / "models.md").read_text("utf-8")
+    page = (Path(__file__).parents[2] / "docs" / "models.md").read_text("utf-8")
     assert page == models_markdown(), "regenerate with: wanflow models --markdown > docs/models.md"
 
 

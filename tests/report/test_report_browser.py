@@ -204,7 +204,7 @@ def _tampered_project(root: Path) -> tuple[Path, Path]:
     (root / "tamper.yaml").write_text(TAMPER_PIPE)
     common = ["--state-dir", str(root / ".wanflow"), "--out-dir", str(root / "out")]
     # In a process of its own: the browser's event loop runs in this one.
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src"),
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"),
            "WANFLOW_CONFIG": "/nonexistent/config.toml"}
     done = subprocess.run([sys.executable, "-m", "wanflow", "run", str(root / "tamper.yaml"), "--no-lock", *common],
                           env=env, capture_output=True, text=True, timeout=120)

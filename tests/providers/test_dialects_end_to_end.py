@@ -24,7 +24,7 @@ from cli_helpers import cli_env, wanflow_json
 from wanflow.sim.server import SimServer
 from wanflow.sim.state import Knobs
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

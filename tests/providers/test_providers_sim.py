@@ -120,7 +120,7 @@ def test_example_pipeline_completes_under_errors_and_throttling(sim_env, project
     import shutil
 
     # A copy: a run writes its lockfile next to the pipeline, and the repository must stay clean.
-    shutil.copytree(Path(__file__).parent.parent / "examples/product-ad", project / "product-ad")
+    shutil.copytree(Path(__file__).parents[2] / "examples/product-ad", project / "product-ad")
     example = project / "product-ad/product-ad.yaml"
     for provider in ("dashscope", "vtrix"):
         result = _run(example, provider)

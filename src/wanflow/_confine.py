@@ -50,13 +50,26 @@ def confined(folder: Path, relative: Any) -> Path | None:
 
     The path returned is not resolved: unlinking it removes a link, never what it points to.
     """
+    found = _confined(folder, relative)
+    return found[0] if found is not None else None
+
+
+def resolved_confined(folder: Path, relative: Any) -> Path | None:
+    """What ``confined(folder, relative)`` names, with every symlink resolved (None where it gives None)."""
+    found = _confined(folder, relative)
+    return found[1] if found is not None else None
+
+
+def _confined(folder: Path, relative: Any) -> tuple[Path, Path] | None:
+    """``folder / relative`` as written and resolved, when ``relative`` passes and stays inside."""
     if not isinstance(relative, str) or not relative or "\x00" in relative or "\\" in relative or relative[0] == "/":
         return None
     parts = [part for part in relative.split("/") if part not in ("", ".")]  # as PurePosixPath reads it
     if not parts or ".." in parts:
         return None
     candidate = folder.joinpath(*parts)
-    return candidate if _resolved_inside(candidate, folder, parts) is not None else None
+    resolved = _resolved_inside(candidate, folder, parts)
+    return (candidate, resolved) if resolved is not None else None
 
 
 def named(folder: Path, name: Any, suffix: str = "") -> Path | None:

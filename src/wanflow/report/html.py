@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from wanflow._confine import resolved_inside
 from wanflow.report.assets import CSS, SCRIPT
 from wanflow.report.grid import Grid
 from wanflow.report.media import Media
@@ -32,8 +31,10 @@ class Page:
 
     def href(self, target: Path) -> str:
         """``target`` as a relative, URL-quoted link from this page."""
-        resolved = resolved_inside(target, self.path.parent) or target.resolve()  # the quick form when below
-        return quote(Path(os.path.relpath(resolved, self.folder)).as_posix())
+        # A file named below this page's (resolved) folder is linked as named: the browser follows
+        # the same components the file system does. Anything else is resolved first.
+        below = target.is_absolute() and ".." not in target.parts and target.is_relative_to(self.folder)
+        return quote(Path(os.path.relpath(target if below else target.resolve(), self.folder)).as_posix())
 
 
 def document(title: str, header: str, body: str) -> str:

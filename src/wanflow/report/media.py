@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wanflow._confine import confined, is_sha256, resolved_inside
+from wanflow._confine import is_sha256, resolved_confined
 from wanflow.artifacts import EXTENSIONS
 from wanflow.report.thumbs import ThumbCache
 from wanflow.state.out_folder import MANIFEST
@@ -96,9 +96,9 @@ class MediaPlacer:
         manifest = self._manifests.get(out_root)
         if manifest is None:
             manifest = self._manifests[out_root] = _manifest(out_root)
-        candidate = confined(out_root, relative)
-        resolved = resolved_inside(candidate, self.report_root) if candidate is not None else None
-        if resolved is not None and manifest.get(relative) == media.sha256 and resolved.is_file():
+        resolved = resolved_confined(out_root, relative)
+        if resolved is not None and resolved.is_relative_to(self.report_root) and manifest.get(relative) == media.sha256 \
+                and resolved.is_file():
             return resolved
         stored = self.store.path_for(media.sha256)
         if not stored.is_file():

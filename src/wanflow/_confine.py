@@ -10,7 +10,6 @@ delete: the resolved path would lie outside, so the path is refused.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import stat
@@ -81,19 +80,41 @@ def named(folder: Path, name: Any, suffix: str = "") -> Path | None:
 
 def _resolved_inside(path: Path, folder: Path, parts: list[str] | None) -> Path | None:
     try:
-        root = _resolved_folder(os.fspath(folder))
-        quick = _walk(root, parts) if parts is not None else None
+        if "\x00" in os.fspath(path):
+            return None  # no file system path holds a NUL
+        root, checked = _resolved_folder(folder)
+        quick = _walk(root, parts) if parts is not None and checked else None
         resolved = quick if quick is not None else path.resolve()
         return resolved if resolved.is_relative_to(root) else None
     except (OSError, RuntimeError, ValueError):
         return None
 
 
-@functools.lru_cache(maxsize=256)
-def _resolved_folder(folder: str) -> Path:
-    """``folder`` resolved, once per process: the folders wanflow confines to are its own (the
-    project, its state, ``out/``), found from the project's location, never from data read back."""
-    return Path(folder).resolve()
+_FOLDERS: dict[tuple[str, int, int], Path] = {}  # (absolute folder, st_dev, st_ino) -> the folder resolved
+
+
+def _resolved_folder(folder: Path) -> tuple[Path, bool]:
+    """``folder`` resolved, and whether it may be walked below without resolving each path again.
+
+    The resolution is remembered for the folder's absolute name and the file it is now (device and
+    inode, one ``stat``): a folder re-pointed, deleted or made again is resolved again. A relative
+    name (it depends on the current folder), a missing folder and Windows (junctions are not
+    symlinks to ``lstat``) always take the full resolve.
+    """
+    text = os.fspath(folder)
+    if os.name == "nt" or not os.path.isabs(text):
+        return folder.resolve(), False
+    try:
+        now = os.stat(text)
+    except OSError:
+        return folder.resolve(), False
+    key = (text, now.st_dev, now.st_ino)
+    root = _FOLDERS.get(key)
+    if root is None:
+        if len(_FOLDERS) >= 256:
+            _FOLDERS.clear()
+        root = _FOLDERS[key] = folder.resolve()
+    return root, True
 
 
 def _parts_below(path: str, folder: str) -> list[str] | None:
@@ -120,4 +141,6 @@ def _walk(root: Path, parts: list[str]) -> Path | None:
                 return None
         except FileNotFoundError:  # the rest does not exist yet: resolved as written
             return Path(current, *parts[index + 1:])
+        except OSError:  # a component that is a file, or unreadable: as resolving the whole path says
+            return None
     return Path(current)

@@ -303,7 +303,7 @@ def test_a_recalled_document_has_the_data_and_positions_of_a_fresh_parse(tmp_pat
     assert load_yaml_file(source, "renamed.yaml").locate(("b", 4, "c")) == fresh.locate(("b", 4, "c"))
 
 
-@pytest.mark.parametrize("damage", [b"", b"\x00\xff", b"[]", b'{"parser": 1}', b"{}",
+@pytest.mark.parametrize("damage", [b"", b"\x00\xff", b"[]", b'{"parser": 1}', b"{}", b"[" * 100_000 + b"]" * 100_000,
                                     "kept"])  # "kept": the right parser, marks of the wrong shape
 def test_a_damaged_or_foreign_kept_document_is_parsed_again(tmp_path, damage):
     from wanflow.pipelines import parsed_cache

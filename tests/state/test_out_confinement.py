@@ -150,3 +150,26 @@ def test_a_symlink_deep_in_the_path_or_swapped_in_later_is_still_refused(tmp_pat
     assert confined(via_link, "a/b/x.png") == via_link / "a/b/x.png"
     assert confined(via_link, "a/b/c/victim.txt") is None
     assert not is_inside(victim, project) and is_inside(project / "a/../a/b", project)
+
+
+def test_a_folder_re_pointed_or_named_relatively_is_resolved_again(tmp_path, victim, monkeypatch):
+    """The folder's resolution is remembered only for the file it is now: a symlinked folder
+    pointed elsewhere, or a relative name read from another current folder, is resolved again."""
+    first, second = tmp_path / "e1", tmp_path / "e2"
+    (first / "steps").mkdir(parents=True)
+    (second).mkdir()
+    (second / "steps").symlink_to(victim.parent)
+    folder = tmp_path / "out-p"
+    folder.symlink_to(first)
+    assert confined(folder, "steps/x.png") == folder / "steps/x.png"
+    folder.unlink()
+    folder.symlink_to(second)  # re-pointed: steps/ now leads out
+    assert confined(folder, "steps/x.png") is None
+    for name, target, expected in (("a", first, Path("o/steps/x.png")), ("b", second, None)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "o").symlink_to(target)
+        monkeypatch.chdir(tmp_path / name)  # the same relative name, another folder
+        assert confined(Path("o"), "steps/x.png") == expected
+    assert not is_inside(first / "missing" / "a\x00b", first)  # no path holds a NUL
+    (first / "plain").write_text("a file")
+    assert confined(first, "plain/x") == first / "plain/x"  # as resolving the whole path says

@@ -74,8 +74,8 @@ def _raw_catalog(source: Path) -> dict[str, Any]:
     import yaml  # PyYAML costs ~30 ms to import: only when the kept copy is missing
 
     raw = yaml.load(source.read_text("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: 5x faster
-    if not sys.dont_write_bytecode:
-        with contextlib.suppress(OSError):  # a read-only install parses each time, as before
+    if not sys.dont_write_bytecode and sys.pycache_prefix is None:  # where Python itself writes bytecode
+        with contextlib.suppress(OSError, ValueError):  # read-only, or a value marshal cannot hold: parse each time
             kept.parent.mkdir(exist_ok=True)
             for stale in kept.parent.glob(f"{source.stem}.*.marshal"):
                 stale.unlink(missing_ok=True)

@@ -14,8 +14,10 @@ believed). Each file is still read as untrusted: anything unexpected means "pars
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,7 @@ def recall(digest: str, file: str) -> SourceDocument | None:
                               for path, line, column in kept["keys"]}
         document.containers = {_path(path) for path in kept["containers"]}
         return document
-    except (OSError, ValueError, KeyError, TypeError):  # absent, damaged or of another shape: parse again
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # absent, damaged or of another shape
         return None
 
 
@@ -57,16 +59,16 @@ def keep(document: SourceDocument) -> None:
     folder = _folder()
     if folder is None or len(document.digest) != 64:
         return
-    kept = {"parser": _parser(), "data": document.data,
-            "values": [[list(path), at.line, at.column] for path, at in document.value_marks.items()],
-            "keys": [[list(path), at.line, at.column] for path, at in document.key_marks.items()],
-            "containers": [list(path) for path in document.containers]}
     with contextlib.suppress(OSError, ValueError, TypeError, RecursionError):
+        kept = {"parser": _parser(), "data": document.data,
+                "values": [[list(path), at.line, at.column] for path, at in document.value_marks.items()],
+                "keys": [[list(path), at.line, at.column] for path, at in document.key_marks.items()],
+                "containers": [list(path) for path in document.containers]}
         text = json.dumps(kept, separators=(",", ":"))
         if len(text) > MAX_KEPT_BYTES:
             return
         folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f"{document.digest}.{os.getpid()}.tmp"
+        partial = folder / f"{document.digest}.{os.urandom(6).hex()}.tmp"  # threads and hosts sharing a home
         partial.write_text(text, "utf-8")
         os.replace(partial, folder / f"{document.digest}.json")
         _prune(folder)
@@ -80,11 +82,16 @@ def _folder() -> Path | None:
 
 
 def _parser() -> list[Any]:
-    """What a kept document was parsed by: the format, wanflow's version and the parser modules' stamps."""
+    """What a kept document was parsed by: the format, wanflow's version, the parser modules' stamps
+    and PyYAML's (its package folder and ``__init__.py``, found without importing it: an upgrade,
+    or libyaml's extension added or removed, rewrites them)."""
     here = Path(__file__).parent
     stamps: list[Any] = [FORMAT, __version__]
-    for name in _PARSER_FILES:
-        stat = (here / name).stat()
+    spec = importlib.util.find_spec("yaml")
+    pyyaml = Path(spec.origin) if spec is not None and spec.origin else None
+    files = [here / name for name in _PARSER_FILES] + ([pyyaml, pyyaml.parent] if pyyaml else [])
+    for path in files:
+        stat = path.stat()
         stamps += [stat.st_size, stat.st_mtime_ns]
     return stamps
 
@@ -102,7 +109,11 @@ def _position(line: Any, column: Any) -> tuple[int, int]:
 
 
 def _prune(folder: Path) -> None:
-    """Keep at most MAX_KEPT documents, dropping the least recently written."""
+    """Keep at most MAX_KEPT documents, dropping the least recently written (and any partial write
+    an hour old: a process killed between writing and renaming)."""
+    for partial in folder.glob("*.tmp"):
+        if partial.stat().st_mtime < time.time() - 3600:
+            partial.unlink(missing_ok=True)
     kept = list(folder.glob("*.json"))
     if len(kept) <= MAX_KEPT:
         return

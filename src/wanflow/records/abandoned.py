@@ -39,7 +39,7 @@ def mark_abandoned(runs_dir: Path) -> list[str]:
             stamp = path.stat()
             if stamp.st_mtime < since:
                 continue
-            key = [stamp.st_size, stamp.st_mtime_ns]
+            key = [stamp.st_size, stamp.st_mtime_ns, stamp.st_ino]  # a record is replaced whole: a new inode
             if settled.get(path.name) == key:  # seen finished last time and not written since
                 still_settled[path.name] = key
                 continue

@@ -325,7 +325,9 @@ class KeyLease:
         self.store = store
         self.key = key
         self.seconds = seconds
-        self.owner = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
+        import socket  # only with a shared store: ~4 ms to import
+
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self.epoch: int | None = None
 
     def _record(self, released: bool = False) -> bytes:

@@ -93,8 +93,15 @@ def test_two_lost_answers_of_one_model_never_adopt_each_others_task(sim, project
                                       cli_env(server))
         assert code == 0, err
         assert _adopted_wrongly(server, summary) == []
+        # With the flag, a step still left is either resent on purpose, or adopts its own task when the
+        # other step's claim leaves exactly one candidate (a busy machine spreads the first creates).
+        resent = 0
         for name in {"left", "right"} - done:
-            assert any("on purpose" in message for message in _events(summary, name))
+            adopted = (_record(summary)["steps"][name].get("provider_info") or {}).get("adopted") is True
+            on_purpose = any("on purpose" in message for message in _events(summary, name))
+            assert adopted or on_purpose, _events(summary, name)
+            resent += on_purpose
+        assert server.stats()["creates"] == 2 + resent
 
 
 def test_a_task_another_step_finished_is_never_adopted(sim, project, write_pipeline):

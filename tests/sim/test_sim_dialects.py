@@ -90,7 +90,9 @@ def test_vendor_words_are_in_progress_and_completed(tmp_path):
 
 
 def test_novel_words_are_unknown_while_running(tmp_path):
-    with running(tmp_path, task_seconds=1.2, status_words="novel") as sim:
+    # Queued for the first quarter: 1 s, so that the first poll sees it even when the create (an
+    # inline image to decode) answers late on a busy machine (1.2 s tasks missed it at a load of 9).
+    with running(tmp_path, task_seconds=4.0, status_words="novel") as sim:
         words = _words(sim, {"model": "wan26_i2v", "input": {"img_url": data_uri()},
                              "parameters": {"resolution": "720P", "duration": 2}}, {"done"})
     assert set(words[:-1]) == {"warming_up", "rendering"} and words[-1] == "done"

@@ -78,7 +78,7 @@ def _words(sim, body: dict, final: set[str], gateway: bool = False) -> list[str]
 
 
 def test_documented_words_for_images(tmp_path):
-    with running(tmp_path, task_seconds=1.2) as sim:  # queued for 0.3 s: seen even on a busy machine
+    with running(tmp_path, task_seconds=2.0) as sim:  # queued for 0.5 s: seen even on a busy machine
         words = _words(sim, t2i(), {"completed"})
     assert set(words) == {"pending", "processing", "completed"}
 
@@ -99,7 +99,7 @@ def test_novel_words_are_unknown_while_running(tmp_path):
 
 
 def test_mixed_words_pick_a_synonym_per_poll(tmp_path):
-    with running(tmp_path, task_seconds=1.0, status_words="mixed") as sim:
+    with running(tmp_path, task_seconds=2.0, status_words="mixed") as sim:  # enough polls on a busy machine
         words = _words(sim, t2i(), set(MIXED_SUCCESS))
     running_words = words[:-1]
     assert set(running_words) <= set(MIXED_RUNNING) and len(set(running_words)) >= 3

@@ -8,7 +8,7 @@ against the local run, creates and duplicate creates, and the scheduler's memory
 the scheduler: its RSS after the run and its peak). JSON on stdout, a table on stderr, min / median /
 max over ``--repeat`` repetitions.
 
-Usage: python benchmarks/cluster_batch.py [--rows N] [--repeat R] [--workers 1,4]
+Usage: python benchmarks/cluster_batch.py [--rows N] [--repeat R] [--workers 1,4] [--no-local]
 """
 
 from __future__ import annotations
@@ -57,24 +57,40 @@ def one_run(env: dict[str, str], rows: int, label: str, workers: int) -> dict[st
             (project / "wanflow.toml").write_text(LIMITS)
             (project / "rows.jsonl").write_text("".join(json.dumps({"product": f"{label} {n}"}) + "\n" for n in range(rows)))
             extra = ["--cluster", cluster.scheduler_address] if cluster is not None else ["--jobs", str(JOBS)]
-            started = time.perf_counter()
-            done = subprocess.run([*wanflow_command(), "run", "bench.yaml", "--provider", "dashscope", "--batch", "rows.jsonl",
-                                   "--json", "--yes", "--no-report", *extra], cwd=project, env=env,
-                                  capture_output=True, text=True, stdin=subprocess.DEVNULL)
-            wall = time.perf_counter() - started
-        scheduler_mb = rss_mb()
+            # The driver's output goes to files, not into this process: its JSON summary grows with the
+            # rows, and held here it would count as the scheduler's memory.
+            with open(project / "out.json", "w") as out, open(project / "err.txt", "w") as err:
+                started = time.perf_counter()
+                done = subprocess.run([*wanflow_command(), "run", "bench.yaml", "--provider", "dashscope", "--batch",
+                                       "rows.jsonl", "--json", "--yes", "--no-report", *extra], cwd=project, env=env,
+                                      stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+                wall = time.perf_counter() - started
+            scheduler_mb = rss_mb()
+            state = scheduler_state(cluster) if cluster is not None else None
+            if done.returncode != 0:
+                raise SystemExit(f"the {label} run failed (exit {done.returncode}):\n{(project / 'err.txt').read_text()[-3000:]}")
+            summary = json.loads((project / "out.json").read_text())
     finally:
         if cluster is not None:
             cluster.close()  # its worker processes end here, so their CPU is in RUSAGE_CHILDREN below
     self_after = resource.getrusage(resource.RUSAGE_SELF)
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"the {label} run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    summary = json.loads(done.stdout)
     steps = sum(len(instance["steps"]) for instance in summary["instances"].values())
     cpu = sum((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
               for before, after in ((self_before, self_after), (children_before, children_after)))
-    return {"ok": summary["ok"], "steps": steps, "wall": wall, "cpu": cpu, "scheduler_mb": scheduler_mb}
+    return {"ok": summary["ok"], "steps": steps, "wall": wall, "cpu": cpu, "scheduler_mb": scheduler_mb, "state": state}
+
+
+def scheduler_state(cluster: Any) -> dict[str, int]:
+    """What the scheduler (in this process) still holds after the run: tasks, the semaphores behind
+    wanflow's key locks, model slots and submit rates (Dask's Lock is a one-lease Semaphore), and its
+    transition log (capped by Dask's ``distributed.admin.low-level-log-length``)."""
+    scheduler = cluster.scheduler
+    semaphores = scheduler.extensions.get("semaphores")
+    names = list(getattr(semaphores, "max_leases", {}))
+    return {"tasks": len(scheduler.tasks), "semaphores": len(names),
+            "key_lock_semaphores": sum(1 for name in names if name.startswith("wanflow-key-")),
+            "transition_log": len(scheduler.transition_log)}
 
 
 def main() -> None:
@@ -82,8 +98,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", default="1,4", help="cluster sizes to compare, e.g. 1,4")
+    parser.add_argument("--no-local", action="store_true", help="skip the local run (no overhead figures)")
     args = parser.parse_args()
-    sizes = [0, *(int(size) for size in args.workers.split(","))]
+    sizes = [*([] if args.no_local else [0]), *(int(size) for size in args.workers.split(","))]
     port = free_port()
     sim = subprocess.Popen([sys.executable, "-m", "wanflow", "sim", "--port", str(port), "--task-seconds", "0",
                             "--tiny-results"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -119,15 +136,17 @@ def main() -> None:
                 "creates": [run["creates"] for run in runs],
                 "duplicate_creates": sum(run["duplicate_creates"] for run in runs),
                 "scheduler_rss_mb_after": spread((run["scheduler_mb"] for run in runs), 1) if workers else None,
+                "scheduler_state_after": runs[-1]["state"],
             }
     finally:
         sim.terminate()
         sim.wait()
-    local_wall = results["local"]["wall_ms_per_step"]["median"]
-    local_cpu = results["local"]["cpu_ms_per_step"]["median"]
-    for entry in results.values():
-        entry["overhead_vs_local_wall_ms_per_step"] = round(entry["wall_ms_per_step"]["median"] - local_wall, 3)
-        entry["overhead_vs_local_cpu_ms_per_step"] = round(entry["cpu_ms_per_step"]["median"] - local_cpu, 3)
+    if "local" in results:
+        local_wall = results["local"]["wall_ms_per_step"]["median"]
+        local_cpu = results["local"]["cpu_ms_per_step"]["median"]
+        for entry in results.values():
+            entry["overhead_vs_local_wall_ms_per_step"] = round(entry["wall_ms_per_step"]["median"] - local_wall, 3)
+            entry["overhead_vs_local_cpu_ms_per_step"] = round(entry["cpu_ms_per_step"]["median"] - local_cpu, 3)
     # The peak of this process: the scheduler's peak over every cluster run (it starts small).
     document = {"rows": args.rows, "repeat": args.repeat, "results": results,
                 "benchmark_process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -136,9 +155,12 @@ def main() -> None:
     print(table(["run", "steps/s", "wall ms/step", "CPU ms/step", "+wall vs local", "+CPU vs local", "dupes",
                  "scheduler RSS MB"],
                 [[name, fmt_spread(entry["steps_per_second"]), fmt_spread(entry["wall_ms_per_step"]),
-                  fmt_spread(entry["cpu_ms_per_step"]), entry["overhead_vs_local_wall_ms_per_step"],
-                  entry["overhead_vs_local_cpu_ms_per_step"], entry["duplicate_creates"],
+                  fmt_spread(entry["cpu_ms_per_step"]), entry.get("overhead_vs_local_wall_ms_per_step", "-"),
+                  entry.get("overhead_vs_local_cpu_ms_per_step", "-"), entry["duplicate_creates"],
                   fmt_spread(entry["scheduler_rss_mb_after"])] for name, entry in results.items()]), file=sys.stderr)
+    for name, entry in results.items():
+        if entry["scheduler_state_after"]:
+            print(f"{name}: the scheduler holds {entry['scheduler_state_after']}", file=sys.stderr)
 
 
 if __name__ == "__main__":

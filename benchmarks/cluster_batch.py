@@ -14,6 +14,9 @@ Usage: python benchmarks/cluster_batch.py [--rows N] [--repeat R] [--workers 1,4
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import gc
 import json
 import os
 import resource
@@ -33,6 +36,16 @@ from benchlib import BATCH_PIPELINE as PIPELINE
 from benchlib import fmt_spread, free_port, machine, spread, table, user_env, wanflow_command
 
 
+def trimmed_rss_mb() -> float:
+    """This process's resident memory after a collection and glibc's ``malloc_trim``: what the
+    scheduler still holds, without the freed memory the allocator keeps from the run's busiest
+    moment (that high-water mark depends on bursts, not on what is kept)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return rss_mb()
+
+
 def rss_mb() -> float:
     """This process's resident memory now (Linux)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -45,9 +58,9 @@ def one_run(env: dict[str, str], rows: int, label: str, workers: int) -> dict[st
     """One ``wanflow run --batch`` of ``rows`` rows, locally (workers 0) or on a fresh LocalCluster."""
     cluster = None
     if workers:
-        from distributed import LocalCluster
+        from wanflow.execute.cluster.driver import local_cluster
 
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=4, processes=True, dashboard_address=None)
+        cluster = local_cluster(workers)  # what `--cluster local:N` makes, with its configuration
     self_before = resource.getrusage(resource.RUSAGE_SELF)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
@@ -67,6 +80,8 @@ def one_run(env: dict[str, str], rows: int, label: str, workers: int) -> dict[st
                 wall = time.perf_counter() - started
             scheduler_mb = rss_mb()
             state = scheduler_state(cluster) if cluster is not None else None
+            if state is not None:
+                state["rss_mb_trimmed"] = round(trimmed_rss_mb(), 1)
             if done.returncode != 0:
                 raise SystemExit(f"the {label} run failed (exit {done.returncode}):\n{(project / 'err.txt').read_text()[-3000:]}")
             summary = json.loads((project / "out.json").read_text())
@@ -81,7 +96,7 @@ def one_run(env: dict[str, str], rows: int, label: str, workers: int) -> dict[st
     return {"ok": summary["ok"], "steps": steps, "wall": wall, "cpu": cpu, "scheduler_mb": scheduler_mb, "state": state}
 
 
-def scheduler_state(cluster: Any) -> dict[str, int]:
+def scheduler_state(cluster: Any) -> dict[str, float]:
     """What the scheduler (in this process) still holds after the run: tasks, the semaphores behind
     wanflow's key locks, model slots and submit rates (Dask's Lock is a one-lease Semaphore), and its
     transition log (capped by Dask's ``distributed.admin.low-level-log-length``)."""

@@ -75,9 +75,33 @@ def _check_gpu_workers(client: Any, specs: list[dict[str, Any]]) -> None:
                          "start GPU workers with `dask worker SCHEDULER --resources GPU=1` (see README, 'Your own GPU')")
 
 
+# Dask keeps each comm's last messages for debugging (1,000 by default). A unit's message carries its
+# whole pipeline, so at a 10,000-row batch those copies, not the work, were most of the scheduler's
+# memory: 145 MB at 1,000 rows, 259 MB at 5,000 (benchmarks/cluster_batch.py). A short log keeps it flat.
+MESSAGE_LOG_KEY = "distributed.admin.low-level-log-length"
+MESSAGE_LOG_LENGTH = 50
+
+
+def short_message_log() -> None:
+    """Keep Dask's per-comm message log short in this process (the driver's client, and the scheduler
+    of a ``local:N`` cluster), unless the user set it to something other than Dask's default."""
+    import dask
+
+    if dask.config.get(MESSAGE_LOG_KEY, 1000) == 1000:
+        dask.config.set({MESSAGE_LOG_KEY: MESSAGE_LOG_LENGTH})
+
+
+def local_cluster(workers: int) -> Any:
+    """The ``local:N`` cluster: N worker processes of 4 unit threads, the scheduler in this process."""
+    from distributed import LocalCluster
+
+    short_message_log()
+    return LocalCluster(n_workers=workers, threads_per_worker=4, processes=True, dashboard_address=None)
+
+
 def _client(address: str) -> tuple[Any, Any]:
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError:
         raise UsageError("--cluster needs Dask's distributed: pip install 'wanflow[cluster]'") from None
     if address.startswith("local:"):
@@ -87,12 +111,13 @@ def _client(address: str) -> tuple[Any, Any]:
             workers = 0
         if workers < 1:
             raise UsageError(f"--cluster {address}: say local:N with N at least 1 worker")
-        local = LocalCluster(n_workers=workers, threads_per_worker=4, processes=True, dashboard_address=None)
+        local = local_cluster(workers)
         client = Client(local)
         client.register_plugin(_ignore_interrupts(), name="wanflow-ignore-sigint")
         return client, local
     if "://" not in address:
         raise UsageError(f"--cluster {address}: expected local:N or a scheduler address such as tcp://HOST:8786")
+    short_message_log()
     try:  # a scheduler that is not there is a clear exit 2 within seconds, before anything is sent
         return Client(address, timeout=CONNECT_SECONDS), None
     except (OSError, TimeoutError, ValueError) as error:

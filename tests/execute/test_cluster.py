@@ -286,3 +286,18 @@ def test_a_bad_cluster_address_is_a_usage_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "wanflow", "run", "pipe.yaml", "--cluster", "local:0"], cwd=folder,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "local:N" in done.stderr
+
+
+def test_the_message_log_is_kept_short_unless_the_user_set_it():
+    """Dask keeps each comm's last messages; a unit's carries its pipeline, so the default (1,000 per
+    comm) made the scheduler's memory grow with the rows. wanflow shortens it unless told otherwise."""
+    import dask
+
+    from wanflow.execute.cluster.driver import MESSAGE_LOG_KEY, MESSAGE_LOG_LENGTH, short_message_log
+
+    with dask.config.set({MESSAGE_LOG_KEY: 1000}):
+        short_message_log()
+        assert dask.config.get(MESSAGE_LOG_KEY) == MESSAGE_LOG_LENGTH
+    with dask.config.set({MESSAGE_LOG_KEY: 7}):
+        short_message_log()
+        assert dask.config.get(MESSAGE_LOG_KEY) == 7

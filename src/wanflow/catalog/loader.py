@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import marshal
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wanflow._fs import atomic_write_bytes
 from wanflow.catalog.parse import parse_media, parse_model
 from wanflow.catalog.services import ServiceSpec, parse_service
 from wanflow.catalog.spec import MediaRules, ModelSpec
@@ -79,7 +79,5 @@ def _raw_catalog(source: Path) -> dict[str, Any]:
             kept.parent.mkdir(exist_ok=True)
             for stale in kept.parent.glob(f"{source.stem}.*.marshal"):
                 stale.unlink(missing_ok=True)
-            partial = kept.with_name(f"{kept.name}.{os.getpid()}.tmp")
-            partial.write_bytes(marshal.dumps(raw))
-            os.replace(partial, kept)
+            atomic_write_bytes(kept, marshal.dumps(raw), durable=False)
     return raw

@@ -16,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from wanflow._bounded import read_bounded
 from wanflow._diagnostics import Location
+from wanflow._fs import atomic_write_bytes
 from wanflow._version import __version__
 from wanflow.pipelines.source_document import DataPath, SourceDocument
 from wanflow.project.locate import cache_dir
@@ -68,9 +68,7 @@ def keep(document: SourceDocument) -> None:
         if len(text) > MAX_KEPT_BYTES:
             return
         folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f"{document.digest}.{os.urandom(6).hex()}.tmp"  # threads and hosts sharing a home
-        partial.write_text(text, "utf-8")
-        os.replace(partial, folder / f"{document.digest}.json")
+        atomic_write_bytes(folder / f"{document.digest}.json", text.encode("utf-8"), durable=False)
         _prune(folder)
 
 
@@ -111,7 +109,7 @@ def _position(line: Any, column: Any) -> tuple[int, int]:
 def _prune(folder: Path) -> None:
     """Keep at most MAX_KEPT documents, dropping the least recently written (and any partial write
     an hour old: a process killed between writing and renaming)."""
-    for partial in folder.glob("*.tmp"):
+    for partial in folder.glob(".*.tmp-*"):  # _fs's temporary names
         if partial.stat().st_mtime < time.time() - 3600:
             partial.unlink(missing_ok=True)
     kept = list(folder.glob("*.json"))
